@@ -1,0 +1,45 @@
+package zo
+
+import (
+	"fmt"
+	"math"
+)
+
+// Config is the part of a run's configuration the engine needs. Every peer of a
+// run must hold the same Config: it fixes seeds, perturbations and step sizes.
+type Config struct {
+	Run  string  // run identifier; part of every seed
+	Dist Dist    // perturbation distribution
+	Eps  float64 // perturbation scale ε
+	LR   float64 // learning rate η; an update moves θ by −η·ĝ·z
+}
+
+// Validate reports the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case c.Run == "":
+		return fmt.Errorf("zo: config: empty run id")
+	case c.Dist != Rademacher && c.Dist != Gauss4:
+		return fmt.Errorf("zo: config: unknown distribution %d", c.Dist)
+	case !(c.Eps > 0) || math.IsInf(c.Eps, 0):
+		return fmt.Errorf("zo: config: eps must be positive and finite, got %g", c.Eps)
+	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("zo: config: lr must be non-negative and finite, got %g", c.LR)
+	}
+	return nil
+}
+
+// Update is one projected gradient: machine's sample-th sample, coded in one
+// byte plus the exponent byte its batch shares. (Machine, Sample) identify it.
+type Update struct {
+	Machine uint64
+	Sample  uint64
+	Exp     uint8
+	Code    int8
+}
+
+// Grad is the decoded projected gradient ĝ.
+func (u Update) Grad() float64 { return Dequantize(u.Exp, u.Code) }
+
+// SameKey reports whether u and v claim the same (machine, sample).
+func (u Update) SameKey(v Update) bool { return u.Machine == v.Machine && u.Sample == v.Sample }

@@ -1,0 +1,219 @@
+package zo
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// TensorSpec describes one parameter tensor handed to NewWeights.
+type TensorSpec struct {
+	Name      string
+	Shape     []int
+	Data      []float32 // base weights; becomes the float32 view forward passes read
+	Trainable bool
+}
+
+// Tensor is one parameter tensor. Q holds the canonical weights in fixed point,
+// value = Q[i]·2^−Exp; View is the float32 copy that forward passes read and that
+// the engine re-derives from Q (it is never updated by subtraction).
+type Tensor struct {
+	Name      string
+	Shape     []int
+	Offset    uint64 // index of element 0 in the perturbation stream
+	Exp       int
+	Q         []int32
+	View      []float32
+	Trainable bool
+}
+
+// Len is the number of elements.
+func (t *Tensor) Len() int { return len(t.Q) }
+
+// scale is 2^−Exp as a float32; multiplying by it is exact.
+func (t *Tensor) scale() float32 { return float32(math.Ldexp(1, -t.Exp)) }
+
+// Weights is a model's parameters: base weights quantised once at run start,
+// plus every update applied since, as exact integer additions.
+type Weights struct {
+	Tensors []*Tensor
+	n       uint64 // length of the perturbation index space
+}
+
+const (
+	// fracBits fixes the grid: a tensor whose largest |w| is below 2^k gets
+	// Exp = fracBits − k, so |Q| < 2^28 at start and weights may grow 8× before int32 wraps.
+	fracBits = 28
+	// minRangeExp floors k so all-zero and tiny tensors (biases) get a usable grid.
+	minRangeExp = -6
+	// alignElems aligns every tensor's stream offset to whole Philox blocks.
+	alignElems = 128
+)
+
+// NewWeights quantises the base weights onto each tensor's grid and takes
+// ownership of spec.Data as the tensor's view. The tensor order, names and
+// shapes define the layout; every peer must pass the same.
+func NewWeights(specs []TensorSpec) (*Weights, error) {
+	w := &Weights{}
+	seen := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		n := 1
+		for _, d := range s.Shape {
+			if d <= 0 {
+				return nil, fmt.Errorf("zo: tensor %q: bad shape %v", s.Name, s.Shape)
+			}
+			n *= d
+		}
+		if n != len(s.Data) {
+			return nil, fmt.Errorf("zo: tensor %q: shape %v holds %d elements, data has %d", s.Name, s.Shape, n, len(s.Data))
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("zo: tensor %q appears twice", s.Name)
+		}
+		seen[s.Name] = true
+		var m float32
+		for _, v := range s.Data {
+			if v != v || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("zo: tensor %q: weight is not finite", s.Name)
+			}
+			m = max(m, float32(math.Abs(float64(v))))
+		}
+		_, k := math.Frexp(float64(m)) // m < 2^k
+		k = max(k, minRangeExp)
+		t := &Tensor{
+			Name: s.Name, Shape: append([]int(nil), s.Shape...), Offset: w.n,
+			Exp: fracBits - k, Q: make([]int32, n), View: s.Data, Trainable: s.Trainable,
+		}
+		for i, v := range s.Data {
+			t.Q[i] = int32(math.RoundToEven(math.Ldexp(float64(v), t.Exp)))
+		}
+		w.Tensors = append(w.Tensors, t)
+		w.n += (uint64(n) + alignElems - 1) / alignElems * alignElems
+	}
+	w.SyncViews()
+	return w, nil
+}
+
+// SyncViews re-derives every float32 view from the canonical weights.
+func (w *Weights) SyncViews() { w.syncViews(false) }
+
+func (w *Weights) syncViews(trainableOnly bool) {
+	w.forChunks(trainableOnly, func(_ int, t *Tensor, lo, hi int) {
+		sc, q, v := t.scale(), t.Q[lo:hi], t.View[lo:hi]
+		for i := range q {
+			v[i] = float32(q[i]) * sc
+		}
+	})
+}
+
+// chunkElems is the unit of parallel work: large enough to amortise scheduling,
+// small enough (64 KiB of Q) to stay in L2 while every update of a batch is added.
+const chunkElems = 16384
+
+// forChunks runs fn over every chunk of every tensor (only trainable ones if
+// trainable is set) on GOMAXPROCS goroutines. Chunks are disjoint, so the result
+// does not depend on scheduling.
+func (w *Weights) forChunks(trainable bool, fn func(ti int, t *Tensor, lo, hi int)) {
+	type job struct {
+		ti, lo, hi int
+	}
+	var jobs []job
+	for ti, t := range w.Tensors {
+		if trainable && !t.Trainable {
+			continue
+		}
+		for lo := 0; lo < t.Len(); lo += chunkElems {
+			jobs = append(jobs, job{ti, lo, min(lo+chunkElems, t.Len())})
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	if workers <= 1 {
+		for _, j := range jobs {
+			fn(j.ti, w.Tensors[j.ti], j.lo, j.hi)
+		}
+		return
+	}
+	next := make(chan job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for j := range next {
+				fn(j.ti, w.Tensors[j.ti], j.lo, j.hi)
+			}
+		})
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+}
+
+// Hash is the weights hash peers compare: SHA-256 over a domain tag and, per
+// tensor in layout order, the SHA-256 of (name, shape, Exp, Q as little-endian int32).
+func (w *Weights) Hash() [32]byte {
+	sums := make([][32]byte, len(w.Tensors))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, t := range w.Tensors {
+		sem <- struct{}{}
+		wg.Go(func() {
+			sums[i] = t.hash()
+			<-sem
+		})
+	}
+	wg.Wait()
+	h := sha256.New()
+	h.Write([]byte("zopeer/weights/v1\x00"))
+	for _, s := range sums {
+		h.Write(s[:])
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func (t *Tensor) hash() [32]byte {
+	h := sha256.New()
+	var b [8]byte
+	binary.BigEndian.PutUint32(b[:4], uint32(len(t.Name)))
+	h.Write(b[:4])
+	h.Write([]byte(t.Name))
+	binary.BigEndian.PutUint32(b[:4], uint32(len(t.Shape)))
+	h.Write(b[:4])
+	for _, d := range t.Shape {
+		binary.BigEndian.PutUint64(b[:], uint64(d))
+		h.Write(b[:])
+	}
+	binary.BigEndian.PutUint32(b[:4], uint32(int32(t.Exp)))
+	h.Write(b[:4])
+	h.Write(LittleEndianInt32s(t.Q))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// LittleEndianInt32s returns q's bytes in little-endian order, without copying
+// on little-endian machines.
+func LittleEndianInt32s(q []int32) []byte {
+	if len(q) == 0 {
+		return nil
+	}
+	if nativeLittleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(&q[0])), 4*len(q))
+	}
+	b := make([]byte, 4*len(q))
+	for i, v := range q {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
+	}
+	return b
+}
+
+var nativeLittleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
