@@ -41,15 +41,15 @@ func Quantize(g, u []float64, codes []int8) (exp uint8, err error) {
 		}
 		m = max(m, math.Abs(v))
 	}
-	e := 0
-	if m > 0 {
-		f, x := math.Frexp(m) // m = f·2^x, f in [0.5, 1)
-		e = x - 7             // m/2^e = 128f in [64, 128)
-		if 128*f > CodeMax {
-			e++
-		}
+	if m == 0 {
+		clear(codes)
+		return 0, nil
 	}
-	e += codeBias
+	f, x := math.Frexp(m) // m = f·2^x, f in [0.5, 1)
+	e := x - 7 + codeBias // m/2^(e−bias) = 128f in [64, 128)
+	if 128*f > CodeMax {
+		e++
+	}
 	switch {
 	case e > math.MaxUint8:
 		return 0, fmt.Errorf("zo: quantize: |g| = %g is beyond the code's range", m)

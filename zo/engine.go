@@ -1,10 +1,9 @@
 package zo
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
+	"unsafe"
 )
 
 // Engine applies updates to Weights and runs local SPSA steps under one run's
@@ -14,29 +13,33 @@ import (
 type Engine struct {
 	cfg    Config
 	w      *Weights
-	epsQ   []int64 // ε on each tensor's grid, in units of the integer-valued z
+	epsQ   []int32 // ε on each tensor's grid, in units of the integer-valued z
 	stale  bool    // views differ from the canonical weights (after Apply or Step)
 }
 
-// maxCoeff bounds one update's step on one tensor's grid, so a hostile or broken
-// ĝ cannot overflow the int32 weights in a single update.
-const maxCoeff = 1 << 24
+// maxCoeff bounds one update's step on one tensor's grid (1/32 of the int32
+// range), so a hostile or broken ĝ cannot wrap the weights in a single update.
+const maxCoeff = 1 << 26
+
+// maxEps bounds ε on a tensor's grid (1/16 of the int32 range) so that Q ± ε
+// stays in range for weights that have not grown past 7/8 of it.
+const maxEps = 1 << 27
 
 // NewEngine checks cfg against w.
 func NewEngine(cfg Config, w *Weights) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, w: w, epsQ: make([]int64, len(w.Tensors))}
+	e := &Engine{cfg: cfg, w: w, epsQ: make([]int32, len(w.Tensors))}
 	for i, t := range w.Tensors {
 		if !t.Trainable {
 			continue
 		}
 		q := math.RoundToEven(math.Ldexp(cfg.Eps, t.Exp) / cfg.Dist.sigma())
-		if q < 1 || q > maxCoeff {
+		if q < 1 || q > maxEps {
 			return nil, fmt.Errorf("zo: eps %g is off the grid of tensor %q (2^-%d per unit)", cfg.Eps, t.Name, t.Exp)
 		}
-		e.epsQ[i] = int64(q)
+		e.epsQ[i] = int32(q)
 	}
 	return e, nil
 }
@@ -95,13 +98,10 @@ func (e *Engine) Apply(us []Update) {
 		p := plans[ti]
 		d := t.Q[lo:hi]
 		first := t.Offset + uint64(lo)
-		switch {
-		case e.cfg.Dist == Gauss4:
+		if e.cfg.Dist == Gauss4 {
 			p.applyGauss(d, first)
-		case len(us) == 1:
-			p.applyOne(d, first)
-		default:
-			p.applyMany(d, first)
+		} else {
+			p.applyRademacher(d, first)
 		}
 	})
 	e.stale = true
@@ -111,126 +111,88 @@ func (e *Engine) Apply(us []Update) {
 type applyPlan struct {
 	seeds []Seed
 	c     []int32
-	sumC  int32
-	// tables[g][b] = Σ 2·c[8g+j] over the set bits j of b: with the bits of
-	// eight updates for one element transposed into a byte b, that element
-	// moves by sumC − Σ_g tables[g][b_g] (since ±c = c − 2c·bit).
-	tables [][256]int32
+	twoC  []int32
+	// sumC lets the kernels add ±c as sumC − Σ 2c·bit over the set bits.
+	sumC int32
 }
 
 func newApplyPlan(e *Engine, us []Update, seeds []Seed, ti int) *applyPlan {
-	p := &applyPlan{seeds: seeds, c: make([]int32, len(us))}
+	p := &applyPlan{seeds: seeds, c: make([]int32, len(us)), twoC: make([]int32, len(us))}
 	for k, u := range us {
 		p.c[k] = e.Coeff(u, seeds[k], ti)
+		p.twoC[k] = 2 * p.c[k]
 		p.sumC += p.c[k]
-	}
-	if len(us) > 1 && e.cfg.Dist == Rademacher {
-		p.tables = make([][256]int32, (len(us)+7)/8)
-		for g := range p.tables {
-			tab := &p.tables[g]
-			for b := 1; b < 256; b++ {
-				low := b & -b
-				j := 8*g + bits.TrailingZeros(uint(low))
-				var c2 int32
-				if j < len(us) {
-					c2 = 2 * p.c[j]
-				}
-				tab[b] = tab[b&(b-1)] + c2
-			}
-		}
 	}
 	return p
 }
 
-// addSigns adds ±c to 32 elements: bit j of bits set means −c.
-func addSigns(d []int32, bits uint32, c int32) {
-	d = d[:32]
-	for j := range d {
-		m := -int32(bits >> j & 1)
-		d[j] += (c ^ m) - m
-	}
-}
+// lanePtr is the address of lane l's first word in a Philox output array.
+func lanePtr(out *philoxOut, l int) unsafe.Pointer { return unsafe.Pointer(&out[0][l]) }
 
-// applyOne is the single-update Rademacher kernel. first is 128-aligned.
-func (p *applyPlan) applyOne(d []int32, first uint64) {
-	s, c := p.seeds[0], p.c[0]
-	b := first / 128
-	for base := 0; base < len(d); base, b = base+128, b+1 {
-		r0, r1, r2, r3 := philox(uint32(b), uint32(b>>32), s.Stream[0], s.Stream[1], s.Key[0], s.Key[1])
-		if base+128 <= len(d) {
-			blk := d[base : base+128]
-			addSigns(blk[0:32], r0, c)
-			addSigns(blk[32:64], r1, c)
-			addSigns(blk[64:96], r2, c)
-			addSigns(blk[96:128], r3, c)
-			continue
+// applyRademacher adds the batch to d, whose first element has stream index
+// first (a multiple of 128). One update: 16 consecutive blocks per Philox call.
+// Several: per block, every update's block in Philox calls of 16 updates each.
+func (p *applyPlan) applyRademacher(d []int32, first uint64) {
+	full := len(d) / 128
+	b0 := first / 128
+	if len(p.seeds) == 1 {
+		var in philoxIn
+		var out philoxOut
+		setKeys(&in, 0, p.seeds)
+		for l := 1; l < 16; l++ {
+			for r := 2; r < 6; r++ {
+				in[r][l] = in[r][0]
+			}
 		}
-		r := [4]uint32{r0, r1, r2, r3}
-		for i := base; i < len(d); i++ {
-			j := i - base
-			m := -int32(r[j>>5] >> (j & 31) & 1)
-			d[i] += (c ^ m) - m
+		for blk := 0; blk < full; blk += 16 {
+			setBlocks(&in, b0+uint64(blk), true)
+			philox16(&in, &out)
+			for l := range min(16, full-blk) {
+				signAdd((*[128]int32)(d[(blk+l)*128:]), lanePtr(&out, l), &p.twoC[0], 1, p.sumC)
+			}
+		}
+	} else {
+		ins := make([]philoxIn, (len(p.seeds)+15)/16)
+		outs := make([]philoxOut, len(ins))
+		for ch := range ins {
+			setKeys(&ins[ch], ch*16, p.seeds)
+		}
+		for blk := range full {
+			for ch := range ins {
+				setBlocks(&ins[ch], b0+uint64(blk), false)
+				philox16(&ins[ch], &outs[ch])
+			}
+			signAdd((*[128]int32)(d[blk*128:]), lanePtr(&outs[0], 0), &p.twoC[0], len(p.seeds), p.sumC)
 		}
 	}
-}
-
-// applyMany is the batched Rademacher kernel: per block of 128 elements it draws
-// every update's 128 bits, transposes them eight updates at a time so that one
-// byte holds eight updates' signs for one element, and sums table lookups.
-func (p *applyPlan) applyMany(d []int32, first uint64) {
-	kp := 8 * len(p.tables)
-	rb := make([]byte, 16*kp) // rb[16·0..15][k]: byte j of update k's block
-	b := first / 128
-	for base := 0; base < len(d); base, b = base+128, b+1 {
+	if tail := d[full*128:]; len(tail) > 0 {
 		for k, s := range p.seeds {
-			r0, r1, r2, r3 := philox(uint32(b), uint32(b>>32), s.Stream[0], s.Stream[1], s.Key[0], s.Key[1])
-			for w, r := range [4]uint32{r0, r1, r2, r3} {
-				rb[(4*w+0)*kp+k] = byte(r)
-				rb[(4*w+1)*kp+k] = byte(r >> 8)
-				rb[(4*w+2)*kp+k] = byte(r >> 16)
-				rb[(4*w+3)*kp+k] = byte(r >> 24)
-			}
-		}
-		for j := 0; j < 16 && base+8*j < len(d); j++ {
-			var acc [8]int32
-			row := rb[j*kp : (j+1)*kp]
-			for g := range p.tables {
-				y := transpose8(binary.LittleEndian.Uint64(row[8*g:]))
-				t := &p.tables[g]
-				acc[0] += t[byte(y)]
-				acc[1] += t[byte(y>>8)]
-				acc[2] += t[byte(y>>16)]
-				acc[3] += t[byte(y>>24)]
-				acc[4] += t[byte(y>>32)]
-				acc[5] += t[byte(y>>40)]
-				acc[6] += t[byte(y>>48)]
-				acc[7] += t[byte(y>>56)]
-			}
-			at := base + 8*j
-			if at+8 <= len(d) {
-				e := d[at : at+8]
-				for i := range e {
-					e[i] += p.sumC - acc[i]
-				}
-				continue
-			}
-			for i := at; i < len(d); i++ {
-				d[i] += p.sumC - acc[i-at]
+			blk := s.Block(b0 + uint64(full))
+			for i := range tail {
+				m := -int32(blk[i>>5] >> (i & 31) & 1)
+				tail[i] += (p.c[k] ^ m) - m
 			}
 		}
 	}
 }
 
-// transpose8 transposes an 8×8 bit matrix held as eight bytes (row r = byte r,
-// column c = bit c): bit c of byte r moves to bit r of byte c.
-func transpose8(x uint64) uint64 {
-	t := (x ^ (x >> 7)) & 0x00AA00AA00AA00AA
-	x ^= t ^ (t << 7)
-	t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCC
-	x ^= t ^ (t << 14)
-	t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0
-	x ^= t ^ (t << 28)
-	return x
+// setKeys puts seeds[from:from+16]'s streams and keys in lanes 0..15.
+func setKeys(in *philoxIn, from int, seeds []Seed) {
+	for l := 0; l < 16 && from+l < len(seeds); l++ {
+		s := seeds[from+l]
+		in[2][l], in[3][l], in[4][l], in[5][l] = s.Stream[0], s.Stream[1], s.Key[0], s.Key[1]
+	}
+}
+
+// setBlocks sets every lane's block index: b+l when consecutive, else b.
+func setBlocks(in *philoxIn, b uint64, consecutive bool) {
+	for l := range uint64(16) {
+		bl := b
+		if consecutive {
+			bl += l
+		}
+		in[0][l], in[1][l] = uint32(bl), uint32(bl>>32)
+	}
 }
 
 // applyGauss adds c·zInt per update; the optional distribution takes the simple path.

@@ -42,7 +42,7 @@ func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 }
 
 // perturb writes view = (Q + sign·εQ·zInt)·2^−Exp for every trainable tensor.
-func (e *Engine) perturb(s Seed, sign int64) {
+func (e *Engine) perturb(s Seed, sign int32) {
 	e.w.forChunks(true, func(ti int, t *Tensor, lo, hi int) {
 		eps, sc := sign*e.epsQ[ti], t.scale()
 		q, v := t.Q[lo:hi], t.View[lo:hi]
@@ -51,19 +51,33 @@ func (e *Engine) perturb(s Seed, sign int64) {
 			z := make([]int32, len(q))
 			Gauss4.Fill(s, first, z)
 			for i := range q {
-				v[i] = float32(int64(q[i])+eps*int64(z[i])) * sc
+				v[i] = float32(q[i]+eps*z[i]) * sc
 			}
 			return
 		}
-		b := first / 128
-		for base := 0; base < len(q); base, b = base+128, b+1 {
-			r0, r1, r2, r3 := philox(uint32(b), uint32(b>>32), s.Stream[0], s.Stream[1], s.Key[0], s.Key[1])
-			r := [4]uint32{r0, r1, r2, r3}
-			n := min(128, len(q)-base)
-			qb, vb := q[base:base+n], v[base:base+n]
-			for i := range qb {
-				m := -int64(r[i>>5] >> (i & 31) & 1)
-				vb[i] = float32(int64(qb[i])+(eps^m)-m) * sc
+		var in philoxIn
+		var out philoxOut
+		setKeys(&in, 0, []Seed{s})
+		for l := 1; l < 16; l++ {
+			for r := 2; r < 6; r++ {
+				in[r][l] = in[r][0]
+			}
+		}
+		full := len(q) / 128
+		for blk := 0; blk < full; blk += 16 {
+			setBlocks(&in, first/128+uint64(blk), true)
+			philox16(&in, &out)
+			for l := range min(16, full-blk) {
+				at := (blk + l) * 128
+				perturbBlock((*[128]int32)(q[at:]), (*[128]float32)(v[at:]), lanePtr(&out, l), eps, sc)
+			}
+		}
+		if at := full * 128; at < len(q) {
+			blk := s.Block(first/128 + uint64(full))
+			for i := at; i < len(q); i++ {
+				j := i - at
+				m := -int32(blk[j>>5] >> (j & 31) & 1)
+				v[i] = float32(q[i]+(eps^m)-m) * sc
 			}
 		}
 	})

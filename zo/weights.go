@@ -48,8 +48,10 @@ const (
 	// fracBits fixes the grid: a tensor whose largest |w| is below 2^k gets
 	// Exp = fracBits − k, so |Q| < 2^28 at start and weights may grow 8× before int32 wraps.
 	fracBits = 28
-	// minRangeExp floors k so all-zero and tiny tensors (biases) get a usable grid.
-	minRangeExp = -6
+	// minRangeExp floors k so that every tensor, including all-zero and tiny
+	// ones (biases), can grow to |w| < 2^(31−fracBits+minRangeExp) = 2 on a grid
+	// no coarser than 2^−30.
+	minRangeExp = -2
 	// alignElems aligns every tensor's stream offset to whole Philox blocks.
 	alignElems = 128
 )
