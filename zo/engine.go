@@ -11,10 +11,10 @@ import (
 // additions, so they are a pure function of the base weights and the set of
 // updates applied. An Engine is not safe for concurrent use.
 type Engine struct {
-	cfg    Config
-	w      *Weights
-	epsQ   []int32 // ε on each tensor's grid, in units of the integer-valued z
-	stale  bool    // views differ from the canonical weights (after Apply or Step)
+	cfg   Config
+	w     *Weights
+	epsQ  []int32 // ε on each tensor's grid, in units of the integer-valued z
+	stale bool    // views differ from the canonical weights (after Apply or Step)
 }
 
 // maxCoeff bounds one update's step on one tensor's grid (1/32 of the int32

@@ -31,11 +31,11 @@ type vectorFile struct {
 	Seeds []struct {
 		Run, Machine, Sample string
 		Key, Stream          [2]uint32
-		Block0               [4]uint32 `json:"block0"`
-		Block240             [4]uint32 `json:"block_2_40"`
-		CodeUniform          float64   `json:"code_uniform"`
-		Rademacher64         []int32   `json:"rademacher_first64"`
-		Gauss16              []int32   `json:"gauss4_first16"`
+		Block0               [4]uint32        `json:"block0"`
+		Block240             [4]uint32        `json:"block_2_40"`
+		CodeUniform          float64          `json:"code_uniform"`
+		Rademacher64         []int32          `json:"rademacher_first64"`
+		Gauss16              []int32          `json:"gauss4_first16"`
 		RademacherAt         map[string]int32 `json:"rademacher_at"`
 		GaussAt              map[string]int32 `json:"gauss4_at"`
 	}
