@@ -149,7 +149,7 @@ func (q *quadLoss) Loss() (float64, error) {
 	for _, t := range q.w.Tensors {
 		for _, v := range t.View {
 			d := float64(v) - q.target[k]
-			s += d * d
+			s += float64(d * d) // no FMA: the golden hash must match on every platform
 			k++
 			n++
 		}
