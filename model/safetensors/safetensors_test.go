@@ -75,7 +75,7 @@ func TestHalfConversionsExhaustive(t *testing.T) {
 	}{
 		{65504, 0x7bff}, {65520, 0x7c00}, {65519, 0x7bff}, // max, overflow by rounding
 		{5.960464477539063e-08, 0x0001}, {2.9802322387695312e-08, 0x0000}, // smallest subnormal, tie to even (0)
-		{8.940696716308594e-08, 0x0002}, // 1.5 ulp ties to even (2)
+		{8.940696716308594e-08, 0x0002},                // 1.5 ulp ties to even (2)
 		{1 + 1.0/2048, 0x3c00}, {1 + 3.0/2048, 0x3c02}, // ties to even in the normal range
 		{float32(math.Inf(-1)), 0xfc00},
 	} {
