@@ -1,0 +1,220 @@
+// Package node runs a zopeer peer: it wires the engine (zo), the model, the
+// update log (store) and, for `zopeer start`, the network (p2p). It owns the
+// I/O and the order in which things happen: an update is durable in the log
+// before it is applied or announced.
+package node
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"regexp"
+
+	"github.com/zopeer/zopeer/model"
+	"github.com/zopeer/zopeer/model/dataset"
+	"github.com/zopeer/zopeer/store"
+	"github.com/zopeer/zopeer/zo"
+)
+
+// Trainer is one machine's local zeroth-order loop. Each of its steps takes
+// the machine's next samples, estimates one projected gradient per sample
+// with two forward passes, codes the batch in one exponent byte plus one byte
+// per sample, logs the updates durably and applies them. Not safe for
+// concurrent use.
+type Trainer struct {
+	eng       *zo.Engine
+	lm        *model.Model
+	log       *store.Store
+	train     *dataset.Dataset
+	eval      *dataset.Dataset
+	run       string
+	machine   uint64
+	batchSize int // records per mini-batch, i.e. per projected gradient
+	samples   int // projected gradients per step, sharing one exponent byte
+	next      uint64
+	applied   store.Summary // exactly the updates the weights include
+}
+
+// TrainerConfig is what NewTrainer needs besides the open parts.
+type TrainerConfig struct {
+	Machine   uint64
+	BatchSize int
+	Samples   int
+}
+
+// TrainableSpecs turns the model's parameters into the engine's tensor specs,
+// training those whose name matches pattern (all when pattern is empty).
+func TrainableSpecs(lm *model.Model, pattern string) ([]zo.TensorSpec, error) {
+	var re *regexp.Regexp
+	if pattern != "" {
+		var err error
+		if re, err = regexp.Compile(pattern); err != nil {
+			return nil, fmt.Errorf("node: trainable pattern: %w", err)
+		}
+	}
+	var specs []zo.TensorSpec
+	n := 0
+	for _, p := range lm.Params() {
+		s := zo.TensorSpec(p)
+		s.Trainable = re == nil || re.MatchString(p.Name)
+		if s.Trainable {
+			n++
+		}
+		specs = append(specs, s)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("node: trainable pattern %q matches no parameter", pattern)
+	}
+	return specs, nil
+}
+
+// NewTrainer rebuilds the weights from the log into eng (which must hold the
+// base weights) and resumes after the machine's last logged sample.
+func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store.Store,
+	train, eval *dataset.Dataset, c TrainerConfig, progress func(store.ReplayProgress)) (*Trainer, store.ReplayResult, error) {
+	if c.BatchSize < 1 || c.Samples < 1 || c.Samples > 4096 {
+		return nil, store.ReplayResult{}, fmt.Errorf("node: batch size %d and samples per step %d must be ≥ 1 (samples ≤ 4096)", c.BatchSize, c.Samples)
+	}
+	res, err := log.Replay(ctx, eng, store.ReplayOptions{Progress: progress})
+	if err != nil {
+		return nil, res, fmt.Errorf("node: replay: %w", err)
+	}
+	t := &Trainer{
+		eng: eng, lm: lm, log: log, train: train, eval: eval,
+		run: eng.Config().Run, machine: c.Machine, batchSize: c.BatchSize, samples: c.Samples,
+		applied: res.Included,
+	}
+	if held := log.Held(c.Machine); len(held) > 0 {
+		t.next = held[len(held)-1].Last + 1
+	}
+	return t, res, nil
+}
+
+// NextSample is the index of the machine's next own sample.
+func (t *Trainer) NextSample() uint64 { return t.next }
+
+// Applied is the set of updates the weights include.
+func (t *Trainer) Applied() store.Summary { return t.applied }
+
+// batchLoss is one mini-batch as the engine's Loss.
+type batchLoss struct {
+	lm    *model.Model
+	batch []model.Sequence
+}
+
+func (b batchLoss) Loss() (float64, error) {
+	l, _, err := b.lm.Loss(b.batch)
+	return l, err
+}
+
+// miniBatch returns the records of the machine's sample k.
+func (t *Trainer) miniBatch(k uint64) []model.Sequence {
+	seqs := make([]model.Sequence, t.batchSize)
+	for j := range seqs {
+		r := t.train.Record(t.train.Sample(t.run, t.machine, k*uint64(t.batchSize)+uint64(j)))
+		seqs[j] = model.Sequence{Tokens: r.Tokens, LossFrom: r.LossStart}
+	}
+	return seqs
+}
+
+// StepResult summarises one step.
+type StepResult struct {
+	Updates []zo.Update
+	Loss    float64 // mean of (L+ + L−)/2 over the step's samples: the training loss
+}
+
+// Step runs one step: Samples projected gradients, coded, logged, applied.
+func (t *Trainer) Step(ctx context.Context) (StepResult, error) {
+	g := make([]float64, t.samples)
+	u := make([]float64, t.samples)
+	var res StepResult
+	for k := range g {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		sample := t.next + uint64(k)
+		seed := zo.DeriveSeed(t.run, t.machine, sample)
+		r, err := t.eng.Step(batchLoss{t.lm, t.miniBatch(sample)}, seed)
+		if err != nil {
+			return res, fmt.Errorf("node: sample %d: %w", sample, err)
+		}
+		g[k], u[k] = r.G, seed.CodeUniform()
+		res.Loss += (r.LossPlus + r.LossMinus) / 2 / float64(t.samples)
+	}
+	codes := make([]int8, t.samples)
+	exp, err := zo.Quantize(g, u, codes)
+	if err != nil {
+		return res, fmt.Errorf("node: coding step at sample %d: %w", t.next, err)
+	}
+	res.Updates = make([]zo.Update, t.samples)
+	for k := range codes {
+		res.Updates[k] = zo.Update{Machine: t.machine, Sample: t.next + uint64(k), Exp: exp, Code: codes[k]}
+	}
+	if err := t.Apply(ctx, res.Updates); err != nil {
+		return res, err
+	}
+	t.next += uint64(t.samples)
+	return res, nil
+}
+
+// Apply logs updates durably, then applies the ones the weights lack. It is
+// how a node takes both its own updates and its peers'.
+func (t *Trainer) Apply(ctx context.Context, us []zo.Update) error {
+	ar, err := t.log.Append(ctx, us...)
+	if err != nil {
+		return fmt.Errorf("node: logging updates: %w", err)
+	}
+	// Whatever did not contradict the log is now logged with this value.
+	rejected := make(map[zo.Update]bool, len(ar.Equivocations))
+	for _, eq := range ar.Equivocations {
+		rejected[eq.Offered] = true
+	}
+	fresh := us[:0:0]
+	for _, u := range us {
+		if !rejected[u] && t.applied.Add(u.Machine, u.Sample) {
+			fresh = append(fresh, u)
+		}
+	}
+	t.eng.Apply(fresh)
+	return nil
+}
+
+// Eval returns the mean loss per target token over the held-out set, and the
+// number of target tokens, at the current weights.
+func (t *Trainer) Eval(ctx context.Context) (float64, int, error) {
+	return EvalLoss(ctx, t.eng, t.lm, t.eval, t.batchSize)
+}
+
+// EvalLoss is the mean next-token loss over every target token of d.
+func EvalLoss(ctx context.Context, eng *zo.Engine, lm *model.Model, d *dataset.Dataset, batch int) (float64, int, error) {
+	if eng != nil {
+		eng.SyncViews()
+	}
+	var sum float64
+	var tokens int
+	for i := 0; i < d.Len(); i += batch {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		seqs := make([]model.Sequence, 0, batch)
+		for j := i; j < min(i+batch, d.Len()); j++ {
+			r := d.Record(j)
+			seqs = append(seqs, model.Sequence{Tokens: r.Tokens, LossFrom: r.LossStart})
+		}
+		l, n, err := lm.Loss(seqs)
+		if err != nil {
+			return 0, 0, fmt.Errorf("node: eval: %w", err)
+		}
+		sum += l * float64(n)
+		tokens += n
+	}
+	if tokens == 0 {
+		return math.NaN(), 0, fmt.Errorf("node: eval: no target tokens")
+	}
+	return sum / float64(tokens), tokens, nil
+}
+
+// Checkpoint writes the current weights with exactly the updates they include.
+func (t *Trainer) Checkpoint(ctx context.Context) (store.CheckpointInfo, error) {
+	return t.log.WriteCheckpoint(ctx, t.eng.Weights(), t.applied.Clone())
+}
