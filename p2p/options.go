@@ -1,0 +1,92 @@
+package p2p
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+// Options configures a Peer. Start from DefaultOptions: it is the one place
+// defaults live.
+type Options struct {
+	Run string         // run identifier; scopes topics, discovery and messages
+	Key crypto.PrivKey // Ed25519 identity (LoadIdentity); signs batches
+	Log Log            // the caller's update log, read to validate and to serve sync
+
+	ListenAddrs []string // multiaddrs to listen on
+	Bootstrap   []string // multiaddrs with /p2p/<id> to dial at start and keep dialled
+
+	MDNS      bool // discover peers on the LAN (service name per run)
+	DHT       bool // Kademlia DHT ("/zopeer" prefix) with a per-run rendezvous
+	DHTServer bool // force DHT server mode (bootstrap nodes; loopback never looks public)
+	// DiscoveryInterval paces bootstrap re-dials and DHT rendezvous lookups.
+	DiscoveryInterval time.Duration
+
+	RelayClient  bool // use circuit relays to reach peers behind NAT
+	HolePunching bool // DCUtR hole punching (needs RelayClient)
+	NATService   bool // answer AutoNAT dial-back requests for other peers
+	NATPortMap   bool // UPnP / NAT-PMP port mapping
+
+	// Gossip queue sizes: bursts of tiny messages overflow the libp2p defaults (32).
+	OutboundQueue int
+	ValidateQueue int
+	// Deliver is the capacity of the Batches and States channels.
+	Deliver int
+
+	SyncInterval  time.Duration // between anti-entropy rounds
+	SyncDonors    int           // peers asked for digests in one round
+	SyncTimeout   time.Duration // deadline of one sync stream
+	SyncInbound   int           // sync streams served at once
+	StateInterval time.Duration // between state announcements (when State is set)
+	// State, if set, is called every StateInterval and its result announced.
+	State func() State
+
+	Logger *slog.Logger
+
+	// dropInbound, if set, makes the validator drop a gossip message when it
+	// returns true: a test hook that simulates loss.
+	dropInbound func() bool
+}
+
+// DefaultOptions returns the defaults; the caller sets Run, Key and Log.
+func DefaultOptions() Options {
+	return Options{
+		ListenAddrs:       []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		MDNS:              true,
+		DHT:               true,
+		RelayClient:       true,
+		HolePunching:      true,
+		DiscoveryInterval: 30 * time.Second,
+		OutboundQueue:     4096,
+		ValidateQueue:     4096,
+		Deliver:           1024,
+		SyncInterval:      5 * time.Second,
+		SyncDonors:        4,
+		SyncTimeout:       30 * time.Second,
+		SyncInbound:       16,
+		StateInterval:     30 * time.Second,
+		Logger:            slog.Default(),
+	}
+}
+
+func (o *Options) check() error {
+	switch {
+	case o.Run == "":
+		return fmt.Errorf("p2p: options: empty Run")
+	case o.Key == nil || o.Key.Type() != crypto.Ed25519:
+		return fmt.Errorf("p2p: options: Key must be an Ed25519 key")
+	case o.Log == nil:
+		return fmt.Errorf("p2p: options: nil Log")
+	case o.OutboundQueue <= 0 || o.ValidateQueue <= 0 || o.Deliver <= 0:
+		return fmt.Errorf("p2p: options: queue sizes must be positive")
+	case o.SyncInterval <= 0 || o.SyncTimeout <= 0 || o.StateInterval <= 0 || o.DiscoveryInterval <= 0:
+		return fmt.Errorf("p2p: options: intervals must be positive")
+	case o.SyncDonors <= 0 || o.SyncInbound <= 0:
+		return fmt.Errorf("p2p: options: SyncDonors and SyncInbound must be positive")
+	case o.Logger == nil:
+		return fmt.Errorf("p2p: options: nil Logger")
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package p2p
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestGossipDeliversBetweenThreeHosts(t *testing.T) {
+	const run, batches, count = "gossip", 20, 64
+	ps := []*testPeer{}
+	for range 3 {
+		// No anti-entropy rounds: this test is about the gossip path alone.
+		ps = append(ps, newTestPeer(t, run, func(o *Options) { o.SyncInterval = time.Hour }))
+	}
+	connectAll(t, ps...)
+	waitMesh(t, ps...)
+	for i, p := range ps {
+		p.publish(t, uint64(i)*1000, batches, count)
+	}
+	want := len(ps) * batches * count
+	waitFor(t, "gossip delivery", func() bool {
+		for _, p := range ps {
+			if p.log.count() != want {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range ps {
+		if d := p.log.sum(); d != ps[0].log.sum() {
+			t.Errorf("peer %s digest %v, want %v", p.ID(), d, ps[0].log.sum())
+		}
+		st := p.Stats()
+		if st.GossipAccepted == 0 || st.GossipRejected != 0 || st.Published != batches {
+			t.Errorf("peer %s stats %+v", p.ID(), st)
+		}
+	}
+}
+
+// TestAntiEntropyUnderLoss drops 20% of inbound gossip everywhere; anti-entropy
+// must still bring every log to the same set.
+func TestAntiEntropyUnderLoss(t *testing.T) {
+	const run, batches, count = "loss", 30, 64
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	drop := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return rng.Float64() < 0.2
+	}
+	var ps []*testPeer
+	for range 4 {
+		ps = append(ps, newTestPeer(t, run, func(o *Options) { o.dropInbound = drop }))
+	}
+	connectAll(t, ps...)
+	waitMesh(t, ps...)
+	for i, p := range ps {
+		p.publish(t, uint64(i)*(1<<40), batches, count)
+	}
+	want := len(ps) * batches * count
+	waitFor(t, "convergence", func() bool {
+		for _, p := range ps {
+			if p.log.count() != want || p.log.sum() != ps[0].log.sum() {
+				return false
+			}
+		}
+		return true
+	})
+	var fetched, ignored uint64
+	for _, p := range ps {
+		fetched += p.Stats().SyncFetched
+		ignored += p.Stats().GossipIgnored
+	}
+	if fetched == 0 || ignored == 0 {
+		t.Errorf("fetched %d batches by sync, %d ignored: loss was not simulated", fetched, ignored)
+	}
+	t.Logf("%d batches repaired by anti-entropy", fetched)
+}
+
+// TestJoinerPullsFromSeveralDonors: a peer joining late gets the whole log by
+// sync alone, split across donors.
+func TestJoinerPullsFromSeveralDonors(t *testing.T) {
+	const run = "join"
+	quiet := func(o *Options) { o.SyncInterval = time.Hour }
+	var donors []*testPeer
+	for range 3 {
+		donors = append(donors, newTestPeer(t, run, quiet))
+	}
+	// Three machines' histories, 12 288 updates each, held by every donor.
+	for _, src := range donors {
+		for i := 0; i < 48; i++ {
+			b, err := SignBatch(src.key, src.run, uint64(i*256), 3, testCodes(256, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range donors {
+				d.log.store(b)
+			}
+		}
+	}
+	joiner := newTestPeer(t, run, quiet)
+	connectAll(t, append(donors, joiner)...)
+	waitFor(t, "sync protocol known", func() bool { return len(joiner.syncPeers()) == len(donors) })
+	want := donors[0].log.count()
+	for joiner.log.count() < want {
+		if joiner.SyncNow(context.Background()) == 0 {
+			t.Fatalf("sync made no progress at %d of %d updates", joiner.log.count(), want)
+		}
+		waitFor(t, "delivered batches stored", func() bool { return len(joiner.Batches()) == 0 })
+	}
+	if joiner.log.sum() != donors[0].log.sum() {
+		t.Fatal("joiner's set differs from the donors'")
+	}
+	serving := 0
+	for _, d := range donors {
+		if d.Stats().SyncServed > 1 { // more than the digest
+			serving++
+		}
+	}
+	if serving < 2 {
+		t.Errorf("%d donors served fetches, want several", serving)
+	}
+}

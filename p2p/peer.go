@@ -1,0 +1,621 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/zopeer/zopeer/zo"
+)
+
+// Log is the read side of the caller's update log. p2p consults it to judge
+// incoming batches and to answer sync requests; it never writes to it: the
+// caller stores what Batches delivers. Implementations must be safe for
+// concurrent use.
+type Log interface {
+	// Lookup returns the update held for (machine, sample), if any.
+	Lookup(machine, sample uint64) (zo.Update, bool)
+	// Holdings returns, for every machine with updates and in increasing
+	// machine order, the samples held (valid, non-empty Ranges).
+	Holdings() ([]Holding, error)
+	// Batches returns the stored signed batches (Batch.Raw, byte for byte) of
+	// machine that hold any sample in [lo, hi], in increasing order of First.
+	// It may stop once they total max updates or more.
+	Batches(machine, lo, hi uint64, max int) ([][]byte, error)
+}
+
+// Equivocation is evidence that a machine signed two different updates for one
+// sample: Batch (signed) conflicts with Held, which the log holds in another
+// signed batch of the same machine.
+type Equivocation struct {
+	Machine, Sample uint64
+	Held, Got       zo.Update
+	Batch           []byte  // the signed batch carrying Got
+	From            peer.ID // the peer that relayed it
+}
+
+// Stats are plain counters for metrics. Gossip counts come from the pubsub
+// tracer; bytes from libp2p's bandwidth counter (stream payloads, so above
+// yamux and the security layer).
+type Stats struct {
+	Published        uint64 // batches this peer published
+	GossipAccepted   uint64 // batches validated and delivered
+	GossipRejected   uint64 // batches and states failing validation (penalise the sender)
+	GossipIgnored    uint64 // stale, duplicate or already-logged messages
+	GossipDuplicates uint64 // messages seen before (pubsub seen-cache)
+	GossipDropped    uint64 // outbound RPCs dropped on full queues
+	Undeliverable    uint64 // messages our subscription was too slow to take
+	SyncServed       uint64 // sync requests answered
+	SyncBusy         uint64 // sync requests refused: too many at once
+	SyncFetched      uint64 // batches delivered from sync responses
+	SyncRejected     uint64 // sync streams cut off for a protocol violation
+	StatesDropped    uint64 // state announcements the caller did not take in time
+	Equivocations    uint64 // conflicting updates detected
+	Peers            int    // connected peers
+	MeshPeers        int    // peers in our gossip mesh of the updates topic
+	BytesIn          int64
+	BytesOut         int64
+	RateIn, RateOut  float64 // bytes per second
+}
+
+type counters struct {
+	published, accepted, rejected, ignored, duplicates, dropped, undeliverable atomic.Uint64
+	served, busy, fetched, syncRejected, statesDropped, equivocations          atomic.Uint64
+}
+
+// Peer is the node's presence on the network: a libp2p host in one run's
+// gossip topics, discovery, and the sync protocol. Incoming updates come out of
+// Batches, validated; Close stops everything.
+type Peer struct {
+	opts    Options
+	run     RunTag
+	machine uint64
+	host    host.Host
+	bw      *metrics.BandwidthCounter
+	ps      *pubsub.PubSub
+	updates *pubsub.Topic
+	states  *pubsub.Topic
+	updSub  *pubsub.Subscription
+	stSub   *pubsub.Subscription
+	kdht    *dht.IpfsDHT
+	mdns    mdns.Service
+
+	batches  chan *Batch
+	statesCh chan State
+	trigger  chan struct{} // wakes the anti-entropy loop
+	inbound  chan struct{} // semaphore on served sync streams
+	c        counters
+	tr       *tracer
+
+	mu        sync.Mutex
+	flagged   map[uint64]Equivocation
+	lastState map[uint64]uint64 // machine → newest announcement time seen
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	gmu       sync.Mutex // guards closed against wg.Add racing wg.Wait
+	closed    bool
+	closeOnce sync.Once
+}
+
+// Topic names of a run.
+func updatesTopic(run string) string { return "zopeer/" + run + "/updates/1" }
+func statesTopic(run string) string  { return "zopeer/" + run + "/state/1" }
+
+// New starts a peer: host, gossip, sync protocol, discovery and the
+// anti-entropy loop. ctx bounds start-up only (the first bootstrap dials);
+// the peer runs until Close.
+func New(ctx context.Context, opts Options) (*Peer, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	sk, err := ed25519Key(opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{
+		opts:      opts,
+		run:       NewRunTag(opts.Run),
+		bw:        metrics.NewBandwidthCounter(),
+		batches:   make(chan *Batch, opts.Deliver),
+		statesCh:  make(chan State, opts.Deliver),
+		trigger:   make(chan struct{}, 1),
+		inbound:   make(chan struct{}, opts.SyncInbound),
+		flagged:   map[uint64]Equivocation{},
+		lastState: map[uint64]uint64{},
+	}
+	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
+	life, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	if err := p.start(ctx, life); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Peer) start(ctx, life context.Context) error {
+	o := &p.opts
+	lopts := []libp2p.Option{
+		libp2p.Identity(o.Key),
+		libp2p.ListenAddrStrings(o.ListenAddrs...),
+		libp2p.BandwidthReporter(p.bw),
+	}
+	if !o.RelayClient {
+		lopts = append(lopts, libp2p.DisableRelay())
+	}
+	if o.HolePunching {
+		lopts = append(lopts, libp2p.EnableHolePunching())
+	}
+	if o.NATService {
+		lopts = append(lopts, libp2p.EnableNATService())
+	}
+	if o.NATPortMap {
+		lopts = append(lopts, libp2p.NATPortMap())
+	}
+	h, err := libp2p.New(lopts...)
+	if err != nil {
+		return fmt.Errorf("p2p: host: %w", err)
+	}
+	p.host = h
+
+	ut, st := updatesTopic(o.Run), statesTopic(o.Run)
+	p.tr = newTracer(&p.c, ut)
+	p.ps, err = pubsub.NewGossipSub(life, h,
+		// Authenticity comes from the batch's own signature: pubsub's per-message
+		// signature, author and seqno would cost ~110 bytes per message.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(messageID),
+		pubsub.WithPeerOutboundQueueSize(o.OutboundQueue),
+		pubsub.WithValidateQueueSize(o.ValidateQueue),
+		pubsub.WithRawTracer(p.tr),
+		pubsub.WithPeerScore(scoreParams(ut, st), scoreThresholds()),
+	)
+	if err != nil {
+		return fmt.Errorf("p2p: gossipsub: %w", err)
+	}
+	if err := p.ps.RegisterTopicValidator(ut, p.validateBatch); err != nil {
+		return fmt.Errorf("p2p: validator: %w", err)
+	}
+	if err := p.ps.RegisterTopicValidator(st, p.validateState); err != nil {
+		return fmt.Errorf("p2p: validator: %w", err)
+	}
+	if p.updates, err = p.ps.Join(ut); err != nil {
+		return fmt.Errorf("p2p: join %s: %w", ut, err)
+	}
+	if p.states, err = p.ps.Join(st); err != nil {
+		return fmt.Errorf("p2p: join %s: %w", st, err)
+	}
+	if p.updSub, err = p.updates.Subscribe(pubsub.WithBufferSize(o.Deliver)); err != nil {
+		return fmt.Errorf("p2p: subscribe: %w", err)
+	}
+	if p.stSub, err = p.states.Subscribe(pubsub.WithBufferSize(o.Deliver)); err != nil {
+		return fmt.Errorf("p2p: subscribe: %w", err)
+	}
+
+	h.SetStreamHandler(SyncProtocol, p.serveSync)
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(network.Network, network.Conn) { p.wake() }})
+
+	boot, err := parseAddrs(o.Bootstrap)
+	if err != nil {
+		return err
+	}
+	if o.DHT {
+		mode := dht.ModeAuto
+		if o.DHTServer {
+			mode = dht.ModeServer
+		}
+		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...))
+		if err != nil {
+			return fmt.Errorf("p2p: dht: %w", err)
+		}
+	}
+	if o.MDNS {
+		p.mdns = mdns.NewMdnsService(h, "zopeer-"+hex.EncodeToString(p.run[:]), mdnsNotifee{p})
+		if err := p.mdns.Start(); err != nil {
+			return fmt.Errorf("p2p: mdns: %w", err)
+		}
+	}
+	for _, ai := range boot {
+		h.ConnManager().Protect(ai.ID, "zopeer-bootstrap")
+	}
+	p.connectAll(ctx, boot)
+	if p.kdht != nil {
+		if err := p.kdht.Bootstrap(life); err != nil {
+			return fmt.Errorf("p2p: dht bootstrap: %w", err)
+		}
+	}
+
+	p.spawn(func() { p.readBatches(life) })
+	p.spawn(func() { p.readStates(life) })
+	p.spawn(func() { p.syncLoop(life) })
+	if len(boot) > 0 || p.kdht != nil {
+		p.spawn(func() { p.discoveryLoop(life, boot) })
+	}
+	if o.State != nil {
+		p.spawn(func() { p.announceLoop(life) })
+	}
+	o.Logger.Info("p2p: started", "peer", h.ID(), "machine", p.machine, "run", o.Run, "addrs", h.Addrs())
+	return nil
+}
+
+// spawn runs f in a goroutine that Close waits for; after Close it does nothing.
+func (p *Peer) spawn(f func()) bool {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// enter registers a goroutine libp2p started (a stream handler) with Close.
+func (p *Peer) enter() bool {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
+}
+
+// Close stops every goroutine, leaves the topics and closes the host. The
+// Batches and States channels are closed once nothing can send on them.
+// It is idempotent.
+func (p *Peer) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.gmu.Lock()
+		p.closed = true
+		p.gmu.Unlock()
+		p.cancel()
+		if p.updSub != nil {
+			p.updSub.Cancel()
+		}
+		if p.stSub != nil {
+			p.stSub.Cancel()
+		}
+		if p.mdns != nil {
+			p.mdns.Close()
+		}
+		if p.kdht != nil {
+			p.kdht.Close()
+		}
+		if p.host != nil {
+			p.host.RemoveStreamHandler(SyncProtocol)
+			// Closing the host resets open streams, which unblocks handlers
+			// and fetches waiting on the network.
+			if cerr := p.host.Close(); cerr != nil {
+				err = fmt.Errorf("p2p: close host: %w", cerr)
+			}
+		}
+		p.wg.Wait()
+		close(p.batches)
+		close(p.statesCh)
+	})
+	return err
+}
+
+// Batches delivers validated batches from gossip and sync that hold at least
+// one update the Log did not hold when they were checked. The caller stores
+// them; the same batch may come twice, so storing must be idempotent and must
+// re-check for conflicts (see ReportEquivocation).
+func (p *Peer) Batches() <-chan *Batch { return p.batches }
+
+// States delivers other peers' state announcements, newest per machine; when
+// the caller falls behind, announcements are dropped (and counted).
+func (p *Peer) States() <-chan State { return p.statesCh }
+
+// ID is the libp2p peer ID.
+func (p *Peer) ID() peer.ID { return p.host.ID() }
+
+// Machine is this peer's machine id, bound to its key (MachineOf).
+func (p *Peer) Machine() uint64 { return p.machine }
+
+// RunTag is the run's tag on the wire.
+func (p *Peer) RunTag() RunTag { return p.run }
+
+// Addrs returns the listen addresses with /p2p/<id>, usable as Bootstrap.
+func (p *Peer) Addrs() []string {
+	ai := peer.AddrInfo{ID: p.host.ID(), Addrs: p.host.Addrs()}
+	mas, err := peer.AddrInfoToP2pAddrs(&ai)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(mas))
+	for i, m := range mas {
+		out[i] = m.String()
+	}
+	return out
+}
+
+// Connect dials a peer given a multiaddr with /p2p/<id>.
+func (p *Peer) Connect(ctx context.Context, addr string) error {
+	ai, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return fmt.Errorf("p2p: connect: %w", err)
+	}
+	if err := p.host.Connect(ctx, *ai); err != nil {
+		return fmt.Errorf("p2p: connect %s: %w", ai.ID, err)
+	}
+	return nil
+}
+
+// NewBatch signs a batch of this peer's updates: samples first..first+len(codes)-1.
+func (p *Peer) NewBatch(first uint64, exp uint8, codes []int8) (*Batch, error) {
+	return SignBatch(p.opts.Key, p.run, first, exp, codes)
+}
+
+// Publish gossips a batch made by NewBatch. Store it first: peers that miss
+// the gossip fetch it from the log.
+func (p *Peer) Publish(ctx context.Context, b *Batch) error {
+	if err := p.updates.Publish(ctx, b.Raw); err != nil {
+		return fmt.Errorf("p2p: publish: %w", err)
+	}
+	p.c.published.Add(1)
+	return nil
+}
+
+// Announce gossips a state announcement; Machine and PubKey are filled in.
+func (p *Peer) Announce(ctx context.Context, s State) error {
+	raw, err := EncodeState(p.opts.Key, p.run, s)
+	if err != nil {
+		return err
+	}
+	if err := p.states.Publish(ctx, raw); err != nil {
+		return fmt.Errorf("p2p: announce: %w", err)
+	}
+	return nil
+}
+
+// Flagged returns the first evidence recorded against each machine caught
+// equivocating, by machine.
+func (p *Peer) Flagged() []Equivocation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Equivocation, 0, len(p.flagged))
+	for _, e := range p.flagged {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Machine < out[j].Machine })
+	return out
+}
+
+// ReportEquivocation records a conflict the caller found while storing (two
+// conflicting batches can both pass validation before either is stored).
+func (p *Peer) ReportEquivocation(e Equivocation) {
+	p.c.equivocations.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.flagged[e.Machine]; !ok {
+		p.flagged[e.Machine] = e
+		p.opts.Logger.Warn("p2p: machine equivocated", "machine", e.Machine, "sample", e.Sample, "from", e.From)
+	}
+}
+
+// Stats returns the counters.
+func (p *Peer) Stats() Stats {
+	bw := p.bw.GetBandwidthTotals()
+	return Stats{
+		Published:        p.c.published.Load(),
+		GossipAccepted:   p.c.accepted.Load(),
+		GossipRejected:   p.c.rejected.Load(),
+		GossipIgnored:    p.c.ignored.Load(),
+		GossipDuplicates: p.c.duplicates.Load(),
+		GossipDropped:    p.c.dropped.Load(),
+		Undeliverable:    p.c.undeliverable.Load(),
+		SyncServed:       p.c.served.Load(),
+		SyncBusy:         p.c.busy.Load(),
+		SyncFetched:      p.c.fetched.Load(),
+		SyncRejected:     p.c.syncRejected.Load(),
+		StatesDropped:    p.c.statesDropped.Load(),
+		Equivocations:    p.c.equivocations.Load(),
+		Peers:            len(p.host.Network().Peers()),
+		MeshPeers:        p.tr.meshSize(),
+		BytesIn:          bw.TotalIn,
+		BytesOut:         bw.TotalOut,
+		RateIn:           bw.RateIn,
+		RateOut:          bw.RateOut,
+	}
+}
+
+// verdict is what the log says about a decoded, authentic batch.
+type verdict int
+
+const (
+	fresh    verdict = iota // holds an update the log lacks
+	known                   // every update already logged
+	conflict                // contradicts the log: the machine equivocated
+)
+
+func (p *Peer) judge(b *Batch, from peer.ID) verdict {
+	v := known
+	for i, c := range b.Codes {
+		s := b.First + uint64(i)
+		held, ok := p.opts.Log.Lookup(b.Machine, s)
+		if !ok {
+			v = fresh
+			continue
+		}
+		if held.Exp != b.Exp || held.Code != c {
+			p.ReportEquivocation(Equivocation{
+				Machine: b.Machine, Sample: s, Held: held,
+				Got:   zo.Update{Machine: b.Machine, Sample: s, Exp: b.Exp, Code: c},
+				Batch: b.Raw, From: from,
+			})
+			return conflict
+		}
+	}
+	return v
+}
+
+func (p *Peer) validateBatch(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if from == p.host.ID() {
+		return pubsub.ValidationAccept // our own, made by NewBatch
+	}
+	if p.opts.dropInbound != nil && p.opts.dropInbound() {
+		return pubsub.ValidationIgnore
+	}
+	b, err := DecodeBatch(msg.Data, p.run)
+	if err != nil {
+		p.opts.Logger.Debug("p2p: rejected batch", "from", from, "err", err)
+		return pubsub.ValidationReject
+	}
+	switch p.judge(b, from) {
+	case fresh:
+		msg.ValidatorData = b
+		return pubsub.ValidationAccept
+	case known:
+		return pubsub.ValidationIgnore
+	default:
+		return pubsub.ValidationReject
+	}
+}
+
+// maxClockSkew bounds how far in the future an announcement's time may be,
+// so one bogus timestamp cannot silence a machine's later announcements.
+const maxClockSkew = 5 * time.Minute
+
+func (p *Peer) validateState(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if from == p.host.ID() {
+		return pubsub.ValidationAccept
+	}
+	s, err := DecodeState(msg.Data, p.run)
+	if err != nil {
+		p.opts.Logger.Debug("p2p: rejected state", "from", from, "err", err)
+		return pubsub.ValidationReject
+	}
+	if s.Time > uint64(time.Now().Add(maxClockSkew).UnixMilli()) {
+		return pubsub.ValidationIgnore
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.Time <= p.lastState[s.Machine] {
+		return pubsub.ValidationIgnore // replayed or out of date
+	}
+	p.lastState[s.Machine] = s.Time
+	msg.ValidatorData = s
+	return pubsub.ValidationAccept
+}
+
+// readBatches hands validated gossip to the caller; exits when life ends.
+func (p *Peer) readBatches(life context.Context) {
+	for {
+		msg, err := p.updSub.Next(life)
+		if err != nil {
+			return
+		}
+		b, ok := msg.ValidatorData.(*Batch)
+		if !ok || msg.ReceivedFrom == p.host.ID() {
+			continue
+		}
+		if !p.deliver(life, b) {
+			return
+		}
+	}
+}
+
+func (p *Peer) deliver(ctx context.Context, b *Batch) bool {
+	select {
+	case p.batches <- b:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// readStates hands announcements to the caller and starts anti-entropy when
+// a peer holds more than we do; exits when life ends.
+func (p *Peer) readStates(life context.Context) {
+	for {
+		msg, err := p.stSub.Next(life)
+		if err != nil {
+			return
+		}
+		s, ok := msg.ValidatorData.(State)
+		if !ok || msg.ReceivedFrom == p.host.ID() {
+			continue
+		}
+		if hs, err := p.opts.Log.Holdings(); err == nil && s.Count > countHeld(hs) {
+			p.wake()
+		}
+		select {
+		case p.statesCh <- s:
+		default:
+			p.c.statesDropped.Add(1)
+		}
+	}
+}
+
+// announceLoop publishes opts.State every StateInterval; exits when life ends.
+func (p *Peer) announceLoop(life context.Context) {
+	t := time.NewTicker(p.opts.StateInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-life.Done():
+			return
+		case <-t.C:
+		}
+		s := p.opts.State()
+		s.Time = uint64(time.Now().UnixMilli())
+		if err := p.Announce(life, s); err != nil && life.Err() == nil {
+			p.opts.Logger.Warn("p2p: announce", "err", err)
+		}
+	}
+}
+
+func countHeld(hs []Holding) uint64 {
+	var n uint64
+	for _, h := range hs {
+		n += h.Samples.Count()
+	}
+	return n
+}
+
+// messageID identifies a gossip message by its content, so the same batch
+// relayed by different peers is one message.
+func messageID(m *pb.Message) string {
+	h := sha256.Sum256(m.Data)
+	return string(h[:20])
+}
+
+func parseAddrs(ss []string) ([]peer.AddrInfo, error) {
+	mas := make([]multiaddr.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		m, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("p2p: bootstrap address %q: %w", s, err)
+		}
+		mas = append(mas, m)
+	}
+	ais, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: bootstrap addresses: %w", err)
+	}
+	return ais, nil
+}

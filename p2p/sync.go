@@ -1,0 +1,393 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Anti-entropy. Each round, a peer asks up to SyncDonors connected peers for
+// their digests (per-machine sample ranges), computes what it misses, cuts
+// that into chunks of at most MaxFetch samples and lets one worker per donor
+// pull chunks the donor holds, in parallel. A chunk a donor fails to cover
+// goes back for the other donors. Donors send the original signed batches,
+// so a donor can withhold updates but never forge one. A joiner runs the same
+// rounds; every round starts from what the log holds, so it resumes.
+
+var errBogus = errors.New("p2p: sync: peer broke the protocol")
+
+// wake asks for an anti-entropy round soon.
+func (p *Peer) wake() {
+	select {
+	case p.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop runs anti-entropy rounds every SyncInterval and when woken; it
+// exits when life ends.
+func (p *Peer) syncLoop(life context.Context) {
+	t := time.NewTicker(p.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-life.Done():
+			return
+		case <-t.C:
+		case <-p.trigger:
+		}
+		p.syncRound(life)
+	}
+}
+
+// SyncNow runs one anti-entropy round and returns when it is over: a joiner
+// can call it until it stops making progress. It returns the updates fetched.
+func (p *Peer) SyncNow(ctx context.Context) uint64 {
+	before := p.c.fetched.Load()
+	p.syncRound(ctx)
+	return p.c.fetched.Load() - before
+}
+
+// donor is a peer and what it says it holds.
+type donor struct {
+	id    peer.ID
+	holds map[uint64]Ranges
+}
+
+// chunk is a piece of missing samples of one machine.
+type chunk struct {
+	machine uint64
+	r       Range
+	tried   map[peer.ID]bool
+}
+
+func (p *Peer) syncRound(ctx context.Context) {
+	peers := p.syncPeers()
+	if len(peers) == 0 {
+		return
+	}
+	donors := make([]*donor, len(peers))
+	var wg sync.WaitGroup
+	for i, id := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hs, err := p.fetchDigest(ctx, id)
+			if err != nil {
+				p.opts.Logger.Debug("p2p: sync digest", "peer", id, "err", err)
+				return
+			}
+			d := &donor{id: id, holds: make(map[uint64]Ranges, len(hs))}
+			for _, h := range hs {
+				d.holds[h.Machine] = h.Samples
+			}
+			donors[i] = d
+		}()
+	}
+	wg.Wait()
+	mine, err := p.opts.Log.Holdings()
+	if err != nil {
+		p.opts.Logger.Warn("p2p: sync: log holdings", "err", err)
+		return
+	}
+	q := &workQueue{chunks: plan(mine, donors)}
+	if len(q.chunks) == 0 {
+		return
+	}
+	for _, d := range donors {
+		if d == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.pullFrom(ctx, d, q)
+		}()
+	}
+	wg.Wait()
+}
+
+// syncPeers picks up to SyncDonors random connected peers that speak the sync
+// protocol.
+func (p *Peer) syncPeers() []peer.ID {
+	var ids []peer.ID
+	for _, id := range p.host.Network().Peers() {
+		if ps, err := p.host.Peerstore().SupportsProtocols(id, SyncProtocol); err == nil && len(ps) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	return ids[:min(len(ids), p.opts.SyncDonors)]
+}
+
+// plan lists what the donors hold and mine lacks, in chunks of ≤ MaxFetch.
+func plan(mine []Holding, donors []*donor) []*chunk {
+	have := make(map[uint64]Ranges, len(mine))
+	for _, h := range mine {
+		have[h.Machine] = h.Samples
+	}
+	missing := map[uint64]Ranges{}
+	for _, d := range donors {
+		if d == nil {
+			continue
+		}
+		for m, rs := range d.holds {
+			for _, r := range rs.Sub(have[m]) {
+				missing[m] = missing[m].Add(r.Lo, r.Hi)
+			}
+		}
+	}
+	var out []*chunk
+	for m, rs := range missing {
+		for _, r := range rs {
+			for lo := r.Lo; ; lo += MaxFetch {
+				hi := min(r.Hi, lo+MaxFetch-1)
+				if hi < lo { // lo+MaxFetch-1 overflowed
+					hi = r.Hi
+				}
+				out = append(out, &chunk{machine: m, r: Range{lo, hi}, tried: map[peer.ID]bool{}})
+				if hi == r.Hi {
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// workQueue hands chunks to donor workers.
+type workQueue struct {
+	mu     sync.Mutex
+	chunks []*chunk
+}
+
+// take removes and returns the first chunk d holds part of and has not tried.
+func (q *workQueue) take(d *donor) (*chunk, Range, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, c := range q.chunks {
+		if c.tried[d.id] {
+			continue
+		}
+		part := d.holds[c.machine].Intersect(Ranges{c.r})
+		if len(part) == 0 {
+			continue
+		}
+		q.chunks = append(q.chunks[:i], q.chunks[i+1:]...)
+		return c, Range{part[0].Lo, part[len(part)-1].Hi}, true
+	}
+	return nil, Range{}, false
+}
+
+func (q *workQueue) put(c *chunk) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.chunks = append(q.chunks, c)
+}
+
+// pullFrom fetches chunks from d until none is left that d can help with or
+// d misbehaves.
+func (p *Peer) pullFrom(ctx context.Context, d *donor, q *workQueue) {
+	for ctx.Err() == nil {
+		c, want, ok := q.take(d)
+		if !ok {
+			return
+		}
+		got, err := p.fetch(ctx, d.id, c.machine, want.Lo, want.Hi)
+		// What is left goes back for the other donors.
+		for _, r := range (Ranges{c.r}).Sub(got) {
+			tried := maps.Clone(c.tried)
+			tried[d.id] = true
+			q.put(&chunk{machine: c.machine, r: r, tried: tried})
+		}
+		if err != nil {
+			p.opts.Logger.Debug("p2p: sync fetch", "peer", d.id, "err", err)
+			return
+		}
+	}
+}
+
+// syncStream opens a sync stream to id with the round's deadline.
+func (p *Peer) syncStream(ctx context.Context, id peer.ID, q syncRequest) (network.Stream, *bufio.Reader, error) {
+	s, err := p.host.NewStream(network.WithNoDial(ctx, "sync"), id, protocol.ID(SyncProtocol))
+	if err != nil {
+		return nil, nil, fmt.Errorf("p2p: sync stream: %w", err)
+	}
+	if err := s.SetDeadline(time.Now().Add(p.opts.SyncTimeout)); err != nil {
+		s.Reset()
+		return nil, nil, fmt.Errorf("p2p: sync deadline: %w", err)
+	}
+	if err := writeFrame(s, encodeRequest(p.run, q)); err != nil {
+		s.Reset()
+		return nil, nil, fmt.Errorf("p2p: sync request: %w", err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return nil, nil, fmt.Errorf("p2p: sync request: %w", err)
+	}
+	return s, bufio.NewReader(s), nil
+}
+
+func (p *Peer) fetchDigest(ctx context.Context, id peer.ID) ([]Holding, error) {
+	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindDigest})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	body, err := readFrame(r, MaxDigestSize)
+	if err != nil {
+		s.Reset()
+		return nil, err
+	}
+	hs, err := decodeDigest(body)
+	if err != nil {
+		p.c.syncRejected.Add(1)
+		s.Reset()
+		return nil, err
+	}
+	return hs, nil
+}
+
+// fetch asks id for machine's samples [lo, hi] and delivers what is new. It
+// returns the samples covered by authentic batches received. Every batch is
+// decoded and verified as gossip is; a batch that is forged, from another run
+// or machine, outside the range, or over the response limit ends the stream.
+func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (Ranges, error) {
+	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindFetch, Machine: machine, Lo: lo, Hi: hi})
+	if err != nil {
+		return nil, err
+	}
+	var got Ranges
+	total := 0
+	for {
+		frame, err := readFrame(r, MaxBatchSize)
+		if err != nil {
+			s.Reset()
+			return got, err
+		}
+		if len(frame) == 0 {
+			s.Close()
+			return got, nil
+		}
+		b, err := DecodeBatch(frame, p.run)
+		if err == nil && (b.Machine != machine || b.Last() < lo || b.First > hi) {
+			err = fmt.Errorf("%w: batch outside the request", errBogus)
+		}
+		if err == nil {
+			total += len(b.Codes)
+		}
+		if err == nil && total > MaxFetch+MaxBatchCount {
+			err = fmt.Errorf("%w: response too large", errBogus)
+		}
+		if err != nil {
+			p.c.syncRejected.Add(1)
+			s.Reset()
+			return got, err
+		}
+		got = got.Add(max(b.First, lo), min(b.Last(), hi))
+		if p.judge(b, id) == fresh {
+			if !p.deliver(ctx, b) {
+				s.Reset()
+				return got, ctx.Err()
+			}
+			p.c.fetched.Add(1)
+		}
+	}
+}
+
+// serveSync answers one request on an inbound sync stream. Concurrent streams
+// are capped; each has SyncTimeout to finish.
+func (p *Peer) serveSync(s network.Stream) {
+	if !p.enter() {
+		s.Reset()
+		return
+	}
+	defer p.wg.Done()
+	select {
+	case p.inbound <- struct{}{}:
+		defer func() { <-p.inbound }()
+	default:
+		p.c.busy.Add(1)
+		s.Reset()
+		return
+	}
+	if err := p.answer(s); err != nil {
+		p.opts.Logger.Debug("p2p: sync serve", "peer", s.Conn().RemotePeer(), "err", err)
+		s.Reset()
+		return
+	}
+	p.c.served.Add(1)
+	s.Close()
+}
+
+func (p *Peer) answer(s network.Stream) error {
+	if err := s.SetDeadline(time.Now().Add(p.opts.SyncTimeout)); err != nil {
+		return err
+	}
+	body, err := readFrame(bufio.NewReader(io.LimitReader(s, maxRequestSize+binary.MaxVarintLen64)), maxRequestSize)
+	if err != nil {
+		return err
+	}
+	q, err := decodeRequest(body, p.run)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(s)
+	switch q.Kind {
+	case kindDigest:
+		hs, err := p.opts.Log.Holdings()
+		if err != nil {
+			return fmt.Errorf("p2p: sync: log holdings: %w", err)
+		}
+		if err := writeFrame(w, encodeDigest(hs, MaxDigestSize)); err != nil {
+			return err
+		}
+	case kindFetch:
+		raws, err := p.opts.Log.Batches(q.Machine, q.Lo, q.Hi, MaxFetch)
+		if err != nil {
+			return fmt.Errorf("p2p: sync: log batches: %w", err)
+		}
+		sent := 0
+		for _, raw := range raws {
+			if sent >= MaxFetch {
+				break // the requester asks again for the rest
+			}
+			sent += peekCount(raw)
+			if err := writeFrame(w, raw); err != nil {
+				return err
+			}
+		}
+		if err := writeFrame(w, nil); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
+}
+
+// peekCount reads a stored batch's update count without verifying it; the
+// donor only uses it to size a response.
+func peekCount(raw []byte) int {
+	if len(raw) < batchFixed {
+		return MaxBatchCount
+	}
+	_, rest, err := uvarint(raw[41:])
+	if err != nil {
+		return MaxBatchCount
+	}
+	n, _, err := uvarint(rest)
+	if err != nil || n > MaxBatchCount {
+		return MaxBatchCount
+	}
+	return int(n)
+}

@@ -1,0 +1,197 @@
+package p2p
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Sync protocol limits. A peer that exceeds one is cut off.
+const (
+	// SyncProtocol is the libp2p protocol ID of the anti-entropy stream.
+	SyncProtocol = "/zopeer/sync/1"
+	// MaxFetch bounds the updates a donor sends for one fetch request; the
+	// requester asks again for whatever is still missing.
+	MaxFetch = 4096
+	// MaxDigestSize bounds an encoded digest.
+	MaxDigestSize = 4 << 20
+
+	maxRequestSize = 1 + 8 + 1 + 8 + 2*binary.MaxVarintLen64
+	// maxDigestRanges bounds the ranges in one digest, so decoding allocates
+	// at most a few MiB whatever the sender claims.
+	maxDigestRanges = MaxDigestSize / 2
+
+	kindDigest = 1
+	kindFetch  = 2
+)
+
+// syncRequest is the single request on a sync stream.
+type syncRequest struct {
+	Kind    byte
+	Machine uint64 // fetch only
+	Lo, Hi  uint64 // fetch only: the inclusive sample range wanted
+}
+
+func encodeRequest(run RunTag, q syncRequest) []byte {
+	b := make([]byte, 0, maxRequestSize)
+	b = append(b, WireVersion)
+	b = append(b, run[:]...)
+	b = append(b, q.Kind)
+	if q.Kind == kindFetch {
+		b = binary.BigEndian.AppendUint64(b, q.Machine)
+		b = binary.AppendUvarint(b, q.Lo)
+		b = binary.AppendUvarint(b, q.Hi)
+	}
+	return b
+}
+
+func decodeRequest(b []byte, run RunTag) (syncRequest, error) {
+	var q syncRequest
+	if len(b) < 10 {
+		return q, fmt.Errorf("%w: short request", ErrMalformed)
+	}
+	if b[0] != WireVersion {
+		return q, fmt.Errorf("%w: %d", ErrVersion, b[0])
+	}
+	if RunTag(b[1:9]) != run {
+		return q, ErrWrongRun
+	}
+	q.Kind = b[9]
+	rest := b[10:]
+	switch q.Kind {
+	case kindDigest:
+	case kindFetch:
+		if len(rest) < 8 {
+			return q, fmt.Errorf("%w: short fetch", ErrMalformed)
+		}
+		q.Machine = binary.BigEndian.Uint64(rest)
+		var err error
+		if q.Lo, rest, err = uvarint(rest[8:]); err != nil {
+			return q, err
+		}
+		if q.Hi, rest, err = uvarint(rest); err != nil {
+			return q, err
+		}
+		if q.Lo > q.Hi {
+			return q, fmt.Errorf("%w: empty fetch range", ErrMalformed)
+		}
+	default:
+		return q, fmt.Errorf("%w: request kind %d", ErrMalformed, q.Kind)
+	}
+	if len(rest) != 0 {
+		return q, fmt.Errorf("%w: trailing bytes", ErrMalformed)
+	}
+	return q, nil
+}
+
+// encodeDigest encodes what a log holds, as many machines as fit in limit
+// bytes. Machines must be strictly increasing and each machine's ranges valid
+// and non-empty; Log implementations promise it.
+func encodeDigest(hs []Holding, limit int) []byte {
+	var body []byte
+	n := 0
+	for _, h := range hs {
+		e := binary.BigEndian.AppendUint64(nil, h.Machine)
+		e = binary.AppendUvarint(e, uint64(len(h.Samples)))
+		var prev uint64
+		for i, r := range h.Samples {
+			if i == 0 {
+				e = binary.AppendUvarint(e, r.Lo)
+			} else {
+				e = binary.AppendUvarint(e, r.Lo-prev)
+			}
+			e = binary.AppendUvarint(e, r.Hi-r.Lo)
+			prev = r.Hi
+		}
+		if binary.MaxVarintLen64+len(body)+len(e) > limit {
+			break
+		}
+		body = append(body, e...)
+		n++
+	}
+	return append(binary.AppendUvarint(nil, uint64(n)), body...)
+}
+
+func decodeDigest(b []byte) ([]Holding, error) {
+	n, b, err := uvarint(b)
+	if err != nil {
+		return nil, err
+	}
+	// Every machine takes at least 11 bytes: a cheap bound before allocating.
+	if n > uint64(len(b))/11 {
+		return nil, fmt.Errorf("%w: digest machine count", ErrMalformed)
+	}
+	hs := make([]Holding, 0, n)
+	total := 0
+	for i := uint64(0); i < n; i++ {
+		if len(b) < 8 {
+			return nil, fmt.Errorf("%w: short digest", ErrMalformed)
+		}
+		m := binary.BigEndian.Uint64(b)
+		if i > 0 && m <= hs[i-1].Machine {
+			return nil, fmt.Errorf("%w: digest machines out of order", ErrMalformed)
+		}
+		var nr uint64
+		if nr, b, err = uvarint(b[8:]); err != nil {
+			return nil, err
+		}
+		if nr == 0 || nr > uint64(len(b))/2 || total+int(nr) > maxDigestRanges {
+			return nil, fmt.Errorf("%w: digest range count", ErrMalformed)
+		}
+		total += int(nr)
+		rs := make(Ranges, nr)
+		var prev uint64
+		for j := range rs {
+			var gap, span uint64
+			if gap, b, err = uvarint(b); err != nil {
+				return nil, err
+			}
+			if span, b, err = uvarint(b); err != nil {
+				return nil, err
+			}
+			lo := gap
+			if j > 0 {
+				// Ranges are disjoint and non-adjacent: a gap of at least 2.
+				if gap < 2 || prev+gap < prev {
+					return nil, fmt.Errorf("%w: digest ranges", ErrMalformed)
+				}
+				lo = prev + gap
+			}
+			if lo+span < lo {
+				return nil, fmt.Errorf("%w: digest range overflow", ErrMalformed)
+			}
+			rs[j] = Range{lo, lo + span}
+			prev = lo + span
+		}
+		hs = append(hs, Holding{Machine: m, Samples: rs})
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: trailing bytes", ErrMalformed)
+	}
+	return hs, nil
+}
+
+// writeFrame writes a uvarint length and the body.
+func writeFrame(w io.Writer, body []byte) error {
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(body)), uint64(len(body)))
+	_, err := w.Write(append(b, body...))
+	return err
+}
+
+// readFrame reads one frame of at most limit bytes; a zero-length frame
+// returns an empty, non-nil slice.
+func readFrame(r *bufio.Reader, limit int) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: read frame length: %w", err)
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("%w: frame of %d bytes, limit %d", ErrMalformed, n, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("p2p: read frame: %w", err)
+	}
+	return b, nil
+}
