@@ -194,6 +194,13 @@ func verifyAfterCrash(t *testing.T, dir string, durable map[Key]zo.Update) uint6
 	if n := len(collectSince(t, s, 0)); n != len(all) {
 		t.Fatalf("%d updates in arrival order, %d in canonical order", n, len(all))
 	}
+	var dig zo.SetDigest
+	for _, u := range all {
+		dig.Add(u)
+	}
+	if s.Digest() != dig {
+		t.Fatalf("store digest %v, log's %v", s.Digest(), dig)
+	}
 	want, _ := independentHash(t, 1, all)
 	ctx := context.Background()
 	res, err := s.Replay(ctx, newEngine(t, 1), ReplayOptions{})
@@ -203,6 +210,9 @@ func verifyAfterCrash(t *testing.T, dir string, durable map[Key]zo.Update) uint6
 	base, err := s.Replay(ctx, newEngine(t, 1), ReplayOptions{FromBase: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Digest != dig || !res.Included.Equal(s.Summary()) {
+		t.Fatalf("replay included %d updates (digest %v) of %d (%v)", res.Included.Count(), res.Digest, len(all), dig)
 	}
 	if res.Hash != want || base.Hash != want {
 		t.Fatalf("after a crash: replay %x (checkpoint %d), from base %x, independent %x", res.Hash[:4], res.Checkpoint, base.Hash[:4], want[:4])

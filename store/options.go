@@ -70,8 +70,17 @@ func WithKeepCheckpoints(n int) Option { return func(o *options) { o.keepCkpts =
 // fail with ErrDiskFull (default: two memtables plus 8 MiB).
 func WithMinFree(bytes uint64) Option { return func(o *options) { o.minFree = bytes } }
 
-// WithMemtableSize sets Badger's memtable size (default 8 MiB).
-func WithMemtableSize(bytes int64) Option { return func(o *options) { o.memtable = bytes } }
+// WithMemtableSize sets Badger's memtable size (default 8 MiB, at least 1 MiB).
+func WithMemtableSize(bytes int64) Option {
+	return func(o *options) { o.memtable = max(bytes, 1<<20) }
+}
+
+// txnUpdates is how many updates one Append transaction takes: each costs up
+// to three entries (update, sequence, equivocation), and Badger refuses a
+// transaction over 15% of a memtable, counting about 100 bytes per entry.
+func (o options) txnUpdates() int {
+	return int(min(1000, o.memtable*15/100/128/4))
+}
 
 // WithLogger sets the logger (default slog.Default with component=store).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -86,6 +95,8 @@ func badgerOptions(dir string, o options) badger.Options {
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithBaseTableSize(2 << 20).
+		// Badger needs the threshold below its batch limit (15% of a memtable).
+		WithValueThreshold(min(1<<20, o.memtable/10)).
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).

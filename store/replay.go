@@ -31,9 +31,10 @@ type ReplayProgress struct {
 
 // ReplayResult says how the weights were rebuilt.
 type ReplayResult struct {
-	Checkpoint uint64  // ID of the checkpoint replay started from; 0 for the base weights
-	Skipped    []error // checkpoints passed over, newest first, and why
-	Included   Summary // exactly the updates the weights now include
+	Checkpoint uint64       // ID of the checkpoint replay started from; 0 for the base weights
+	Skipped    []error      // checkpoints passed over, newest first, and why
+	Included   Summary      // exactly the updates the weights now include
+	Digest     zo.SetDigest // set digest of Included
 	Hash       [32]byte
 	Verified   int // recorded hashes the weights were checked against and matched
 	ReplayProgress
@@ -65,6 +66,7 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 	s.mu.Lock()
 	txn := s.db.NewTransaction(false)
 	logged, count := s.sum.Clone(), s.count
+	res.Digest = s.dig
 	s.mu.Unlock()
 	defer txn.Discard()
 	cks, err := listCkpts(txn)

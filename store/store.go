@@ -54,10 +54,6 @@ const (
 	pfxCkpt     = 'c' // c id -> JSON CheckpointInfo
 )
 
-// maxTxnUpdates bounds one Badger transaction (two entries per update, plus
-// equivocations) well below Badger's batch limit for the memtable size we use.
-const maxTxnUpdates = 1000
-
 // Cursor is a position in a store's arrival order: the sequence number of the
 // last update a reader has seen. Sequence numbers start at 1, so the zero
 // Cursor means "from the beginning". Cursors are per store: they mean nothing
@@ -103,6 +99,7 @@ type Store struct {
 	mu      sync.Mutex // serialises Append and checkpoint bookkeeping; guards the fields below
 	seq     Cursor
 	sum     Summary
+	dig     zo.SetDigest
 	count   uint64
 	nextCk  uint64
 	stop    chan struct{}
@@ -226,21 +223,23 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		return wrap("open", err)
 	}
 	s.man = m
-	// The summary is rebuilt from the keys alone (values are not read), and
-	// the newest sequence number and checkpoint id from one reverse seek each.
+	// The summary and the set digest are rebuilt from one scan of the log
+	// (update values sit next to their keys in the LSM tree), the newest
+	// sequence number and checkpoint id from one reverse seek each.
 	return wrap("open", s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxUpdate}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if s.count%4096 == 0 && ctx.Err() != nil {
-				return ctx.Err()
+		var scanErr error
+		s.scanUpdates(ctx, txn, Key{}, func(u zo.Update, err error) bool {
+			if err != nil {
+				scanErr = err
+				return false
 			}
-			k := it.Item().Key()
-			if len(k) != 17 {
-				return fmt.Errorf("%w: update key of %d bytes", ErrCorrupt, len(k))
-			}
-			s.sum.Add(binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]))
+			s.sum.Add(u.Machine, u.Sample)
+			s.dig.Add(u)
 			s.count++
+			return true
+		})
+		if scanErr != nil {
+			return scanErr
 		}
 		if k := lastKey(txn, pfxSeq); k != nil {
 			s.seq = Cursor(binary.BigEndian.Uint64(k[1:]))
@@ -375,6 +374,8 @@ func updateKey(machine, sample uint64) []byte {
 	return k
 }
 
+// A sequence entry's value is the update in full (machine, sample, exp,
+// code), so a cursor scan needs no second lookup.
 func seqKey(seq Cursor) []byte {
 	k := make([]byte, 9)
 	k[0] = pfxSeq
@@ -388,10 +389,21 @@ func equivKey(u zo.Update) []byte {
 	return append(k, u.Exp, byte(u.Code))
 }
 
-// seqValue is the update in full, so a cursor scan needs no second lookup.
-func seqValue(u zo.Update) []byte {
-	v := updateKey(u.Machine, u.Sample)[1:]
-	return append(v, u.Exp, byte(u.Code))
+// storedValue returns the (exp, code) logged under update key k.
+func storedValue(txn *badger.Txn, k []byte) ([2]byte, error) {
+	var v [2]byte
+	item, err := txn.Get(k)
+	if err != nil {
+		return v, err
+	}
+	err = item.Value(func(b []byte) error {
+		if len(b) != 2 {
+			return fmt.Errorf("%w: update value of %d bytes", ErrCorrupt, len(b))
+		}
+		copy(v[:], b)
+		return nil
+	})
+	return v, err
 }
 
 func decodeSeqValue(v []byte) (zo.Update, error) {
@@ -428,27 +440,32 @@ func (s *Store) Append(ctx context.Context, us ...zo.Update) (AppendResult, erro
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("store: append: %w", err)
 		}
-		chunk := us[:min(len(us), maxTxnUpdates)]
+		chunk := us[:min(len(us), s.opts.txnUpdates())]
 		us = us[len(chunk):]
 		seq := s.seq
 		var added []zo.Update
 		var dups int
 		var eqs []Equivocation
+		// Keys and values of the whole chunk are carved from one buffer, which
+		// never grows, so Badger may keep the slices until commit.
+		buf := make([]byte, 0, len(chunk)*(17+2+9+18))
+		carve := func(n int) []byte {
+			buf = buf[:len(buf)+n]
+			return buf[len(buf)-n:]
+		}
+		inChunk := Summary{}
 		err := s.db.Update(func(txn *badger.Txn) error {
 			for _, u := range chunk {
-				k := updateKey(u.Machine, u.Sample)
-				// A transaction reads its own pending writes, so duplicates
-				// and equivocations within one batch are caught here too.
-				item, err := txn.Get(k)
-				if err == nil {
-					var v [2]byte
-					if err := item.Value(func(b []byte) error {
-						if len(b) != 2 {
-							return fmt.Errorf("%w: update value of %d bytes", ErrCorrupt, len(b))
-						}
-						copy(v[:], b)
-						return nil
-					}); err != nil {
+				k := carve(17)
+				k[0] = pfxUpdate
+				binary.BigEndian.PutUint64(k[1:], u.Machine)
+				binary.BigEndian.PutUint64(k[9:], u.Sample)
+				// The summary is exact, so a key in neither it nor this chunk
+				// is new without a lookup in the LSM tree; otherwise the
+				// transaction, which reads its own pending writes, has it.
+				if s.sum.Contains(u.Machine, u.Sample) || !inChunk.Add(u.Machine, u.Sample) {
+					v, err := storedValue(txn, k)
+					if err != nil {
 						return err
 					}
 					if v[0] == u.Exp && int8(v[1]) == u.Code {
@@ -463,14 +480,19 @@ func (s *Store) Append(ctx context.Context, us ...zo.Update) (AppendResult, erro
 					}
 					continue
 				}
-				if !errors.Is(err, badger.ErrKeyNotFound) {
-					return err
-				}
 				seq++
-				if err := txn.Set(k, []byte{u.Exp, byte(u.Code)}); err != nil {
+				v := carve(2)
+				v[0], v[1] = u.Exp, byte(u.Code)
+				sk := carve(9)
+				sk[0] = pfxSeq
+				binary.BigEndian.PutUint64(sk[1:], uint64(seq))
+				sv := carve(18)
+				copy(sv, k[1:])
+				sv[16], sv[17] = u.Exp, byte(u.Code)
+				if err := txn.Set(k, v); err != nil {
 					return err
 				}
-				if err := txn.Set(seqKey(seq), seqValue(u)); err != nil {
+				if err := txn.Set(sk, sv); err != nil {
 					return err
 				}
 				added = append(added, u)
@@ -483,6 +505,7 @@ func (s *Store) Append(ctx context.Context, us ...zo.Update) (AppendResult, erro
 		s.seq = seq
 		for _, u := range added {
 			s.sum.Add(u.Machine, u.Sample)
+			s.dig.Add(u)
 		}
 		s.count += uint64(len(added))
 		res.Added += len(added)
@@ -653,6 +676,14 @@ func (s *Store) Summary() Summary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sum.Clone()
+}
+
+// Digest returns the set digest of the log: peers holding the same updates
+// have equal digests, and equal weights after Replay.
+func (s *Store) Digest() zo.SetDigest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dig
 }
 
 // Held returns the samples of one machine the log holds.

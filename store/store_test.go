@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/zopeer/zopeer/zo"
 )
@@ -29,6 +31,7 @@ func TestBehaviour(t *testing.T) {
 		{"CorruptCheckpoint", testCorruptCheckpoint},
 		{"CheckpointNotLogged", testCheckpointNotLogged},
 		{"WrongWeights", testWrongWeights},
+		{"Concurrent", testConcurrent},
 		{"Close", testClose},
 	}
 	for _, mode := range []struct {
@@ -62,6 +65,12 @@ func testIdempotentAppend(t *testing.T, s *Store) {
 	}
 	if got := collect(t, s, Key{}); !slices.Equal(got, []zo.Update{a, b}) {
 		t.Fatalf("log %v", got)
+	}
+	var dig zo.SetDigest
+	dig.Add(b)
+	dig.Add(a)
+	if s.Digest() != dig {
+		t.Fatalf("digest %v, want %v", s.Digest(), dig)
 	}
 	got, ok, err := s.Get(1, 1)
 	if err != nil || !ok || got != b {
@@ -442,5 +451,79 @@ func TestRangeSet(t *testing.T) {
 		if !rs.SubsetOf(rs) || (len(rs) > 1 && rs.SubsetOf(rs[1:])) {
 			t.Fatalf("SubsetOf wrong on %v", rs)
 		}
+	}
+}
+
+// testConcurrent appends from several goroutines while a reader tails the log
+// by cursor: resuming from the last sequence number seen must skip nothing.
+func testConcurrent(t *testing.T, s *Store) {
+	ctx := context.Background()
+	const writers, per = 4, 300
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range per {
+				// Every writer also re-sends another's updates: duplicates race.
+				if _, err := s.Append(ctx, upd(uint64(w), uint64(i)), upd(uint64((w+1)%writers), uint64(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var cur Cursor
+	seen := map[Key]bool{}
+	tail := func() {
+		for e, err := range s.Since(ctx, cur) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Seq != cur+1 {
+				t.Fatalf("cursor %d followed by %d", cur, e.Seq)
+			}
+			cur = e.Seq
+			k := Key{e.Update.Machine, e.Update.Sample}
+			if seen[k] {
+				t.Fatalf("%v twice in arrival order", k)
+			}
+			seen[k] = true
+		}
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		tail()
+	}
+	if len(seen) != writers*per || s.Stats().Updates != writers*per {
+		t.Fatalf("tailed %d updates, store has %d, want %d", len(seen), s.Stats().Updates, writers*per)
+	}
+}
+
+// TestMaintenance runs value-log GC and periodic syncs on fast tickers while
+// appending, then checks Close stops them and the data is intact.
+func TestMaintenance(t *testing.T) {
+	s, dir := openTest(t, true, WithGCEvery(time.Millisecond), WithSyncEvery(time.Millisecond), WithMemtableSize(1<<20))
+	ctx := context.Background()
+	for i := range 200 {
+		if _, err := s.Append(ctx, benchUpdates(i*100, 100)...); err != nil {
+			t.Fatal(err)
+		}
+		s.runGC() // also directly, so it runs at least once whatever the scheduler does
+	}
+	// One call spanning many transactions, duplicates included.
+	if r := mustAppend(t, s, benchUpdates(0, 25000)...); r.Added != 5000 || r.Duplicates != 20000 || r.Last != 25000 {
+		t.Fatalf("large append: added %d, duplicates %d, last %d", r.Added, r.Duplicates, r.Last)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, dir)
+	if n := s.Stats().Updates; n != 25000 {
+		t.Fatalf("%d updates after reopening, want 25000", n)
 	}
 }
