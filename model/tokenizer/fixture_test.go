@@ -25,6 +25,10 @@ type fixture struct {
 			Decoded            string `json:"decoded"`
 			DecodedSkipSpecial string `json:"decoded_skip_special"`
 		} `json:"cases"`
+		Decodes []struct {
+			IDs     []int  `json:"ids"`
+			Decoded string `json:"decoded"`
+		} `json:"decodes"`
 	} `json:"tokenizers"`
 }
 
@@ -107,6 +111,15 @@ func TestMatchesReference(t *testing.T) {
 					if got != want {
 						t.Errorf("Decode(%v, %v) = %q, want %q", c.IDs, skip, got, want)
 					}
+				}
+			}
+			for _, c := range tc.Decodes {
+				got, err := tok.Decode(c.IDs, false)
+				if err != nil {
+					t.Fatalf("Decode(%v): %v", c.IDs, err)
+				}
+				if got != c.Decoded {
+					t.Errorf("Decode(%v) = %q, want %q", c.IDs, got, c.Decoded)
 				}
 			}
 		})

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -254,4 +255,34 @@ func FuzzByteLevelRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The Rust library's own ByteFallback unit tests: an invalid run of byte
+// tokens becomes one U+FFFD per byte (tokenizers.js differs here, so these
+// are not in expected.json).
+func TestByteFallbackDecoder(t *testing.T) {
+	for _, tc := range []struct {
+		in, want []string
+	}{
+		{[]string{"Hey", "friend!"}, []string{"Hey", "friend!"}},
+		{[]string{"<0x61>"}, []string{"a"}},
+		{[]string{"<0xE5>"}, []string{"�"}},
+		{[]string{"<0xE5>", "<0x8f>"}, []string{"�", "�"}},
+		{[]string{"<0xE5>", "<0x8f>", "<0xab>"}, []string{"叫"}},
+		{[]string{"<0xE5>", "<0x8f>", "<0xab>", "a"}, []string{"叫", "a"}},
+		{[]string{"<0xE5>", "<0x8f>", "a"}, []string{"�", "�", "a"}},
+	} {
+		if got := (decByteFallback{}).decode(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("decode(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// Through the whole Llama decoder: the first three bytes of "😀".
+	tok := loadVariant(t, "llama", nil)
+	ids, err := tok.Encode("😀", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tok.Decode(ids[:len(ids)-1], false); got != strings.Repeat("\uFFFD", len(ids)-2) {
+		t.Errorf("Decode(%v) = %q", ids[:len(ids)-1], got)
+	}
 }

@@ -122,7 +122,34 @@ const texts = [
   "\u0000 control \u001f chars",
   "The quick brown fox jumps over the lazy dog.",
   "",
+  "<|endoftext|><|endoftext|>",
+  "<s></s>",
+  "  <s>  x",
+  "it'ſ the Kelvin \u212a sign and İstanbul",
+  "nel\u0085next zero\u200bwidth",
+  "\r\nwindows\r\n",
+  "     many     spaces     ",
+  "x\n \n  \n",
 ];
+
+// Random strings from pieces that stress the splitters, with a fixed seed.
+function mulberry32(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const pieces = ["a", "b", "Zz", "word", " ", "  ", "\n", "\t", "'s", "'T", "'ll", "é", "e\u0301", "日", "本語", "😀", "👍🏽",
+  "1", "23", "456", ".", ",", "!?", "-", "_", "<|endoftext|>", "<s>", "</s>", "\u00a0", "\u3000", "ß", "İ", "ﬁ", "Ω", "\r\n", "ab c"];
+const rand = mulberry32(20261122);
+for (let i = 0; i < 60; i++) {
+  let s = "";
+  const n = 1 + Math.floor(rand() * 12);
+  for (let j = 0; j < n; j++) s += pieces[Math.floor(rand() * pieces.length)];
+  texts.push(s);
+}
 
 const configs = { gpt2: gpt2(), llama: llama() };
 for (const [name, cfg] of Object.entries(configs)) {
@@ -134,7 +161,9 @@ const llamaRef = new LlamaTokenizer();
 let disagreements = 0;
 const result = { generator: "tokenizers.js @huggingface/tokenizers 0.2.0", tokenizers: [] };
 for (const v of variants) {
-  const tok = new Tokenizer({ ...configs[v.base], ...v.override }, {});
+  // The Rust library does not clean up spaces (that is transformers' Python
+  // layer), so neither may the reference.
+  const tok = new Tokenizer({ ...configs[v.base], ...v.override }, { clean_up_tokenization_spaces: false });
   const cases = texts.map((text) => {
     const ids = tok.encode(text, { add_special_tokens: true }).ids;
     const idsNoSpecial = tok.encode(text, { add_special_tokens: false }).ids;
@@ -158,7 +187,20 @@ for (const v of variants) {
     }
     return c;
   });
-  result.tokenizers.push({ ...v, cases });
+  // Decoding cut-off encodings exercises invalid UTF-8 in the byte-level
+  // decoder, where tokenizers.js and Rust agree (one U+FFFD per maximal
+  // invalid subsequence). Not for byte fallback: Rust gives one U+FFFD per
+  // byte of an invalid run, tokenizers.js one per subsequence; the Go tests
+  // use the Rust unit-test vectors there instead.
+  const decodes = [];
+  for (const text of v.base === "gpt2" ? ["emoji 😀👍🏽 family 👨‍👩‍👧", "日本語のテキスト", "€ and ₿"] : []) {
+    const ids = tok.encode(text, { add_special_tokens: false }).ids;
+    for (let cut = 1; cut < ids.length; cut++) {
+      const part = ids.slice(0, cut);
+      decodes.push({ ids: part, decoded: tok.decode(part, { skip_special_tokens: false }) });
+    }
+  }
+  result.tokenizers.push({ ...v, cases, decodes });
 }
 fs.writeFileSync(new URL("expected.json", out), JSON.stringify(result, null, 1) + "\n");
 console.log("wrote fixtures;", disagreements, "disagreements with second opinions");
