@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sort"
+
+	"github.com/zopeer/zopeer/node"
+)
+
+func settingsFlags(fs *flag.FlagSet, s *node.Settings) {
+	*s = node.Defaults
+	fs.StringVar(&s.Home, "home", s.Home, "directory for the update log and checkpoints")
+	fs.StringVar(&s.Model, "model", s.Model, "Hugging Face model directory with tokenizer.json")
+	fs.StringVar(&s.Data, "data", s.Data, "training data: .jsonl ({\"text\"} or {\"prompt\",\"completion\"}) or .txt")
+	fs.StringVar(&s.EvalData, "eval-data", s.EvalData, "held-out data (default: hold out --held-out of --data)")
+	fs.Float64Var(&s.HeldOut, "held-out", s.HeldOut, "fraction of --data held out for evaluation when --eval-data is empty")
+	fs.StringVar(&s.Run, "run", s.Run, "run identifier; part of every seed")
+	fs.StringVar(&s.Dist, "dist", s.Dist, "perturbation distribution: rademacher or gauss4")
+	fs.Float64Var(&s.Eps, "eps", s.Eps, "perturbation scale ε")
+	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η")
+	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
+	fs.IntVar(&s.BatchSize, "batch-size", s.BatchSize, "records per projected gradient")
+	fs.IntVar(&s.Samples, "samples", s.Samples, "projected gradients per step")
+	fs.IntVar(&s.Steps, "steps", s.Steps, "steps to run (0: until interrupted)")
+	fs.IntVar(&s.EvalEvery, "eval-every", s.EvalEvery, "steps between evaluations")
+	fs.IntVar(&s.CkptEvery, "checkpoint-every", s.CkptEvery, "steps between checkpoints")
+	fs.IntVar(&s.Context, "context", s.Context, "maximum tokens per record (0: the model's context)")
+	fs.Uint64Var(&s.Machine, "machine", s.Machine, "this machine's id in the run")
+	fs.StringVar(&s.Export, "export", s.Export, "write the fine-tuned model to this directory at the end")
+}
+
+func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	var s node.Settings
+	settingsFlags(fs, &s)
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		if (s.Model == "") != (s.Data == "") {
+			return usageError{errors.New("give both --model and --data, or neither to train the embedded default")}
+		}
+		if s.Model == "" {
+			return usageError{errors.New("--model and --data are required")}
+		}
+		r, err := node.OpenRun(ctx, s, log)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		before, after, err := r.Train(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("eval loss %.4f → %.4f (%+.2f%%) over %d updates; weights hash %x\n",
+			before, after, 100*(after-before)/before, r.Log.Stats().Updates, r.Engine.Weights().Hash())
+		return nil
+	}
+}
+
+func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	dir := fs.String("model", "", "Hugging Face model directory with tokenizer.json")
+	data := fs.String("data", "", "dataset: .jsonl or .txt")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	batch := fs.Int("batch-size", 8, "records per forward pass")
+	ctxLen := fs.Int("context", 0, "maximum tokens per record (0: the model's context)")
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if *dir == "" || *data == "" || len(args) > 0 {
+			return usageError{errors.New("usage: zopeer eval --model DIR --data FILE [--json]")}
+		}
+		if *batch < 1 {
+			return usageError{errors.New("--batch-size must be ≥ 1")}
+		}
+		lm, tok, err := node.OpenModel(*dir)
+		if err != nil {
+			return err
+		}
+		n := *ctxLen
+		if n <= 0 || n > lm.Config().MaxPos {
+			n = lm.Config().MaxPos
+		}
+		d, err := node.LoadData(*data, tok, n, log)
+		if err != nil {
+			return err
+		}
+		loss, tokens, err := node.EvalLoss(ctx, nil, lm, d, *batch)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(map[string]any{
+				"loss": loss, "tokens": tokens, "records": d.Len(), "perplexity": math.Exp(loss)})
+		}
+		fmt.Printf("loss %.6f  tokens %d  records %d  perplexity %.3f\n", loss, tokens, d.Len(), math.Exp(loss))
+		return nil
+	}
+}
+
+func generateCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	dir := fs.String("model", "", "Hugging Face model directory with tokenizer.json")
+	prompt := fs.String("prompt", "", "text to continue")
+	n := fs.Int("tokens", 64, "tokens to generate")
+	temp := fs.Float64("temperature", 0.8, "sampling temperature (0: greedy)")
+	topK := fs.Int("top-k", 40, "sample among the k most likely tokens (0: all)")
+	seed := fs.Uint64("seed", 1, "sampling seed")
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if *dir == "" || len(args) > 0 {
+			return usageError{errors.New("usage: zopeer generate --model DIR [--prompt TEXT]")}
+		}
+		if *n < 0 || *temp < 0 || *topK < 0 {
+			return usageError{errors.New("--tokens, --temperature and --top-k must be ≥ 0")}
+		}
+		lm, tok, err := node.OpenModel(*dir)
+		if err != nil {
+			return err
+		}
+		ids, err := tok.Encode(*prompt, true)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return usageError{errors.New("the prompt encodes to no tokens and the tokenizer adds none: give --prompt")}
+		}
+		rng := rand.New(rand.NewPCG(*seed, 0))
+		start := len(ids)
+		for range *n {
+			if ctx.Err() != nil || len(ids) >= lm.Config().MaxPos {
+				break
+			}
+			logits, err := lm.Logits(ids)
+			if err != nil {
+				return err
+			}
+			v := lm.Config().Vocab
+			ids = append(ids, sampleToken(logits[len(logits)-v:], *temp, *topK, rng))
+		}
+		text, err := tok.Decode(ids[start:], true)
+		if err != nil {
+			return err
+		}
+		fmt.Println(*prompt + text)
+		return nil
+	}
+}
+
+// sampleToken draws from softmax(logits/temp) restricted to the top k.
+func sampleToken(logits []float32, temp float64, k int, rng *rand.Rand) int {
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	if temp == 0 {
+		return idx[0]
+	}
+	if k > 0 && k < len(idx) {
+		idx = idx[:k]
+	}
+	p := make([]float64, len(idx))
+	var sum float64
+	for i, j := range idx {
+		p[i] = math.Exp((float64(logits[j]) - float64(logits[idx[0]])) / temp)
+		sum += p[i]
+	}
+	x := rng.Float64() * sum
+	for i := range p {
+		if x -= p[i]; x < 0 {
+			return idx[i]
+		}
+	}
+	return idx[len(idx)-1]
+}

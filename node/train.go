@@ -1,0 +1,253 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zopeer/zopeer/model"
+	"github.com/zopeer/zopeer/model/dataset"
+	"github.com/zopeer/zopeer/model/tokenizer"
+	"github.com/zopeer/zopeer/store"
+	"github.com/zopeer/zopeer/zo"
+)
+
+// Settings are the knobs of a training run. Defaults holds every default;
+// the CLI declares its flags from it.
+type Settings struct {
+	Home      string  // where the update log and checkpoints live
+	Model     string  // Hugging Face model directory with tokenizer.json
+	Data      string  // training data (.jsonl or .txt)
+	EvalData  string  // held-out data; empty: hold out HeldOut of Data
+	HeldOut   float64 // fraction of Data held out when EvalData is empty
+	Run       string  // run identifier (part of every seed)
+	Dist      string  // perturbation distribution: rademacher or gauss4
+	Eps       float64 // perturbation scale ε
+	LR        float64 // learning rate η
+	Trainable string  // regexp over parameter names; empty trains all
+	BatchSize int     // records per projected gradient
+	Samples   int     // projected gradients per step (one exponent byte each)
+	Steps     int     // steps this invocation runs; 0 runs until interrupted
+	EvalEvery int     // steps between evaluations; 0 evaluates only at the ends
+	CkptEvery int     // steps between checkpoints; 0 checkpoints only at the end
+	Context   int     // tokens per record at most; 0 uses the model's context
+	Machine   uint64  // this machine's id in the run
+	Export    string  // write the trained model here at the end (HF layout)
+}
+
+// Defaults are the settings `zopeer train` uses when nothing else is given.
+var Defaults = Settings{
+	Home:      "zopeer-home",
+	HeldOut:   0.1,
+	Run:       "zopeer-default",
+	Dist:      "rademacher",
+	Eps:       1e-3,
+	LR:        1e-4,
+	BatchSize: 4,
+	Samples:   16,
+	Steps:     100,
+	EvalEvery: 20,
+	CkptEvery: 50,
+}
+
+// quantScheme names the update code and weight grid of docs/PROTOCOL.md v1.
+const quantScheme = "zo1-byte-bfp/int32-grid28"
+
+// OpenModel loads a model directory and its tokenizer, checking that they agree.
+func OpenModel(dir string) (*model.Model, *tokenizer.Tokenizer, error) {
+	lm, err := model.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tok.CheckModelVocab(lm.Config().Vocab); err != nil {
+		return nil, nil, fmt.Errorf("node: %s: %w", dir, err)
+	}
+	return lm, tok, nil
+}
+
+// LoadData reads a dataset, logging what was skipped.
+func LoadData(path string, tok *tokenizer.Tokenizer, contextLen int, log *slog.Logger) (*dataset.Dataset, error) {
+	d, sk, err := dataset.Load(path, tok, contextLen)
+	if err != nil {
+		return nil, err
+	}
+	if n := sk.Blank + sk.Malformed + sk.Empty + sk.NoTargets; n > 0 {
+		log.Warn("skipped records", "file", path, "malformed", sk.Malformed, "empty", sk.Empty,
+			"no_targets", sk.NoTargets, "blank", sk.Blank, "examples", sk.Examples)
+	}
+	return d, nil
+}
+
+// Run is a training run opened from Settings: model, data, engine and log.
+type Run struct {
+	Settings Settings
+	Model    *model.Model
+	Tok      *tokenizer.Tokenizer
+	Engine   *zo.Engine
+	Log      *store.Store
+	Trainer  *Trainer
+	log      *slog.Logger
+}
+
+// Manifest is the run manifest these settings and base weights imply.
+func (s Settings) Manifest(base [32]byte) store.Manifest {
+	return store.Manifest{
+		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, Quant: quantScheme,
+		Params: map[string]string{"trainable": s.Trainable},
+	}
+}
+
+// OpenRun loads everything and rebuilds the weights from the log in s.Home.
+func OpenRun(ctx context.Context, s Settings, log *slog.Logger) (*Run, error) {
+	lm, tok, err := OpenModel(s.Model)
+	if err != nil {
+		return nil, err
+	}
+	ctxLen := s.Context
+	if ctxLen <= 0 || ctxLen > lm.Config().MaxPos {
+		ctxLen = lm.Config().MaxPos
+	}
+	data, err := LoadData(s.Data, tok, ctxLen, log)
+	if err != nil {
+		return nil, err
+	}
+	train, held := data, (*dataset.Dataset)(nil)
+	if s.EvalData != "" {
+		if held, err = LoadData(s.EvalData, tok, ctxLen, log); err != nil {
+			return nil, err
+		}
+	} else if train, held, err = data.Split(s.HeldOut); err != nil {
+		return nil, fmt.Errorf("node: %s: %w", s.Data, err)
+	}
+	if held.Len() == 0 {
+		return nil, errors.New("node: the held-out set is empty: give --eval-data or a larger --held-out")
+	}
+	specs, err := TrainableSpecs(lm, s.Trainable)
+	if err != nil {
+		return nil, err
+	}
+	w, err := zo.NewWeights(specs)
+	if err != nil {
+		return nil, err
+	}
+	m := s.Manifest(w.Hash())
+	cfg, err := m.Config()
+	if err != nil {
+		return nil, err
+	}
+	eng, err := zo.NewEngine(cfg, w)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.Home, 0o755); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	st, err := store.Open(ctx, filepath.Join(s.Home, "store"), m, store.WithLogger(log.With("component", "store")))
+	if err != nil {
+		return nil, err
+	}
+	tr, res, err := NewTrainer(ctx, eng, lm, st, train, held, TrainerConfig{Machine: s.Machine, BatchSize: s.BatchSize, Samples: s.Samples},
+		func(p store.ReplayProgress) {
+			log.Info("replaying", "applied", p.Applied, "total", p.Total, "updates_per_s", int(p.UpdatesPerSec))
+		})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	log.Info("run opened", "run", s.Run, "model", s.Model, "params", countElems(specs), "train_records", train.Len(),
+		"eval_records", held.Len(), "updates", res.Included.Count(), "checkpoint", res.Checkpoint,
+		"weights_hash", fmt.Sprintf("%x", res.Hash[:8]))
+	return &Run{Settings: s, Model: lm, Tok: tok, Engine: eng, Log: st, Trainer: tr, log: log}, nil
+}
+
+func countElems(specs []zo.TensorSpec) (n int) {
+	for _, s := range specs {
+		if s.Trainable {
+			n += len(s.Data)
+		}
+	}
+	return n
+}
+
+// Close closes the log.
+func (r *Run) Close() error { return r.Log.Close() }
+
+// Train runs r.Settings.Steps steps (until ctx ends if 0), reporting progress,
+// evaluating and checkpointing, and returns the eval losses at start and end.
+func (r *Run) Train(ctx context.Context) (before, after float64, err error) {
+	s, tr := r.Settings, r.Trainer
+	if before, _, err = tr.Eval(ctx); err != nil {
+		return 0, 0, err
+	}
+	r.log.Info("eval", "step", 0, "sample", tr.NextSample(), "eval_loss", fmt.Sprintf("%.4f", before))
+	after = before
+	start := time.Now()
+	var lossSum float64
+	var window int
+	for step := 1; s.Steps == 0 || step <= s.Steps; step++ {
+		res, err := tr.Step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break // interrupted: everything logged so far is durable
+			}
+			return before, after, err
+		}
+		lossSum += res.Loss
+		window++
+		last := s.Steps != 0 && step == s.Steps
+		if (s.EvalEvery > 0 && step%s.EvalEvery == 0) || last {
+			if after, _, err = tr.Eval(ctx); err != nil {
+				return before, after, err
+			}
+			el := time.Since(start).Seconds()
+			r.log.Info("step", "step", step, "updates", r.Log.Stats().Updates, "loss", fmt.Sprintf("%.4f", lossSum/float64(window)),
+				"eval_loss", fmt.Sprintf("%.4f", after), "steps_per_s", fmt.Sprintf("%.2f", float64(step)/el),
+				"updates_per_s", fmt.Sprintf("%.1f", float64(step*s.Samples)/el))
+			lossSum, window = 0, 0
+		}
+		if s.CkptEvery > 0 && step%s.CkptEvery == 0 && !last {
+			if _, err := tr.Checkpoint(ctx); err != nil {
+				return before, after, err
+			}
+		}
+	}
+	// A final checkpoint makes the next start replay nothing; it must not be
+	// skipped because the run was interrupted, so it ignores ctx.
+	if info, err := tr.Checkpoint(context.WithoutCancel(ctx)); err != nil {
+		return before, after, err
+	} else {
+		r.log.Info("checkpoint", "updates", info.Updates, "weights_hash", fmt.Sprintf("%x", info.Hash[:8]))
+	}
+	if s.Export != "" {
+		if err := r.Export(s.Export); err != nil {
+			return before, after, err
+		}
+	}
+	return before, after, nil
+}
+
+// Export writes the current weights as a Hugging Face directory, with the
+// tokenizer, in the base checkpoint's dtype.
+func (r *Run) Export(dir string) error {
+	r.Engine.SyncViews()
+	if err := r.Model.Save(dir, r.Model.DType()); err != nil {
+		return err
+	}
+	tok, err := os.ReadFile(filepath.Join(r.Settings.Model, "tokenizer.json"))
+	if err != nil {
+		return fmt.Errorf("node: export: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tok, 0o644); err != nil {
+		return fmt.Errorf("node: export: %w", err)
+	}
+	r.log.Info("exported", "dir", dir, "dtype", r.Model.DType())
+	return nil
+}
