@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -90,7 +91,10 @@ const (
 	cblasTrans    = 112
 )
 
-// openBLAS is gonum's implementation with SGEMM replaced.
+// openBLAS is gonum's implementation with SGEMM replaced. OpenBLAS runs
+// single-threaded and Sgemm splits large products across goroutines instead:
+// OpenBLAS's own threads spin after each call and then compete with the Go
+// code between matmuls (norms, softmax, activations) for the same cores.
 type openBLAS struct {
 	gonum.Implementation
 	sgemm func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
@@ -125,6 +129,44 @@ func (o openBLAS) Sgemm(tA, tB gblas.Transpose, m, n, k int, alpha float32, a []
 	}
 	if max(m, n, k, lda, ldb, ldc) > 1<<31-1 {
 		panic(fmt.Sprintf("blas: sgemm dimension exceeds int32: m=%d n=%d k=%d", m, n, k))
+	}
+	p := runtime.GOMAXPROCS(0)
+	if p == 1 || m*n*k < splitWork {
+		o.call(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	// Split C into p blocks of rows (or of columns when it is short), one
+	// goroutine and one single-threaded OpenBLAS call each.
+	var wg sync.WaitGroup
+	byRows := m >= 8*p
+	parts := p
+	for i := range parts {
+		if byRows {
+			lo, hi := m*i/parts, m*(i+1)/parts
+			aOff := lo * lda
+			if tA != gblas.NoTrans {
+				aOff = lo
+			}
+			wg.Go(func() { o.call(tA, tB, hi-lo, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[lo*ldc:], ldc) })
+			continue
+		}
+		lo, hi := n*i/parts, n*(i+1)/parts
+		bOff := lo
+		if tB != gblas.NoTrans {
+			bOff = lo * ldb
+		}
+		wg.Go(func() { o.call(tA, tB, m, hi-lo, k, alpha, a, lda, b[bOff:], ldb, beta, c[lo:], ldc) })
+	}
+	wg.Wait()
+}
+
+// splitWork is the multiply-add count above which Sgemm runs on all CPUs
+// (≈0.1 ms of work on one core): attention's per-head products stay whole.
+const splitWork = 1 << 24
+
+func (o openBLAS) call(tA, tB gblas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
 	}
 	o.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k),
 		alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))

@@ -14,6 +14,14 @@ func TestSgemmMatchesGonum(t *testing.T) {
 	b := Impl()
 	t.Logf("backend %+v", Current())
 	r := rand.New(rand.NewPCG(1, 2))
+	const pad = 3
+	// Small (one call), tall (split by rows) and short (split by columns).
+	for _, sz := range [][3]int{{37, 29, 53}, {300, 200, 300}, {4, 4096, 1100}} {
+		testSgemm(t, b, r, sz[0], sz[1], sz[2], pad)
+	}
+}
+
+func testSgemm(t *testing.T, b gblas.Float32, r *rand.Rand, m, n, k, pad int) {
 	fill := func(n int) []float32 {
 		s := make([]float32, n)
 		for i := range s {
@@ -21,7 +29,6 @@ func TestSgemmMatchesGonum(t *testing.T) {
 		}
 		return s
 	}
-	const m, n, k, pad = 37, 29, 53, 3
 	for _, tA := range []gblas.Transpose{gblas.NoTrans, gblas.Trans} {
 		for _, tB := range []gblas.Transpose{gblas.NoTrans, gblas.Trans} {
 			ar, ac := m, k
@@ -49,13 +56,15 @@ func TestSgemmMatchesGonum(t *testing.T) {
 					}
 					continue
 				}
-				if d > 1e-4 || d < -1e-4 {
-					t.Fatalf("tA=%c tB=%c: c[%d] = %v, want %v", tA, tB, i, got[i], want[i])
+				if tol := 1e-4 * (1 + abs(want[i])); d > tol || d < -tol {
+					t.Fatalf("%dx%dx%d tA=%c tB=%c: c[%d] = %v, want %v", m, n, k, tA, tB, i, got[i], want[i])
 				}
 			}
 		}
 	}
 }
+
+func abs(x float32) float32 { return max(x, -x) }
 
 func nanGuard() float64 { var z float64; return z / z }
 

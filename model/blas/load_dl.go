@@ -31,6 +31,11 @@ func loadOpenBLAS(paths []string) (openBLAS, Backend, error) {
 		}
 		var o openBLAS
 		purego.RegisterFunc(&o.sgemm, sym)
+		if s, err := purego.Dlsym(h, "openblas_set_num_threads"); err == nil {
+			var setThreads func(int32)
+			purego.RegisterFunc(&setThreads, s)
+			setThreads(1) // see openBLAS
+		}
 		b := Backend{Name: "openblas", Library: p}
 		if s, err := purego.Dlsym(h, "openblas_get_corename"); err == nil {
 			var corename func() string
