@@ -247,6 +247,7 @@ func (p *Peer) fetchDigest(ctx context.Context, id peer.ID) ([]Holding, error) {
 	defer s.Close()
 	body, err := readFrame(r, MaxDigestSize)
 	if err != nil {
+		p.countViolation(err)
 		s.Reset()
 		return nil, err
 	}
@@ -273,6 +274,7 @@ func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (R
 	for {
 		frame, err := readFrame(r, MaxBatchSize)
 		if err != nil {
+			p.countViolation(err)
 			s.Reset()
 			return got, err
 		}
@@ -303,6 +305,14 @@ func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (R
 			}
 			p.c.fetched.Add(1)
 		}
+	}
+}
+
+// countViolation counts a response error that is the donor's fault, as
+// opposed to the network's.
+func (p *Peer) countViolation(err error) {
+	if errors.Is(err, ErrMalformed) {
+		p.c.syncRejected.Add(1)
 	}
 }
 
