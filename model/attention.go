@@ -147,7 +147,7 @@ func causalSoftmax(s []float32, n int) {
 		}
 		var sum float64
 		for j, x := range row[:i+1] {
-			e := exp(float64(x - m))
+			e := math.Exp(float64(x - m))
 			sum += e
 			row[j] = float32(e)
 		}

@@ -62,12 +62,15 @@ func BenchmarkForwardGPT2Small(b *testing.B) {
 	}
 	b.Logf("blas %s (%s); first pass incl. graph build %v", blas.Current().Name, blas.Current().CoreName, time.Since(start).Round(time.Millisecond))
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for b.Loop() {
 		if _, _, err := m.Loss(batch); err != nil {
 			b.Fatal(err)
 		}
 	}
+	// CPU time is steadier than wall time on a shared machine.
+	b.ReportMetric((cpuTime()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
 	s := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(n/s, "tokens/s")
 	b.ReportMetric(forwardFLOPs(m.Config(), n)/s/1e9, "GFLOP/s")
@@ -80,4 +83,13 @@ func BenchmarkForwardGPT2Small(b *testing.B) {
 		w += 4 * len(p.Data)
 	}
 	b.Logf("weights %d MiB", w>>20)
+}
+
+// cpuTime is the process's user and system time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

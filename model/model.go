@@ -282,7 +282,7 @@ func (m *Model) crossEntropy(logits []float32, p *packed) (float64, int) {
 			}
 			var s float64
 			for _, x := range row {
-				s += exp(float64(x - mx))
+				s += math.Exp(float64(x - mx))
 			}
 			parts[i] = math.Log(s) + float64(mx) - float64(row[ts[i].tok])
 		}
