@@ -77,7 +77,7 @@ func diskUsage(b *testing.B, dir string) int64 {
 // BenchmarkReplay rebuilds weights from the base and a log of 1024 updates;
 // an op is one replay, of a 4.1M- or a 32.9M-parameter model.
 func BenchmarkReplay(b *testing.B) {
-	for _, c := range []struct{ scale, batch int }{{1000, 64}, {8000, 64}, {8000, 256}} {
+	for _, c := range []struct{ scale, batch int }{{1000, 64}, {1000, 256}, {8000, 64}, {8000, 256}} {
 		scale := c.scale
 		b.Run(fmt.Sprintf("params=%.1fM/batch=%d", float64(4112*scale+77)/1e6, c.batch), func(b *testing.B) {
 			const n = 1024
@@ -86,6 +86,8 @@ func BenchmarkReplay(b *testing.B) {
 			if _, err := s.Append(ctx, benchUpdates(0, n)...); err != nil {
 				b.Fatal(err)
 			}
+			// Bytes are weight bytes updated: updates × trainable elements × 4.
+			b.SetBytes(n * 4 * int64(4112*scale))
 			var ups, els float64
 			for b.Loop() {
 				b.StopTimer()
