@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -96,16 +97,17 @@ type Store struct {
 	man  Manifest
 	g    gate
 
-	mu      sync.Mutex // serialises Append and checkpoint bookkeeping; guards the fields below
-	seq     Cursor
-	sum     Summary
-	dig     zo.SetDigest
-	count   uint64
-	nextCk  uint64
-	stop    chan struct{}
-	bgDone  chan struct{}
+	stop    chan struct{} // closed by Close: the maintenance goroutine exits
+	bgDone  chan struct{} // closed by the maintenance goroutine as it exits
 	closeMu sync.Once
 	closeEr error
+
+	mu     sync.Mutex // serialises Append and checkpoint numbering; guards the fields below
+	seq    Cursor
+	sum    Summary
+	dig    zo.SetDigest
+	count  uint64
+	nextCk uint64
 }
 
 // Open opens the store in dir, creating it if needed. A new store records m
@@ -132,11 +134,11 @@ func Open(ctx context.Context, dir string, m Manifest, opts ...Option) (*Store, 
 	}
 	s.dir, s.lock = dir, lock
 	s.cks = dirBlobs{dir: filepath.Join(dir, ckptDir)}
+	s.start()
 	if err := s.removeOrphans(); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.start()
 	return s, nil
 }
 
@@ -611,6 +613,9 @@ func (s *Store) Since(ctx context.Context, c Cursor) iter.Seq2[Entry, error] {
 			return
 		}
 		defer s.g.exit()
+		if c == math.MaxUint64 {
+			return // nothing can follow; c+1 would wrap to the beginning
+		}
 		txn := s.db.NewTransaction(false)
 		defer txn.Discard()
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxSeq}, PrefetchValues: true, PrefetchSize: 256})
