@@ -18,15 +18,15 @@ type addedToken struct {
 // matcher finds added tokens leftmost-longest, as the Aho-Corasick automaton
 // of Hugging Face's AddedVocabulary does.
 type matcher struct {
-	byFirst map[byte][]addedToken // longest first
+	byFirst *[256][]addedToken // by first byte, longest first
 }
 
 func newMatcher(tokens []addedToken) matcher {
-	m := matcher{byFirst: make(map[byte][]addedToken)}
+	m := matcher{byFirst: new([256][]addedToken)}
 	for _, t := range tokens {
 		m.byFirst[t.content[0]] = append(m.byFirst[t.content[0]], t)
 	}
-	for _, ts := range m.byFirst {
+	for _, ts := range m.byFirst[:] {
 		sort.SliceStable(ts, func(i, j int) bool { return len(ts[i].content) > len(ts[j].content) })
 	}
 	return m

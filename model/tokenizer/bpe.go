@@ -1,18 +1,20 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"fmt"
 	"unicode/utf8"
 )
 
 type merge struct{ rank, id int }
 
+// pairKey packs a pair of ids into one map key, cheaper to hash than [2]int.
+func pairKey(a, b int) uint64 { return uint64(a)<<32 | uint64(uint32(b)) }
+
 // bpe is Hugging Face's BPE model without dropout or subword affixes.
 type bpe struct {
 	vocab        map[string]int
-	merges       map[[2]int]merge
-	unk          int // -1: none
+	merges       map[uint64]merge // by pairKey
+	unk          int              // -1: none
 	fuseUnk      bool
 	byteFallback bool
 	ignoreMerges bool
@@ -31,24 +33,54 @@ type candidate struct {
 	merge
 }
 
-// candidates pops the lowest rank first and, on ties, the leftmost pair,
-// which is the order of Hugging Face's Word::merge_all.
+// candidates is a min-heap that pops the lowest rank first and, on ties,
+// the leftmost pair, which is the order of Hugging Face's Word::merge_all.
+// It is written out rather than using container/heap, whose interface
+// boxing doubled the cost of merging.
 type candidates []candidate
 
-func (c candidates) Len() int { return len(c) }
-func (c candidates) Less(i, j int) bool {
+func (c candidates) less(i, j int) bool {
 	if c[i].rank != c[j].rank {
 		return c[i].rank < c[j].rank
 	}
 	return c[i].pos < c[j].pos
 }
-func (c candidates) Swap(i, j int) { c[i], c[j] = c[j], c[i] }
-func (c *candidates) Push(x any)   { *c = append(*c, x.(candidate)) }
-func (c *candidates) Pop() any {
-	old := *c
-	x := old[len(old)-1]
-	*c = old[:len(old)-1]
-	return x
+
+func (c *candidates) push(x candidate) {
+	*c = append(*c, x)
+	h := *c
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			break
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (c *candidates) pop() candidate {
+	h := *c
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	for i := 0; ; {
+		small, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && h.less(l, small) {
+			small = l
+		}
+		if r < len(h) && h.less(r, small) {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		h[i], h[small] = h[small], h[i]
+		i = small
+	}
+	*c = h
+	return top
 }
 
 // encodeWord appends the ids of one pre-tokenized word to ids.
@@ -124,22 +156,21 @@ func (m *bpe) byteTokens(ch string) ([]int, bool) {
 }
 
 func (m *bpe) mergeAll(syms []symbol) {
-	var queue candidates
+	queue := make(candidates, 0, len(syms))
 	for i := 0; i+1 < len(syms); i++ {
-		if mg, ok := m.merges[[2]int{syms[i].id, syms[i+1].id}]; ok {
-			queue = append(queue, candidate{i, mg})
+		if mg, ok := m.merges[pairKey(syms[i].id, syms[i+1].id)]; ok {
+			queue.push(candidate{i, mg})
 		}
 	}
-	heap.Init(&queue)
-	for queue.Len() > 0 {
-		top := heap.Pop(&queue).(candidate)
+	for len(queue) > 0 {
+		top := queue.pop()
 		cur := &syms[top.pos]
 		if cur.gone || cur.next < 0 {
 			continue
 		}
 		right := syms[cur.next]
 		// Skip entries made stale by an earlier merge on either side.
-		if mg, ok := m.merges[[2]int{cur.id, right.id}]; !ok || mg.id != top.id {
+		if mg, ok := m.merges[pairKey(cur.id, right.id)]; !ok || mg.id != top.id {
 			continue
 		}
 		cur.id = top.id
@@ -149,13 +180,13 @@ func (m *bpe) mergeAll(syms []symbol) {
 			syms[right.next].prev = top.pos
 		}
 		if cur.prev >= 0 {
-			if mg, ok := m.merges[[2]int{syms[cur.prev].id, cur.id}]; ok {
-				heap.Push(&queue, candidate{cur.prev, mg})
+			if mg, ok := m.merges[pairKey(syms[cur.prev].id, cur.id)]; ok {
+				queue.push(candidate{cur.prev, mg})
 			}
 		}
 		if cur.next >= 0 {
-			if mg, ok := m.merges[[2]int{cur.id, syms[cur.next].id}]; ok {
-				heap.Push(&queue, candidate{top.pos, mg})
+			if mg, ok := m.merges[pairKey(cur.id, syms[cur.next].id)]; ok {
+				queue.push(candidate{top.pos, mg})
 			}
 		}
 	}

@@ -243,7 +243,7 @@ func parseModel(raw json.RawMessage) (*bpe, error) {
 	}
 	b := &bpe{
 		vocab:        m.Vocab,
-		merges:       make(map[[2]int]merge, len(m.Merges)),
+		merges:       make(map[uint64]merge, len(m.Merges)),
 		unk:          -1,
 		fuseUnk:      m.FuseUnk,
 		byteFallback: m.ByteFallback,
@@ -280,7 +280,7 @@ func parseModel(raw json.RawMessage) (*bpe, error) {
 			return nil, fmt.Errorf("merge %d (%q, %q) uses a token not in the vocabulary", rank, pair[0], pair[1])
 		}
 		// A repeated pair takes its last rank, as in Hugging Face's map.
-		b.merges[[2]int{a, c}] = merge{rank: rank, id: merged}
+		b.merges[pairKey(a, c)] = merge{rank: rank, id: merged}
 	}
 	return b, nil
 }

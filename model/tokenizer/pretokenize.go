@@ -31,13 +31,8 @@ func (seq preSequence) preTokenize(pieces []piece) ([]piece, error) {
 	return pieces, nil
 }
 
-// gpt2Split is the regex of Hugging Face's ByteLevel pre-tokenizer (GPT-2's).
-// Its lookahead is why this package uses regexp2 rather than regexp.
-const gpt2Split = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-
-var gpt2Regex = regexp2.MustCompile(gpt2Split, regexp2.None)
-
-// compileRegex compiles a tokenizer.json regex. Hugging Face uses Oniguruma;
+// compileRegex compiles a tokenizer.json regex. Lookaheads such as GPT-2's
+// \s+(?!\S) are why this package uses regexp2 rather than regexp. Hugging Face uses Oniguruma;
 // regexp2's default (.NET) syntax agrees with it on the constructs these
 // patterns use: lookahead, \p{L}/\p{N}, Unicode \s, (?i:...).
 func compileRegex(pattern string) (*regexp2.Regexp, error) {
@@ -210,12 +205,9 @@ func (b byteLevelPre) preTokenize(pieces []piece) ([]piece, error) {
 			out = append(out, p)
 			continue
 		}
-		runes := []rune(p.s)
-		spans, err := regexSpans(gpt2Regex, runes)
-		if err != nil {
-			return nil, err
+		for j, w := range gpt2Pieces(p.s, nil) {
+			out = append(out, piece{s: w, first: p.first && j == 0})
 		}
-		out = cut(p, runes, spans, out)
 	}
 	for i := range out {
 		out[i].s = bytesToChars(out[i].s)

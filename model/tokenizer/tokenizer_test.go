@@ -286,3 +286,68 @@ func TestByteFallbackDecoder(t *testing.T) {
 		t.Errorf("Decode(%v) = %q", ids[:len(ids)-1], got)
 	}
 }
+
+// The example of Hugging Face's SplitDelimiterBehavior documentation.
+func TestSplitBehaviors(t *testing.T) {
+	for _, tc := range []struct {
+		b      behavior
+		invert bool
+		want   string
+	}{
+		{removed, false, "The|final|countdown"},
+		{isolated, false, "The|-|final|-|-|countdown"},
+		{mergedWithPrevious, false, "The-|final-|-|countdown"},
+		{mergedWithNext, false, "The|-final|-|-countdown"},
+		{removed, true, "-|-|-"},
+	} {
+		sp := split{literal: "-", behavior: tc.b, invert: tc.invert}
+		got, err := sp.preTokenize([]piece{{"The-final--countdown", true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var words []string
+		for _, p := range got {
+			words = append(words, p.s)
+		}
+		if strings.Join(words, "|") != tc.want {
+			t.Errorf("behavior %d invert %v: %q, want %q", tc.b, tc.invert, strings.Join(words, "|"), tc.want)
+		}
+	}
+}
+
+func TestBPEOptions(t *testing.T) {
+	encode := func(model, text string) []int {
+		t.Helper()
+		base := tinyBase(t)
+		base["model"] = json.RawMessage(model)
+		data, _ := json.Marshal(base)
+		tok, err := Parse(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := tok.Encode(text, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	const vocab = `"vocab":{"<unk>":0,"a":1,"b":2,"c":3,"ab":4,"abc":5}`
+	for _, tc := range []struct {
+		model, text string
+		want        []int
+	}{
+		{`{"type":"BPE",` + vocab + `,"merges":["a b"]}`, "abc", []int{4, 3}},
+		// ignore_merges: a word in the vocabulary is one token, merges or not.
+		{`{"type":"BPE",` + vocab + `,"merges":["a b"],"ignore_merges":true}`, "abc", []int{5}},
+		{`{"type":"BPE",` + vocab + `,"merges":[["a","b"]],"ignore_merges":true}`, "abca", []int{4, 3, 1}},
+		// Unknown characters: dropped without unk_token, one <unk> each, or
+		// one per run with fuse_unk.
+		{`{"type":"BPE",` + vocab + `,"merges":[]}`, "xxa", []int{1}},
+		{`{"type":"BPE",` + vocab + `,"merges":[],"unk_token":"<unk>"}`, "xxaxy", []int{0, 0, 1, 0, 0}},
+		{`{"type":"BPE",` + vocab + `,"merges":[],"unk_token":"<unk>","fuse_unk":true}`, "xxaxy", []int{0, 1, 0}},
+	} {
+		if got := encode(tc.model, tc.text); !equalInts(got, tc.want) {
+			t.Errorf("%s on %q = %v, want %v", tc.model, tc.text, got, tc.want)
+		}
+	}
+}
