@@ -382,3 +382,15 @@ func (m *Model) build(rows int) (gr *graph, err error) {
 	gr.vm = G.NewTapeMachine(gr.g)
 	return gr, nil
 }
+
+// Batch binds a mini-batch to a model. Its Loss method satisfies zo.Loss.
+type Batch struct {
+	Model *Model
+	Seqs  []Sequence
+}
+
+// Loss is the mean next-token cross-entropy of the batch under the current weights.
+func (b Batch) Loss() (float64, error) {
+	l, _, err := b.Model.Loss(b.Seqs)
+	return l, err
+}
