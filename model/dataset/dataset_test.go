@@ -413,3 +413,11 @@ func TestShard(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkSample(b *testing.B) {
+	var k uint64
+	for b.Loop() {
+		Sample("bench", 3, k, 1_000_003)
+		k++
+	}
+}
