@@ -28,7 +28,7 @@ func regexPieces(t testing.TB, s string) []string {
 }
 
 func checkGPT2Split(t testing.TB, s string) {
-	if got, want := gpt2Pieces(s, nil), regexPieces(t, s); !slices.Equal(got, want) {
+	if got, want := gpt2Pieces(s), regexPieces(t, s); !slices.Equal(got, want) {
 		t.Fatalf("%q: split %q, regex %q", s, got, want)
 	}
 }

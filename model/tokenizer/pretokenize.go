@@ -31,10 +31,12 @@ func (seq preSequence) preTokenize(pieces []piece) ([]piece, error) {
 	return pieces, nil
 }
 
-// compileRegex compiles a tokenizer.json regex. Lookaheads such as GPT-2's
-// \s+(?!\S) are why this package uses regexp2 rather than regexp. Hugging Face uses Oniguruma;
-// regexp2's default (.NET) syntax agrees with it on the constructs these
-// patterns use: lookahead, \p{L}/\p{N}, Unicode \s, (?i:...).
+// compileRegex compiles a tokenizer.json regex. Lookaheads such as
+// \s+(?!\S) are why this package uses regexp2 rather than regexp. Hugging
+// Face uses Oniguruma; regexp2's default (.NET) syntax agrees with it on the
+// constructs these patterns use (lookahead, \p{L}, \p{N}, Unicode \s,
+// (?i:...)), except that (?i:...) does not apply Unicode case folding
+// (docs/DATA.md).
 func compileRegex(pattern string) (*regexp2.Regexp, error) {
 	re, err := regexp2.Compile(pattern, regexp2.None)
 	if err != nil {
@@ -205,7 +207,7 @@ func (b byteLevelPre) preTokenize(pieces []piece) ([]piece, error) {
 			out = append(out, p)
 			continue
 		}
-		for j, w := range gpt2Pieces(p.s, nil) {
+		for j, w := range gpt2Pieces(p.s) {
 			out = append(out, piece{s: w, first: p.first && j == 0})
 		}
 	}
