@@ -32,12 +32,20 @@ type fixture struct {
 	} `json:"tokenizers"`
 }
 
-var baseFiles sync.Map // base name -> map[string]json.RawMessage
+var (
+	baseFiles sync.Map // base name -> map[string]json.RawMessage
+	baseToks  sync.Map // base name -> *Tokenizer without overrides; it is immutable
+)
 
 // loadVariant loads testdata/<base>.tokenizer.json.gz with top-level keys
 // replaced by override, as the generator did.
 func loadVariant(t testing.TB, base string, override map[string]json.RawMessage) *Tokenizer {
 	t.Helper()
+	if len(override) == 0 {
+		if tok, ok := baseToks.Load(base); ok {
+			return tok.(*Tokenizer)
+		}
+	}
 	v, ok := baseFiles.Load(base)
 	if !ok {
 		data := readGzip(t, filepath.Join("testdata", base+".tokenizer.json.gz"))
@@ -61,6 +69,9 @@ func loadVariant(t testing.TB, base string, override map[string]json.RawMessage)
 	tok, err := Parse(data)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(override) == 0 {
+		baseToks.Store(base, tok)
 	}
 	return tok
 }
