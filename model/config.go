@@ -158,7 +158,8 @@ func ParseConfig(b []byte) (*Config, error) {
 	}
 	switch {
 	case c.Vocab <= 0 || c.Hidden <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.FF <= 0 || c.MaxPos <= 0:
-		return nil, fmt.Errorf("model: config has non-positive sizes: %+v", *c)
+		return nil, fmt.Errorf("model: config has non-positive sizes: vocab %d, hidden %d, layers %d, heads %d, mlp %d, positions %d",
+			c.Vocab, c.Hidden, c.Layers, c.Heads, c.FF, c.MaxPos)
 	case c.KVHeads <= 0 || c.Heads%c.KVHeads != 0:
 		return nil, fmt.Errorf("model: %d attention heads do not divide into %d key/value heads", c.Heads, c.KVHeads)
 	case c.Arch == GPT2 && c.Hidden%c.Heads != 0:

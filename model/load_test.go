@@ -277,3 +277,52 @@ func TestBadInput(t *testing.T) {
 		t.Error("Logits(nil) succeeded")
 	}
 }
+
+// Causality and padding: a prefix's logits equal the first rows of the full
+// sequence's, whichever buckets the two lengths fall in.
+func TestPrefixLogits(t *testing.T) {
+	for _, name := range []string{"gpt2", "llama"} {
+		m := load(t, name)
+		v := m.Config().Vocab
+		tokens := make([]int, 23)
+		for i := range tokens {
+			tokens[i] = (i * 7) % v
+		}
+		full, err := m.Logits(tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []int{1, 16, 17} {
+			part, err := m.Logits(tokens[:k])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range part {
+				if d := math.Abs(float64(part[i] - full[i])); d > 1e-5 {
+					t.Fatalf("%s: prefix %d: logit %d differs by %g", name, k, i, d)
+				}
+			}
+		}
+	}
+}
+
+// The original OpenAI GPT-2 conversions name tensors without "transformer.".
+func TestGPT2UnprefixedNames(t *testing.T) {
+	d := copyDir(t, "gpt2")
+	rewrite(t, d, safetensors.F32, func(ts []safetensors.Tensor) []safetensors.Tensor {
+		for i := range ts {
+			ts[i].Name = strings.TrimPrefix(ts[i].Name, "transformer.")
+		}
+		return ts
+	})
+	a, b := load(t, "gpt2"), func() *Model {
+		m, err := Load(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}()
+	if paramHash(a) != paramHash(b) {
+		t.Error("weights differ")
+	}
+}
