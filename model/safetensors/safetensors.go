@@ -21,7 +21,7 @@ import (
 // DType names an element type as spelled in the header.
 type DType string
 
-// Element types. Only F32, F16 and BF16 convert to float32; the others are
+// Element types. F64, F32, F16 and BF16 convert to float32; the others are
 // recognised so that files holding them still parse.
 const (
 	F64  DType = "F64"
@@ -213,7 +213,7 @@ func (f *File) Info(name string) (Info, bool) {
 }
 
 // ReadFloat32 reads the named floating-point tensor into dst, which must have
-// exactly its number of elements, converting F16 and BF16 to float32.
+// exactly its number of elements, converting F64, F16 and BF16 to float32.
 func (f *File) ReadFloat32(name string, dst []float32) error {
 	t, ok := f.Info(name)
 	if !ok {
@@ -223,7 +223,7 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 		return fmt.Errorf("safetensors: tensor %q has %d elements, destination %d", name, t.Elems(), len(dst))
 	}
 	switch t.DType {
-	case F32, F16, BF16:
+	case F64, F32, F16, BF16:
 	default:
 		return fmt.Errorf("safetensors: tensor %q: dtype %s is not a float type", name, t.DType)
 	}
@@ -247,6 +247,10 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 // Decode converts little-endian elements of a float dtype in src to dst.
 func Decode(d DType, dst []float32, src []byte) {
 	switch d {
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
+		}
 	case F32:
 		for i := range dst {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))

@@ -149,12 +149,13 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestNotFloat(t *testing.T) {
-	hdr := []byte(`{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}`)
+func TestIntegerAndF64(t *testing.T) {
+	hdr := []byte(`{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"x":{"dtype":"F64","shape":[1],"data_offsets":[8,16]}}`)
 	var buf bytes.Buffer
 	binary.Write(&buf, binary.LittleEndian, uint64(len(hdr)))
 	buf.Write(hdr)
 	buf.Write(make([]byte, 8))
+	binary.Write(&buf, binary.LittleEndian, 1.5)
 	p := filepath.Join(t.TempDir(), "i.safetensors")
 	os.WriteFile(p, buf.Bytes(), 0o644)
 	f, err := Open(p)
@@ -164,6 +165,10 @@ func TestNotFloat(t *testing.T) {
 	defer f.Close()
 	if err := f.ReadFloat32("ids", make([]float32, 1)); err == nil || !strings.Contains(err.Error(), "not a float type") {
 		t.Errorf("err = %v", err)
+	}
+	x := make([]float32, 1)
+	if err := f.ReadFloat32("x", x); err != nil || x[0] != 1.5 {
+		t.Errorf("F64 read %v, %v", x, err)
 	}
 }
 
