@@ -38,17 +38,34 @@ type rope struct {
 	cos, sin []float32 // [position][half]
 }
 
-func newRope(positions, headDim int, theta float64) *rope {
+func newRope(positions, headDim int, theta float64, l3 *Llama3Rope) *rope {
 	half := headDim / 2
 	r := &rope{half: half, cos: make([]float32, positions*half), sin: make([]float32, positions*half)}
 	for i := range half {
 		inv := float32(1 / math.Pow(theta, float64(2*i)/float64(headDim)))
+		if l3 != nil {
+			inv = l3.scale(inv)
+		}
 		for p := range positions {
 			a := float64(float32(p) * inv)
 			r.cos[p*half+i], r.sin[p*half+i] = float32(math.Cos(a)), float32(math.Sin(a))
 		}
 	}
 	return r
+}
+
+// scale is transformers' _compute_llama3_parameters for one frequency.
+func (l *Llama3Rope) scale(inv float32) float32 {
+	f := float64(inv)
+	wavelen := 2 * math.Pi / f
+	switch {
+	case wavelen < l.OriginalMaxPos/l.HighFreqFactor:
+		return inv
+	case wavelen > l.OriginalMaxPos/l.LowFreqFactor:
+		return float32(f / l.Factor)
+	}
+	smooth := (l.OriginalMaxPos/wavelen - l.LowFreqFactor) / (l.HighFreqFactor - l.LowFreqFactor)
+	return float32((1-smooth)*f/l.Factor + smooth*f)
 }
 
 // apply rotates every head of src ([rows, heads·2·half], row stride ld from

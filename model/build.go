@@ -149,7 +149,7 @@ func (b *builder) gpt2() (*G.Node, error) {
 func (b *builder) llama() (*G.Node, error) {
 	c := b.m.cfg
 	x := b.embed(b.weight("model.embed_tokens.weight"), nil)
-	rope := newRope(b.rows, c.HeadDim, c.RopeTheta)
+	rope := newRope(b.rows, c.HeadDim, c.RopeTheta, c.Llama3Rope)
 	for l := range c.Layers {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		h := b.rmsNorm(x, p+"input_layernorm")

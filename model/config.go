@@ -37,6 +37,7 @@ type Config struct {
 	OBias      bool // bias on the attention output projection
 	MLPBias    bool
 	TorchDType string // dtype the checkpoint declares
+	Llama3Rope *Llama3Rope
 
 	raw map[string]any // the whole config.json, written back on export
 }
@@ -72,6 +73,15 @@ type hfConfig struct {
 	AttnBias     bool            `json:"attention_bias"`
 	MLPBias      bool            `json:"mlp_bias"`
 	SlidingWin   *bool           `json:"use_sliding_window"`
+}
+
+// Llama3Rope is Llama 3's rope_scaling: long wavelengths slowed by Factor,
+// short ones kept, a smooth blend between.
+type Llama3Rope struct {
+	Factor         float64 `json:"factor"`
+	LowFreqFactor  float64 `json:"low_freq_factor"`
+	HighFreqFactor float64 `json:"high_freq_factor"`
+	OriginalMaxPos float64 `json:"original_max_position_embeddings"`
 }
 
 // ReadConfig reads dir/config.json.
@@ -144,10 +154,15 @@ func ParseConfig(b []byte) (*Config, error) {
 			var rs struct {
 				Type  string `json:"type"`
 				RType string `json:"rope_type"`
+				Llama3Rope
 			}
 			_ = json.Unmarshal(h.RopeScaling, &rs) // an unreadable value is refused below
-			if t := rs.Type + rs.RType; t != "default" {
-				return nil, fmt.Errorf("model: rope_scaling %s not supported", h.RopeScaling)
+			switch t := rs.Type + rs.RType; {
+			case t == "default":
+			case t == "llama3" && rs.Factor > 0 && rs.HighFreqFactor > rs.LowFreqFactor && rs.LowFreqFactor > 0 && rs.OriginalMaxPos > 0:
+				c.Llama3Rope = &rs.Llama3Rope
+			default:
+				return nil, fmt.Errorf("model: rope_scaling %s not supported (default and llama3 are)", h.RopeScaling)
 			}
 		}
 	default:

@@ -17,6 +17,7 @@ func TestParseConfig(t *testing.T) {
 		{`{"model_type":"gpt2","vocab_size":10,"n_embd":8,"n_layer":0,"n_head":2,"n_positions":8}`, "non-positive"},
 		{`{"model_type":"qwen2","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":8,"use_sliding_window":true}`, "sliding-window"},
 		{`{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":8,"rope_scaling":{"type":"linear","factor":2}}`, "rope_scaling"},
+		{`{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":8,"rope_scaling":{"rope_type":"llama3","factor":8}}`, "rope_scaling"},
 		{`[]`, "bad config.json"},
 	} {
 		_, err := ParseConfig([]byte(c.json))

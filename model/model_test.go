@@ -45,7 +45,7 @@ func (e *expected) batch() []Sequence {
 
 // fixtures are written by testdata/gen_reference.py, an independent numpy
 // implementation in float64.
-var fixtures = []string{"gpt2", "gpt2-f16", "llama", "llama-bf16-sharded", "qwen2"}
+var fixtures = []string{"gpt2", "gpt2-f16", "llama", "llama-bf16-sharded", "qwen2", "llama3-rope"}
 
 func TestMatchesReference(t *testing.T) {
 	for _, name := range fixtures {

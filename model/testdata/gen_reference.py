@@ -12,6 +12,7 @@ Outputs (committed, so tests need no Python):
     gpt2-f16/     the same model stored as float16
     llama/        GQA (4 query, 2 kv heads), untied head, attention biases
     qwen2/        qwen2 config: q/k/v biases only, tied head
+    llama3-rope/  Llama 3 rope scaling, tied head, one kv head
     llama-bf16-sharded/  llama rounded to bfloat16, two shards + index
 each with expected.json: logits of two sequences and the mean loss of a
 masked batch.
@@ -114,10 +115,23 @@ def gpt2_logits(c, w, tokens):
     return h @ w["transformer.wte.weight"].T
 
 
-def rope(x, theta):
+def llama3_inv_freq(inv, rs):
+    """_compute_llama3_parameters in transformers' modeling_rope_utils.py."""
+    factor, lo, hi, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+    wavelen = 2 * np.pi / inv
+    out = np.where(wavelen > old / lo, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * out / factor + smooth * out
+    medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+    return np.where(medium, smoothed, out).astype(np.float32)
+
+
+def rope(x, theta, scaling=None):
     """x: [H, T, dh]; Hugging Face's rotate-half layout, float32 angles."""
     dh, T = x.shape[2], x.shape[1]
     inv = (1.0 / (theta ** (np.arange(0, dh, 2, dtype=np.float32) / np.float32(dh)))).astype(np.float32)
+    if scaling:
+        inv = llama3_inv_freq(inv.astype(np.float64), scaling)
     ang = (np.arange(T, dtype=np.float32)[:, None] * inv[None, :]).astype(np.float32).astype(np.float64)
     ang = np.concatenate([ang, ang], -1)
     x1, x2 = x[..., : dh // 2], x[..., dh // 2:]
@@ -144,7 +158,7 @@ def llama_logits(c, w, tokens):
         q = lin(x, p + "self_attn.q_proj", qkv_bias).reshape(T, H, dh).transpose(1, 0, 2)
         k = lin(x, p + "self_attn.k_proj", qkv_bias).reshape(T, KV, dh).transpose(1, 0, 2)
         v = lin(x, p + "self_attn.v_proj", qkv_bias).reshape(T, KV, dh).transpose(1, 0, 2)
-        q, k = rope(q, theta), rope(k, theta)
+        q, k = rope(q, theta, c.get("rope_scaling")), rope(k, theta, c.get("rope_scaling"))
         k, v = np.repeat(k, H // KV, axis=0), np.repeat(v, H // KV, axis=0)
         y = causal_attention(q, k, v).transpose(1, 0, 2).reshape(T, H * dh)
         h = h + lin(y, p + "self_attn.o_proj", o_bias)
@@ -279,6 +293,15 @@ def main():
             "max_position_embeddings": 32, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "hidden_act": "silu",
             "tie_word_embeddings": True, "use_sliding_window": False}
     save("qwen2", qwen, llama_weights(qwen), llama_logits)
+
+    # Llama 3 rope scaling; head_dim 8 puts one frequency in each of its three bands.
+    llama3 = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 31, "hidden_size": 16,
+              "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+              "head_dim": 8, "max_position_embeddings": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+              "hidden_act": "silu", "tie_word_embeddings": True,
+              "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 64}}
+    save("llama3-rope", llama3, llama_weights(llama3), llama_logits)
 
 
 if __name__ == "__main__":
