@@ -40,15 +40,28 @@ func randomModel(tb testing.TB, config string) *Model {
 // forwardFLOPs counts multiply-adds as 2 FLOPs: the projections, the
 // attention products (full n×n squares, as computed) and the vocabulary head.
 func forwardFLOPs(c Config, n int) float64 {
-	d, l := float64(c.Hidden), float64(c.Layers)
-	perToken := 2 * (l*(4*d*d+2*d*float64(c.FF)) + float64(c.Vocab)*d)
-	return perToken*float64(n) + l*4*float64(n)*float64(n)*d
+	d, l, ff := float64(c.Hidden), float64(c.Layers), float64(c.FF)
+	q, kv := float64(c.Heads*c.HeadDim), float64(c.KVHeads*c.HeadDim)
+	mlp := 2 * d * ff // GPT-2: up and down
+	if c.Arch == Llama {
+		mlp = 3 * d * ff // gate, up and down
+	}
+	perToken := 2 * (l*(d*(2*q+2*kv)+mlp) + float64(c.Vocab)*d)
+	return perToken*float64(n) + l*4*float64(n)*float64(n)*q
 }
+
+// SmolLM2-135M's shape: 30 layers, 9 query and 3 key/value heads, tied head.
+const smolLMConfig = `{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"max_position_embeddings":8192,"rope_theta":100000,"tie_word_embeddings":true}`
 
 // BenchmarkForwardGPT2Small: one 256-token sequence through a GPT-2-small
 // shaped model (random weights), loss included. ZOPEER_BLAS=go for pure Go.
-func BenchmarkForwardGPT2Small(b *testing.B) {
-	m := randomModel(b, gpt2SmallConfig)
+func BenchmarkForwardGPT2Small(b *testing.B) { benchForward(b, gpt2SmallConfig) }
+
+// BenchmarkForwardSmolLM135M: the same for a SmolLM2-135M-shaped model.
+func BenchmarkForwardSmolLM135M(b *testing.B) { benchForward(b, smolLMConfig) }
+
+func benchForward(b *testing.B, config string) {
+	m := randomModel(b, config)
 	const n = 256
 	seq := Sequence{Tokens: make([]int, n)}
 	r := rand.New(rand.NewPCG(3, 4))
