@@ -65,7 +65,7 @@ func setup() {
 	}
 	o, b, err := loadOpenBLAS(libraryCandidates())
 	if err != nil {
-		slog.Warn("blas: OpenBLAS not available, using pure-Go gonum matmul (≈20× slower); install libopenblas0-pthread", "err", err)
+		slog.Warn("blas: OpenBLAS not available, using pure-Go gonum matmul (10-20× slower); install libopenblas0-pthread", "err", err)
 		return
 	}
 	impl, backend = o, b

@@ -53,7 +53,8 @@ func loadOpenBLAS(paths []string) (openBLAS, Backend, error) {
 		}
 		return o, b, nil
 	}
-	return openBLAS{}, Backend{}, fmt.Errorf("blas: cannot load OpenBLAS: %w", errors.Join(errs...))
+	// The first error names the usual library; the rest repeat "not found".
+	return openBLAS{}, Backend{}, fmt.Errorf("blas: cannot load OpenBLAS (tried %d names): %w", len(paths), errs[0])
 }
 
 // ensureCoreType sets OPENBLAS_CORETYPE from the CPU's features unless the
