@@ -257,3 +257,22 @@ func TestCheckpointFilesAfterCrash(t *testing.T) {
 		t.Fatal("hash differs from an independent application")
 	}
 }
+
+// TestEmptyBadgerLogAfterCrash: a kill while Badger creates a log file leaves
+// it empty; Open must still succeed and lose nothing.
+func TestEmptyBadgerLogAfterCrash(t *testing.T) {
+	for _, name := range []string{"00007.mem", "000009.vlog"} {
+		t.Run(name, func(t *testing.T) {
+			s, dir := openTest(t, true)
+			mustAppend(t, s, upd(1, 1))
+			s.Close()
+			if err := os.WriteFile(filepath.Join(dir, "db", name), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s = reopen(t, dir)
+			if _, ok, err := s.Get(1, 1); !ok || err != nil {
+				t.Fatalf("update lost: %v", err)
+			}
+		})
+	}
+}

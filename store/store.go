@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"log/slog"
 	"math"
@@ -126,6 +127,10 @@ func Open(ctx context.Context, dir string, m Manifest, opts ...Option) (*Store, 
 		unlockDir(lock)
 		return nil, err
 	}
+	if err := removeEmptyLogs(filepath.Join(dir, "db")); err != nil {
+		unlockDir(lock)
+		return nil, err
+	}
 	bo := badgerOptions(filepath.Join(dir, "db"), o)
 	s, err := open(ctx, bo, m, o)
 	if err != nil {
@@ -140,6 +145,36 @@ func Open(ctx context.Context, dir string, m Manifest, opts ...Option) (*Store, 
 		return nil, err
 	}
 	return s, nil
+}
+
+// removeEmptyLogs deletes zero-length WAL (.mem) and value-log (.vlog) files.
+// A kill between Badger creating such a file and sizing it leaves one behind;
+// it holds no data, yet Badger refuses to open the database while it exists
+// (dgraph-io/badger#2207; TestCrashKill hit it about once in 20 runs).
+func removeEmptyLogs(dbDir string) error {
+	es, err := os.ReadDir(dbDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	for _, e := range es {
+		ext := filepath.Ext(e.Name())
+		if ext != ".mem" && ext != ".vlog" || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if fi.Size() == 0 {
+			if err := os.Remove(filepath.Join(dbDir, e.Name())); err != nil {
+				return dirError(dbDir, err)
+			}
+		}
+	}
+	return nil
 }
 
 // OpenMemory returns a store that lives in memory only, for tests. It behaves
