@@ -198,6 +198,9 @@ func testRangeSummaries(t *testing.T, s *Store) {
 	if got := s.Held(1); !slices.Equal(got, RangeSet{{0, 9}}) {
 		t.Fatalf("held %v", got)
 	}
+	if ms := s.Summary().Machines(); !slices.Equal(ms, []uint64{1, 2}) {
+		t.Fatalf("machines %v", ms)
+	}
 	if n := s.Summary().Count(); n != 11 {
 		t.Fatalf("count %d", n)
 	}
