@@ -54,6 +54,7 @@ const (
 	pfxSeq      = 's' // s seq -> machine sample exp code
 	pfxEquiv    = 'e' // e machine sample exp code -> (empty): an offered value that contradicts the log
 	pfxCkpt     = 'c' // c id -> JSON CheckpointInfo
+	pfxBatch    = 'b' // b machine first -> u32be(count) raw: a signed batch as received
 )
 
 // Cursor is a position in a store's arrival order: the sequence number of the
@@ -461,7 +462,31 @@ func decodeSeqValue(v []byte) (zo.Update, error) {
 // On error, updates of earlier transactions (res.Added of them) may have been
 // logged; appending the same updates again is safe.
 func (s *Store) Append(ctx context.Context, us ...zo.Update) (AppendResult, error) {
+	return s.AppendBatch(ctx, nil, us...)
+}
+
+// AppendBatch is Append for the updates of one signed batch, whose wire form
+// raw (opaque to the store) is kept so the node can serve it to peers that
+// need to verify the original signature. us must be one machine's
+// consecutive samples, us[0] first. raw is written with the first
+// transaction, so it is durable whenever any of its updates is; a batch
+// already held under the same (machine, first sample) is kept as it was.
+// A nil raw stores no batch.
+func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (AppendResult, error) {
 	var res AppendResult
+	var bm, bfirst uint64
+	bn := len(us)
+	if raw != nil {
+		if len(us) == 0 || len(us) > MaxBatch {
+			return res, fmt.Errorf("store: batch of %d updates (want 1..%d)", len(us), MaxBatch)
+		}
+		for i, u := range us {
+			if u.Machine != us[0].Machine || u.Sample != us[0].Sample+uint64(i) {
+				return res, fmt.Errorf("store: batch updates are not one machine's consecutive samples")
+			}
+		}
+		bm, bfirst = us[0].Machine, us[0].Sample
+	}
 	if !s.g.enter() {
 		return res, ErrClosed
 	}
@@ -492,6 +517,12 @@ func (s *Store) Append(ctx context.Context, us ...zo.Update) (AppendResult, erro
 		}
 		inChunk := Summary{}
 		err := s.db.Update(func(txn *badger.Txn) error {
+			if raw != nil {
+				if err := putBatch(txn, bm, bfirst, bn, raw); err != nil {
+					return err
+				}
+				raw = nil
+			}
 			for _, u := range chunk {
 				k := carve(17)
 				k[0] = pfxUpdate

@@ -33,6 +33,7 @@ func TestBehaviour(t *testing.T) {
 		{"WrongWeights", testWrongWeights},
 		{"Concurrent", testConcurrent},
 		{"Close", testClose},
+		{"Batches", testBatches},
 	}
 	for _, mode := range []struct {
 		name string
