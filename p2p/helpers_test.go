@@ -28,11 +28,11 @@ func newMemLog() *memLog {
 	return &memLog{ups: map[[2]uint64]zo.Update{}, holds: map[uint64]Ranges{}, batches: map[uint64][]*Batch{}}
 }
 
-func (l *memLog) Lookup(m, s uint64) (zo.Update, bool) {
+func (l *memLog) Get(m, s uint64) (zo.Update, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u, ok := l.ups[[2]uint64{m, s}]
-	return u, ok
+	return u, ok, nil
 }
 
 func (l *memLog) Holdings() ([]Holding, error) {

@@ -243,7 +243,7 @@ func TestBogusSyncDonor(t *testing.T) {
 		victim.SyncNow(context.Background())
 		return victim.log.count() == 4
 	})
-	if u, ok := victim.log.Lookup(good.Machine, 3); !ok || u.Code != 4 {
+	if u, ok, _ := victim.log.Get(good.Machine, 3); !ok || u.Code != 4 {
 		t.Fatalf("sample 3 = %+v, %v; want the authentic code 4", u, ok)
 	}
 }

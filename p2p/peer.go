@@ -30,8 +30,8 @@ import (
 // caller stores what Batches delivers. Implementations must be safe for
 // concurrent use.
 type Log interface {
-	// Lookup returns the update held for (machine, sample), if any.
-	Lookup(machine, sample uint64) (zo.Update, bool)
+	// Get returns the update held for (machine, sample), if any.
+	Get(machine, sample uint64) (zo.Update, bool, error)
 	// Holdings returns, for every machine with updates and in increasing
 	// machine order, the samples held (valid, non-empty Ranges).
 	Holdings() ([]Holding, error)
@@ -450,13 +450,18 @@ const (
 	fresh    verdict = iota // holds an update the log lacks
 	known                   // every update already logged
 	conflict                // contradicts the log: the machine equivocated
+	unknown                 // the log failed to answer
 )
 
 func (p *Peer) judge(b *Batch, from peer.ID) verdict {
 	v := known
 	for i, c := range b.Codes {
 		s := b.First + uint64(i)
-		held, ok := p.opts.Log.Lookup(b.Machine, s)
+		held, ok, err := p.opts.Log.Get(b.Machine, s)
+		if err != nil {
+			p.opts.Logger.Warn("p2p: log lookup", "err", err)
+			return unknown
+		}
 		if !ok {
 			v = fresh
 			continue
@@ -489,10 +494,10 @@ func (p *Peer) validateBatch(_ context.Context, from peer.ID, msg *pubsub.Messag
 	case fresh:
 		msg.ValidatorData = b
 		return pubsub.ValidationAccept
-	case known:
-		return pubsub.ValidationIgnore
-	default:
+	case conflict:
 		return pubsub.ValidationReject
+	default:
+		return pubsub.ValidationIgnore
 	}
 }
 

@@ -297,14 +297,18 @@ func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (R
 			s.Reset()
 			return got, err
 		}
-		got = got.Add(max(b.First, lo), min(b.Last(), hi))
-		if p.judge(b, id) == fresh {
+		switch p.judge(b, id) {
+		case fresh:
 			if !p.deliver(ctx, b) {
 				s.Reset()
 				return got, ctx.Err()
 			}
 			p.c.fetched.Add(1)
+		case unknown:
+			s.Reset()
+			return got, fmt.Errorf("p2p: sync: log lookup failed")
 		}
+		got = got.Add(max(b.First, lo), min(b.Last(), hi))
 	}
 }
 
