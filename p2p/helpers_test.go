@@ -107,8 +107,9 @@ func (l *memLog) sum() zo.SetDigest {
 // it delivers, as a node would.
 type testPeer struct {
 	*Peer
-	log *memLog
-	key crypto.PrivKey
+	log    *memLog
+	key    crypto.PrivKey
+	states chan State // what the peer's States channel delivered
 }
 
 func testOptions(t testing.TB, run string, log Log) Options {
@@ -147,7 +148,7 @@ func newTestPeer(t testing.TB, run string, edit func(*Options)) *testPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &testPeer{Peer: p, log: log, key: o.Key}
+	tp := &testPeer{Peer: p, log: log, key: o.Key, states: make(chan State, 64)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -158,7 +159,11 @@ func newTestPeer(t testing.TB, run string, edit func(*Options)) *testPeer {
 		}
 	}()
 	go func() {
-		for range p.States() {
+		for s := range p.States() {
+			select {
+			case tp.states <- s:
+			default:
+			}
 		}
 	}()
 	t.Cleanup(func() {
