@@ -106,7 +106,8 @@ func (s Settings) Manifest(base [32]byte) store.Manifest {
 }
 
 // OpenRun loads everything and rebuilds the weights from the log in s.Home.
-func OpenRun(ctx context.Context, s Settings, log *slog.Logger) (*Run, error) {
+// With want (the run's manifest), the local base model must be the run's.
+func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Logger) (*Run, error) {
 	lm, tok, err := OpenModel(s.Model)
 	if err != nil {
 		return nil, err
@@ -139,6 +140,15 @@ func OpenRun(ctx context.Context, s Settings, log *slog.Logger) (*Run, error) {
 		return nil, err
 	}
 	m := s.Manifest(w.Hash())
+	if want != nil {
+		if m.BaseDigest != want.BaseDigest {
+			return nil, fmt.Errorf("node: base model %s has digest %x but run %q was created from a base with digest %x: refusing to train on another model",
+				s.Model, m.BaseDigest, want.Run, want.BaseDigest)
+		}
+		if m.Quant != want.Quant {
+			return nil, fmt.Errorf("node: run %q uses update scheme %q, this zopeer speaks %q", want.Run, want.Quant, m.Quant)
+		}
+	}
 	cfg, err := m.Config()
 	if err != nil {
 		return nil, err

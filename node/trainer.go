@@ -117,50 +117,79 @@ func (t *Trainer) miniBatch(k uint64) []model.Sequence {
 	return seqs
 }
 
-// StepResult summarises one step.
-type StepResult struct {
-	Updates []zo.Update
-	Loss    float64 // mean of (L+ + L−)/2 over the step's samples: the training loss
+// Proposal is one step's coded projected gradients: samples First,
+// First+1, … of the machine, sharing exponent Exp. Nothing is logged or
+// applied until it is committed.
+type Proposal struct {
+	First uint64
+	Exp   uint8
+	Codes []int8
+	Loss  float64 // mean of (L+ + L−)/2 over the samples: the training loss
 }
 
-// Step runs one step: Samples projected gradients, coded, logged, applied.
-func (t *Trainer) Step(ctx context.Context) (StepResult, error) {
+// Updates are the proposal's updates from machine.
+func (p Proposal) Updates(machine uint64) []zo.Update {
+	us := make([]zo.Update, len(p.Codes))
+	for k, c := range p.Codes {
+		us[k] = zo.Update{Machine: machine, Sample: p.First + uint64(k), Exp: p.Exp, Code: c}
+	}
+	return us
+}
+
+// Propose estimates the projected gradients of the machine's next Samples
+// samples and codes them. It changes only the float32 views.
+func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 	g := make([]float64, t.samples)
 	u := make([]float64, t.samples)
-	var res StepResult
+	p := Proposal{First: t.next, Codes: make([]int8, t.samples)}
 	for k := range g {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return p, err
 		}
 		sample := t.next + uint64(k)
 		seed := zo.DeriveSeed(t.run, t.machine, sample)
 		r, err := t.eng.Step(batchLoss{t.lm, t.miniBatch(sample)}, seed)
 		if err != nil {
-			return res, fmt.Errorf("node: sample %d: %w", sample, err)
+			return p, fmt.Errorf("node: sample %d: %w", sample, err)
 		}
 		g[k], u[k] = r.G, seed.CodeUniform()
-		res.Loss += (r.LossPlus + r.LossMinus) / 2 / float64(t.samples)
+		p.Loss += (r.LossPlus + r.LossMinus) / 2 / float64(t.samples)
 	}
-	codes := make([]int8, t.samples)
-	exp, err := zo.Quantize(g, u, codes)
+	exp, err := zo.Quantize(g, u, p.Codes)
 	if err != nil {
-		return res, fmt.Errorf("node: coding step at sample %d: %w", t.next, err)
+		return p, fmt.Errorf("node: coding step at sample %d: %w", t.next, err)
 	}
-	res.Updates = make([]zo.Update, t.samples)
-	for k := range codes {
-		res.Updates[k] = zo.Update{Machine: t.machine, Sample: t.next + uint64(k), Exp: exp, Code: codes[k]}
-	}
-	if err := t.Apply(ctx, res.Updates); err != nil {
-		return res, err
-	}
-	t.next += uint64(t.samples)
-	return res, nil
+	p.Exp = exp
+	return p, nil
 }
 
-// Apply logs updates durably, then applies the ones the weights lack. It is
+// Commit logs an own proposal (with its signed wire form, if any) and
+// applies it; the machine's next step starts after it.
+func (t *Trainer) Commit(ctx context.Context, p Proposal, raw []byte) error {
+	if p.First != t.next {
+		return fmt.Errorf("node: proposal starts at sample %d, next is %d", p.First, t.next)
+	}
+	if err := t.Apply(ctx, raw, p.Updates(t.machine)); err != nil {
+		return err
+	}
+	t.next += uint64(len(p.Codes))
+	return nil
+}
+
+// Step proposes and commits one step without a network.
+func (t *Trainer) Step(ctx context.Context) (Proposal, error) {
+	p, err := t.Propose(ctx)
+	if err != nil {
+		return p, err
+	}
+	return p, t.Commit(ctx, p, nil)
+}
+
+// Apply logs updates durably (with raw, the signed batch carrying them, so
+// the node can serve it to peers), then applies those the weights lack. It is
 // how a node takes both its own updates and its peers'.
-func (t *Trainer) Apply(ctx context.Context, us []zo.Update) error {
-	ar, err := t.log.Append(ctx, us...)
+func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) error {
+	ar, err := t.log.AppendBatch(ctx, raw, us...)
 	if err != nil {
 		return fmt.Errorf("node: logging updates: %w", err)
 	}

@@ -153,13 +153,13 @@ func TestApplyIgnoresEquivocation(t *testing.T) {
 	defer log.Close()
 	tr, e := newTrainer(t, log, m)
 	good := zo.Update{Machine: 3, Sample: 0, Exp: 120, Code: 50}
-	if err := tr.Apply(ctx, []zo.Update{good}); err != nil {
+	if err := tr.Apply(ctx, nil, []zo.Update{good}); err != nil {
 		t.Fatal(err)
 	}
 	h := e.Weights().Hash()
 	bad := good
 	bad.Code = -50
-	if err := tr.Apply(ctx, []zo.Update{bad, good}); err != nil {
+	if err := tr.Apply(ctx, nil, []zo.Update{bad, good}); err != nil {
 		t.Fatal(err)
 	}
 	if e.Weights().Hash() != h {

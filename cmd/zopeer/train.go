@@ -50,7 +50,7 @@ func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string
 		if s.Model == "" {
 			return usageError{errors.New("--model and --data are required")}
 		}
-		r, err := node.OpenRun(ctx, s, log)
+		r, err := node.OpenRun(ctx, s, nil, log)
 		if err != nil {
 			return err
 		}
