@@ -122,12 +122,18 @@ func BenchmarkWireBytes(b *testing.B) {
 	up0, down0, st0 := proxy.up.Load(), proxy.down.Load(), pub.Stats().BytesOut
 
 	b.ResetTimer()
+	start := time.Now()
 	for _, bt := range batches {
 		if err := pub.Publish(context.Background(), bt); err != nil {
 			b.Fatal(err)
 		}
 	}
-	waitFor(b, "delivery", func() bool { return recv.log.count() == b.N*count })
+	waitFor(b, "delivery", func() bool {
+		if time.Since(start) > 50*time.Second { // explain before waitFor gives up
+			b.Logf("receiver holds %d of %d: %+v", recv.log.count(), b.N*count, recv.Stats())
+		}
+		return recv.log.count() == b.N*count
+	})
 	b.StopTimer()
 	time.Sleep(1500 * time.Millisecond)
 

@@ -32,7 +32,8 @@ type Options struct {
 	// Gossip queue sizes: bursts of tiny messages overflow the libp2p defaults (32).
 	OutboundQueue int
 	ValidateQueue int
-	// Deliver is the capacity of the Batches and States channels.
+	// Deliver is the capacity of the Batches and States channels and of the
+	// gossip subscriptions feeding them.
 	Deliver int
 
 	SyncInterval  time.Duration // between anti-entropy rounds
@@ -61,7 +62,7 @@ func DefaultOptions() Options {
 		DiscoveryInterval: 30 * time.Second,
 		OutboundQueue:     4096,
 		ValidateQueue:     4096,
-		Deliver:           1024,
+		Deliver:           4096,
 		SyncInterval:      5 * time.Second,
 		SyncDonors:        4,
 		SyncTimeout:       30 * time.Second,

@@ -20,7 +20,7 @@ const (
 	// MaxBatchCount bounds the updates in one batch.
 	MaxBatchCount = 4096
 	// MaxBatchSize is the largest valid encoded batch.
-	MaxBatchSize = batchFixed + 2*binary.MaxVarintLen64 + MaxBatchCount
+	MaxBatchSize = batchFixed + binary.MaxVarintLen64 + 2 + MaxBatchCount
 	// maxStateSize bounds an encoded state announcement.
 	maxStateSize = 1 + 8 + ed25519.PublicKeySize + 2*binary.MaxVarintLen64 + 64 + ed25519.SignatureSize
 
