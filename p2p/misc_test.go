@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -68,7 +69,7 @@ func TestStateAnnouncements(t *testing.T) {
 	const run = "state"
 	want := State{Count: 42, Digest: zo.SetDigest{9}, WeightsHash: [32]byte{7}}
 	a := newTestPeer(t, run, func(o *Options) {
-		o.State = func() State { return want }
+		o.State = func() (State, bool) { return want, true }
 		o.StateInterval = 50 * time.Millisecond
 	})
 	b := newTestPeer(t, run, nil)
@@ -132,4 +133,26 @@ func TestDHTDiscovery(t *testing.T) {
 	})
 	ps[0].publish(t, 0, 2, 64)
 	waitFor(t, "updates reach the other peer", func() bool { return ps[1].log.count() == 2*64 })
+}
+
+func TestFetchManifest(t *testing.T) {
+	const run = "manifest"
+	manifest := []byte(`{"run":"manifest","lr":0.001}`)
+	a := newTestPeer(t, run, func(o *Options) { o.Manifest = manifest })
+	b := newTestPeer(t, run, func(o *Options) { o.Manifest = manifest })
+	joiner := newTestPeer(t, run, nil)
+	connectAll(t, a, b, joiner)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got, err := joiner.FetchManifest(ctx)
+	if err != nil || !bytes.Equal(got, manifest) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	// Peers that disagree are an error, not a coin toss.
+	liar := newTestPeer(t, run, func(o *Options) { o.Manifest = []byte(`{"run":"manifest","lr":1}`) })
+	connectAll(t, liar, joiner)
+	waitFor(t, "sync protocol known", func() bool { return len(joiner.syncPeers()) == 3 })
+	if _, err := joiner.FetchManifest(ctx); err == nil {
+		t.Fatal("conflicting manifests accepted")
+	}
 }

@@ -41,14 +41,17 @@ type Options struct {
 	SyncTimeout   time.Duration // deadline of one sync stream
 	SyncInbound   int           // sync streams served at once
 	StateInterval time.Duration // between state announcements (when State is set)
-	// State, if set, is called every StateInterval and its result announced.
-	State func() State
+	// State, if set, is called every StateInterval and its result announced
+	// unless it returns false.
+	State func() (State, bool)
+	// Manifest is the run manifest, served to joiners that lack it (opaque to
+	// p2p, at most MaxManifestSize bytes; nil serves nothing).
+	Manifest []byte
+	// DropInbound is the fraction of inbound gossip dropped on purpose, in
+	// [0, 1): a test hook that simulates loss; anti-entropy must repair it.
+	DropInbound float64
 
 	Logger *slog.Logger
-
-	// dropInbound, if set, makes the validator drop a gossip message when it
-	// returns true: a test hook that simulates loss.
-	dropInbound func() bool
 }
 
 // DefaultOptions returns the defaults; the caller sets Run, Key and Log.
@@ -86,6 +89,10 @@ func (o *Options) check() error {
 		return fmt.Errorf("p2p: options: intervals must be positive")
 	case o.SyncDonors <= 0 || o.SyncInbound <= 0:
 		return fmt.Errorf("p2p: options: SyncDonors and SyncInbound must be positive")
+	case o.DropInbound < 0 || o.DropInbound >= 1:
+		return fmt.Errorf("p2p: options: DropInbound %v outside [0, 1)", o.DropInbound)
+	case len(o.Manifest) > MaxManifestSize:
+		return fmt.Errorf("p2p: options: manifest of %d bytes, limit %d", len(o.Manifest), MaxManifestSize)
 	case o.Logger == nil:
 		return fmt.Errorf("p2p: options: nil Logger")
 	}

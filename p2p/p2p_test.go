@@ -2,8 +2,6 @@ package p2p
 
 import (
 	"context"
-	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 )
@@ -44,16 +42,9 @@ func TestGossipDeliversBetweenThreeHosts(t *testing.T) {
 // must still bring every log to the same set.
 func TestAntiEntropyUnderLoss(t *testing.T) {
 	const run, batches, count = "loss", 30, 64
-	var mu sync.Mutex
-	rng := rand.New(rand.NewPCG(1, 2))
-	drop := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return rng.Float64() < 0.2
-	}
 	var ps []*testPeer
 	for range 4 {
-		ps = append(ps, newTestPeer(t, run, func(o *Options) { o.dropInbound = drop }))
+		ps = append(ps, newTestPeer(t, run, func(o *Options) { o.DropInbound = 0.2 }))
 	}
 	connectAll(t, ps...)
 	waitMesh(t, ps...)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,7 @@ type Stats struct {
 	SyncServed       uint64 // sync requests answered
 	SyncBusy         uint64 // sync requests refused: too many at once
 	SyncFetched      uint64 // batches delivered from sync responses
+	SyncUpdates      uint64 // updates in those batches
 	SyncRejected     uint64 // sync streams cut off for a protocol violation
 	StatesDropped    uint64 // state announcements the caller did not take in time
 	Equivocations    uint64 // conflicting updates detected
@@ -76,8 +78,8 @@ type Stats struct {
 }
 
 type counters struct {
-	published, accepted, rejected, ignored, duplicates, dropped, undeliverable atomic.Uint64
-	served, busy, fetched, syncRejected, statesDropped, equivocations          atomic.Uint64
+	published, accepted, rejected, ignored, duplicates, dropped, undeliverable     atomic.Uint64
+	served, busy, fetched, syncUpdates, syncRejected, statesDropped, equivocations atomic.Uint64
 }
 
 // Peer is the node's presence on the network: a libp2p host in one run's
@@ -431,6 +433,7 @@ func (p *Peer) Stats() Stats {
 		SyncServed:       p.c.served.Load(),
 		SyncBusy:         p.c.busy.Load(),
 		SyncFetched:      p.c.fetched.Load(),
+		SyncUpdates:      p.c.syncUpdates.Load(),
 		SyncRejected:     p.c.syncRejected.Load(),
 		StatesDropped:    p.c.statesDropped.Load(),
 		Equivocations:    p.c.equivocations.Load(),
@@ -482,7 +485,7 @@ func (p *Peer) validateBatch(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if from == p.host.ID() {
 		return pubsub.ValidationAccept // our own, made by NewBatch
 	}
-	if p.opts.dropInbound != nil && p.opts.dropInbound() {
+	if p.opts.DropInbound > 0 && rand.Float64() < p.opts.DropInbound {
 		return pubsub.ValidationIgnore
 	}
 	b, err := DecodeBatch(msg.Data, p.run)
@@ -586,7 +589,10 @@ func (p *Peer) announceLoop(life context.Context) {
 			return
 		case <-t.C:
 		}
-		s := p.opts.State()
+		s, ok := p.opts.State()
+		if !ok {
+			continue
+		}
 		s.Time = uint64(time.Now().UnixMilli())
 		if err := p.Announce(life, s); err != nil && life.Err() == nil {
 			p.opts.Logger.Warn("p2p: announce", "err", err)

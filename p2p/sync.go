@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -52,11 +53,13 @@ func (p *Peer) syncLoop(life context.Context) {
 }
 
 // SyncNow runs one anti-entropy round and returns when it is over: a joiner
-// can call it until it stops making progress. It returns the updates fetched.
+// can call it until it stops making progress. It returns the number of
+// updates in the batches delivered meanwhile (rounds of the background loop
+// included).
 func (p *Peer) SyncNow(ctx context.Context) uint64 {
-	before := p.c.fetched.Load()
+	before := p.c.syncUpdates.Load()
 	p.syncRound(ctx)
-	return p.c.fetched.Load() - before
+	return p.c.syncUpdates.Load() - before
 }
 
 // donor is a peer and what it says it holds.
@@ -260,6 +263,63 @@ func (p *Peer) fetchDigest(ctx context.Context, id peer.ID) ([]Holding, error) {
 	return hs, nil
 }
 
+// FetchManifest asks the connected peers for the run manifest (Options.Manifest)
+// until some answer or ctx ends. The answer is trusted on first contact, like
+// the bootstrap addresses, but every peer that answers must give the same bytes.
+func (p *Peer) FetchManifest(ctx context.Context) ([]byte, error) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var (
+			mu   sync.Mutex
+			got  [][]byte
+			from []peer.ID
+			wg   sync.WaitGroup
+		)
+		for _, id := range p.syncPeers() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m, err := p.fetchManifest(ctx, id)
+				if err != nil || len(m) == 0 {
+					return
+				}
+				mu.Lock()
+				got, from = append(got, m), append(from, id)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		for i := range got {
+			if !bytes.Equal(got[i], got[0]) {
+				return nil, fmt.Errorf("p2p: peers %s and %s serve different manifests", from[0], from[i])
+			}
+		}
+		if len(got) > 0 {
+			return got[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("p2p: fetch manifest: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Peer) fetchManifest(ctx context.Context, id peer.ID) ([]byte, error) {
+	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindManifest})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	m, err := readFrame(r, MaxManifestSize)
+	if err != nil {
+		p.countViolation(err)
+		s.Reset()
+	}
+	return m, err
+}
+
 // fetch asks id for machine's samples [lo, hi] and delivers what is new. It
 // returns the samples covered by authentic batches received. Every batch is
 // decoded and verified as gossip is; a batch that is forged, from another run
@@ -304,6 +364,7 @@ func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (R
 				return got, ctx.Err()
 			}
 			p.c.fetched.Add(1)
+			p.c.syncUpdates.Add(uint64(len(b.Codes)))
 		case unknown:
 			s.Reset()
 			return got, fmt.Errorf("p2p: sync: log lookup failed")
@@ -383,6 +444,10 @@ func (p *Peer) answer(s network.Stream) error {
 			}
 		}
 		if err := writeFrame(w, nil); err != nil {
+			return err
+		}
+	case kindManifest:
+		if err := writeFrame(w, p.opts.Manifest); err != nil {
 			return err
 		}
 	}

@@ -16,14 +16,17 @@ const (
 	MaxFetch = 4096
 	// MaxDigestSize bounds an encoded digest.
 	MaxDigestSize = 4 << 20
+	// MaxManifestSize bounds the run manifest a peer serves.
+	MaxManifestSize = 64 << 10
 
 	maxRequestSize = 1 + 8 + 1 + 8 + 2*binary.MaxVarintLen64
 	// maxDigestRanges bounds the ranges in one digest, so decoding allocates
 	// at most a few MiB whatever the sender claims.
 	maxDigestRanges = MaxDigestSize / 2
 
-	kindDigest = 1
-	kindFetch  = 2
+	kindDigest   = 1
+	kindFetch    = 2
+	kindManifest = 3
 )
 
 // syncRequest is the single request on a sync stream.
@@ -60,7 +63,7 @@ func decodeRequest(b []byte, run RunTag) (syncRequest, error) {
 	q.Kind = b[9]
 	rest := b[10:]
 	switch q.Kind {
-	case kindDigest:
+	case kindDigest, kindManifest:
 	case kindFetch:
 		if len(rest) < 8 {
 			return q, fmt.Errorf("%w: short fetch", ErrMalformed)
