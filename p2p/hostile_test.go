@@ -186,6 +186,13 @@ func TestBogusSyncDonor(t *testing.T) {
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
 	digest := encodeDigest([]Holding{{Machine: good.Machine, Samples: Ranges{{0, 99}}}}, MaxDigestSize)
+	// A digest claiming many machines, for a donor that then sends nothing.
+	var many []Holding
+	for m := range uint64(50) {
+		many = append(many, Holding{Machine: m, Samples: Ranges{{0, 1 << 30}}})
+	}
+	bigDigest := encodeDigest(many, MaxDigestSize)
+	var fetches atomic.Int32
 	a.h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
 		defer s.Close()
 		r := bufio.NewReader(s)
@@ -198,13 +205,17 @@ func TestBogusSyncDonor(t *testing.T) {
 			return
 		}
 		if q.Kind == kindDigest {
-			if mode.Load() == 4 {
+			switch mode.Load() {
+			case 4:
 				writeFrame(s, []byte{5, 1, 2}) // garbage digest
-				return
+			case 5:
+				writeFrame(s, bigDigest)
+			default:
+				writeFrame(s, digest)
 			}
-			writeFrame(s, digest)
 			return
 		}
+		fetches.Add(1)
 		switch mode.Load() {
 		case 0:
 			writeFrame(s, forged.Raw)
@@ -219,14 +230,19 @@ func TestBogusSyncDonor(t *testing.T) {
 	})
 	a.connect(t, victim)
 	waitFor(t, "sync protocol known", func() bool { return len(victim.syncPeers()) == 1 })
-	for m := int32(0); m < 5; m++ {
+	for m := int32(0); m < 6; m++ {
 		mode.Store(m)
-		before := victim.Stats().SyncRejected
+		before, fetched := victim.Stats().SyncRejected, fetches.Load()
 		if n := victim.SyncNow(context.Background()); n != 0 {
-			t.Fatalf("mode %d: fetched %d batches from a bogus donor", m, n)
+			t.Fatalf("mode %d: fetched %d updates from a bogus donor", m, n)
 		}
-		if m != 3 && victim.Stats().SyncRejected == before {
+		if m != 3 && m != 5 && victim.Stats().SyncRejected == before {
 			t.Errorf("mode %d: bogus response not counted", m)
+		}
+		// A donor that fails once is not asked again in the round (a round
+		// the connection triggered may overlap: at most 2).
+		if n := fetches.Load() - fetched; m != 4 && (n < 1 || n > 2) {
+			t.Errorf("mode %d: %d fetches in one round, want 1", m, n)
 		}
 	}
 	if n := victim.log.count(); n != 0 {

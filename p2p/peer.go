@@ -110,6 +110,9 @@ type Peer struct {
 	flagged   map[uint64]Equivocation
 	lastState map[uint64]uint64 // machine → newest announcement time seen
 
+	// stopped is closed by Close; calls made on the caller's context
+	// (SyncNow) end with it too.
+	stopped   chan struct{}
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	gmu       sync.Mutex // guards closed against wg.Add racing wg.Wait
@@ -142,6 +145,7 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		inbound:   make(chan struct{}, opts.SyncInbound),
 		flagged:   map[uint64]Equivocation{},
 		lastState: map[uint64]uint64{},
+		stopped:   make(chan struct{}),
 	}
 	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
 	life, cancel := context.WithCancel(context.Background())
@@ -274,7 +278,8 @@ func (p *Peer) spawn(f func()) bool {
 	return true
 }
 
-// enter registers a goroutine libp2p started (a stream handler) with Close.
+// enter registers with Close a goroutine it did not start: a stream handler,
+// a caller in SyncNow.
 func (p *Peer) enter() bool {
 	p.gmu.Lock()
 	defer p.gmu.Unlock()
@@ -294,6 +299,7 @@ func (p *Peer) Close() error {
 		p.gmu.Lock()
 		p.closed = true
 		p.gmu.Unlock()
+		close(p.stopped)
 		p.cancel()
 		if p.updSub != nil {
 			p.updSub.Cancel()

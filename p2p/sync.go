@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +58,20 @@ func (p *Peer) syncLoop(life context.Context) {
 // updates in the batches delivered meanwhile (rounds of the background loop
 // included).
 func (p *Peer) SyncNow(ctx context.Context) uint64 {
+	if !p.enter() {
+		return 0
+	}
+	defer p.wg.Done()
+	// Close must not wait on the caller's context: end the round with it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // exits when SyncNow returns, at the latest
+		select {
+		case <-p.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	before := p.c.syncUpdates.Load()
 	p.syncRound(ctx)
 	return p.c.syncUpdates.Load() - before
@@ -104,7 +119,7 @@ func (p *Peer) syncRound(ctx context.Context) {
 		p.opts.Logger.Warn("p2p: sync: log holdings", "err", err)
 		return
 	}
-	q := &workQueue{chunks: plan(mine, donors)}
+	q := &workQueue{chunks: plan(mine, donors, maxChunks)}
 	if len(q.chunks) == 0 {
 		return
 	}
@@ -134,8 +149,13 @@ func (p *Peer) syncPeers() []peer.ID {
 	return ids[:min(len(ids), p.opts.SyncDonors)]
 }
 
-// plan lists what the donors hold and mine lacks, in chunks of ≤ MaxFetch.
-func plan(mine []Holding, donors []*donor) []*chunk {
+// maxChunks bounds the work of one round (4M updates): a joiner runs rounds
+// back to back, and no digest can make a round unbounded.
+const maxChunks = 1024
+
+// plan lists what the donors hold and mine lacks, in at most limit chunks of
+// at most MaxFetch samples each, lowest machines and samples first.
+func plan(mine []Holding, donors []*donor, limit int) []*chunk {
 	have := make(map[uint64]Ranges, len(mine))
 	for _, h := range mine {
 		have[h.Machine] = h.Samples
@@ -151,10 +171,11 @@ func plan(mine []Holding, donors []*donor) []*chunk {
 			}
 		}
 	}
+	machines := slices.Sorted(maps.Keys(missing))
 	var out []*chunk
-	for m, rs := range missing {
-		for _, r := range rs {
-			for lo := r.Lo; ; lo += MaxFetch {
+	for _, m := range machines {
+		for _, r := range missing[m] {
+			for lo := r.Lo; len(out) < limit; lo += MaxFetch {
 				hi := min(r.Hi, lo+MaxFetch-1)
 				if hi < lo { // lo+MaxFetch-1 overflowed
 					hi = r.Hi
@@ -216,6 +237,11 @@ func (p *Peer) pullFrom(ctx context.Context, d *donor, q *workQueue) {
 		}
 		if err != nil {
 			p.opts.Logger.Debug("p2p: sync fetch", "peer", d.id, "err", err)
+			return
+		}
+		if len(got) == 0 {
+			// It claimed samples it did not send: ask it nothing more this
+			// round, or a lying digest would cost us a request per chunk.
 			return
 		}
 	}
