@@ -48,6 +48,10 @@ func newAttacker(t *testing.T, run string) *attacker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Subscribed, it looks like any peer of the run.
+	if _, err := topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
 	return &attacker{h: h, key: key, topic: topic}
 }
 

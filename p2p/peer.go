@@ -18,7 +18,6 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/multiformats/go-multiaddr"
@@ -218,7 +217,10 @@ func (p *Peer) start(ctx, life context.Context) error {
 	}
 
 	h.SetStreamHandler(SyncProtocol, p.serveSync)
-	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(network.Network, network.Conn) { p.wake() }})
+	events, err := p.updates.EventHandler()
+	if err != nil {
+		return fmt.Errorf("p2p: topic events: %w", err)
+	}
 
 	boot, err := parseAddrs(o.Bootstrap)
 	if err != nil {
@@ -253,6 +255,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	p.spawn(func() { p.readBatches(life) })
 	p.spawn(func() { p.readStates(life) })
 	p.spawn(func() { p.syncLoop(life) })
+	p.spawn(func() { p.watchJoins(life, events) })
 	if len(boot) > 0 || p.kdht != nil {
 		p.spawn(func() { p.discoveryLoop(life, boot) })
 	}
@@ -264,18 +267,33 @@ func (p *Peer) start(ctx, life context.Context) error {
 }
 
 // spawn runs f in a goroutine that Close waits for; after Close it does nothing.
-func (p *Peer) spawn(f func()) bool {
+func (p *Peer) spawn(f func()) {
 	p.gmu.Lock()
 	defer p.gmu.Unlock()
 	if p.closed {
-		return false
+		return
 	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		f()
 	}()
-	return true
+}
+
+// watchJoins starts an anti-entropy round whenever a peer joins the run's
+// topic, so a joiner (or a peer back from a partition) syncs at once; it
+// exits when life ends.
+func (p *Peer) watchJoins(life context.Context, events *pubsub.TopicEventHandler) {
+	defer events.Cancel()
+	for {
+		ev, err := events.NextPeerEvent(life)
+		if err != nil {
+			return
+		}
+		if ev.Type == pubsub.PeerJoin {
+			p.wake()
+		}
+	}
 }
 
 // enter registers with Close a goroutine it did not start: a stream handler,

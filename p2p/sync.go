@@ -136,11 +136,12 @@ func (p *Peer) syncRound(ctx context.Context) {
 	wg.Wait()
 }
 
-// syncPeers picks up to SyncDonors random connected peers that speak the sync
-// protocol.
+// syncPeers picks up to SyncDonors random peers of this run (subscribed to
+// its updates topic: DHT neighbours may belong to other runs) that speak the
+// sync protocol.
 func (p *Peer) syncPeers() []peer.ID {
 	var ids []peer.ID
-	for _, id := range p.host.Network().Peers() {
+	for _, id := range p.updates.ListPeers() {
 		if ps, err := p.host.Peerstore().SupportsProtocols(id, SyncProtocol); err == nil && len(ps) > 0 {
 			ids = append(ids, id)
 		}
