@@ -52,33 +52,36 @@ type Equivocation struct {
 }
 
 // Stats are plain counters for metrics. Gossip counts come from the pubsub
-// tracer; bytes from libp2p's bandwidth counter (stream payloads, so above
-// yamux and the security layer).
+// tracer and cover both topics; bytes come from libp2p's bandwidth counter
+// (stream payloads, so above yamux and the security layer; totals are folded
+// in once a second).
 type Stats struct {
-	Published        uint64 // batches this peer published
-	GossipAccepted   uint64 // batches validated and delivered
-	GossipRejected   uint64 // batches and states failing validation (penalise the sender)
-	GossipIgnored    uint64 // stale, duplicate or already-logged messages
-	GossipDuplicates uint64 // messages seen before (pubsub seen-cache)
-	GossipDropped    uint64 // outbound RPCs dropped on full queues
-	Undeliverable    uint64 // messages our subscription was too slow to take
-	SyncServed       uint64 // sync requests answered
-	SyncBusy         uint64 // sync requests refused: too many at once
-	SyncFetched      uint64 // batches delivered from sync responses
-	SyncUpdates      uint64 // updates in those batches
-	SyncRejected     uint64 // sync streams cut off for a protocol violation
-	StatesDropped    uint64 // state announcements the caller did not take in time
-	Equivocations    uint64 // conflicting updates detected
-	Peers            int    // connected peers
-	MeshPeers        int    // peers in our gossip mesh of the updates topic
-	BytesIn          int64
-	BytesOut         int64
-	RateIn, RateOut  float64 // bytes per second
+	Published        uint64  `json:"published"`         // batches this peer published
+	GossipAccepted   uint64  `json:"gossip_accepted"`   // messages validated and delivered
+	GossipRejected   uint64  `json:"gossip_rejected"`   // messages failing validation (penalises the sender)
+	GossipIgnored    uint64  `json:"gossip_ignored"`    // stale, replayed or already-logged messages
+	GossipDuplicates uint64  `json:"gossip_duplicates"` // messages seen before (pubsub seen-cache)
+	ValidateDropped  uint64  `json:"validate_dropped"`  // inbound messages dropped: validation queue full or throttled
+	GossipDropped    uint64  `json:"gossip_dropped"`    // outbound RPCs dropped on full queues
+	Undeliverable    uint64  `json:"undeliverable"`     // messages our subscription was too slow to take
+	SyncServed       uint64  `json:"sync_served"`       // sync requests answered
+	SyncBusy         uint64  `json:"sync_busy"`         // sync requests refused: too many at once
+	SyncFetched      uint64  `json:"sync_fetched"`      // batches delivered from sync responses
+	SyncUpdates      uint64  `json:"sync_updates"`      // updates in those batches
+	SyncRejected     uint64  `json:"sync_rejected"`     // sync responses cut off for a protocol violation
+	StatesDropped    uint64  `json:"states_dropped"`    // state announcements the caller did not take in time
+	Equivocations    uint64  `json:"equivocations"`     // conflicting updates detected
+	Peers            int     `json:"peers"`             // connected peers
+	MeshPeers        int     `json:"mesh_peers"`        // peers in our gossip mesh of the updates topic
+	BytesIn          int64   `json:"bytes_in"`
+	BytesOut         int64   `json:"bytes_out"`
+	RateIn           float64 `json:"rate_in"` // bytes per second
+	RateOut          float64 `json:"rate_out"`
 }
 
 type counters struct {
-	published, accepted, rejected, ignored, duplicates, dropped, undeliverable     atomic.Uint64
-	served, busy, fetched, syncUpdates, syncRejected, statesDropped, equivocations atomic.Uint64
+	published, accepted, rejected, ignored, duplicates, valDropped, dropped, undeliverable atomic.Uint64
+	served, busy, fetched, syncUpdates, syncRejected, statesDropped, equivocations         atomic.Uint64
 }
 
 // Peer is the node's presence on the network: a libp2p host in one run's
@@ -452,6 +455,7 @@ func (p *Peer) Stats() Stats {
 		GossipRejected:   p.c.rejected.Load(),
 		GossipIgnored:    p.c.ignored.Load(),
 		GossipDuplicates: p.c.duplicates.Load(),
+		ValidateDropped:  p.c.valDropped.Load(),
 		GossipDropped:    p.c.dropped.Load(),
 		Undeliverable:    p.c.undeliverable.Load(),
 		SyncServed:       p.c.served.Load(),

@@ -55,9 +55,12 @@ func (t *tracer) OnClosedOutboundStream(p peer.ID) { t.Prune(p, t.topic) }
 
 func (t *tracer) DeliverMessage(*pubsub.Message) { t.c.accepted.Add(1) }
 func (t *tracer) RejectMessage(_ *pubsub.Message, reason string) {
-	if reason == pubsub.RejectValidationIgnored {
+	switch reason {
+	case pubsub.RejectValidationIgnored:
 		t.c.ignored.Add(1)
-	} else {
+	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
+		t.c.valDropped.Add(1)
+	default:
 		t.c.rejected.Add(1)
 	}
 }
