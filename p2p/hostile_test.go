@@ -244,7 +244,7 @@ func TestBogusSyncDonor(t *testing.T) {
 			t.Errorf("mode %d: bogus response not counted", m)
 		}
 		// A donor that fails once is not asked again in the round (a round
-		// the connection triggered may overlap: at most 2).
+		// the topic join triggered may run too: at most 2).
 		if n := fetches.Load() - fetched; m != 4 && (n < 1 || n > 2) {
 			t.Errorf("mode %d: %d fetches in one round, want 1", m, n)
 		}

@@ -103,8 +103,10 @@ type Peer struct {
 
 	batches  chan *Batch
 	statesCh chan State
-	trigger  chan struct{} // wakes the anti-entropy loop
-	inbound  chan struct{} // semaphore on served sync streams
+	trigger  chan struct{}   // wakes the anti-entropy loop
+	roundMu  sync.Mutex      // held by the anti-entropy round in progress
+	inbound  chan struct{}   // semaphore on served sync streams
+	serving  map[peer.ID]int // sync streams being served, per peer; guarded by mu
 	c        counters
 	tr       *tracer
 
@@ -145,6 +147,7 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		statesCh:  make(chan State, opts.Deliver),
 		trigger:   make(chan struct{}, 1),
 		inbound:   make(chan struct{}, opts.SyncInbound),
+		serving:   map[peer.ID]int{},
 		flagged:   map[uint64]Equivocation{},
 		lastState: map[uint64]uint64{},
 		stopped:   make(chan struct{}),

@@ -91,6 +91,9 @@ type chunk struct {
 }
 
 func (p *Peer) syncRound(ctx context.Context) {
+	// One round at a time: overlapping rounds would fetch the same chunks.
+	p.roundMu.Lock()
+	defer p.roundMu.Unlock()
 	peers := p.syncPeers()
 	if len(peers) == 0 {
 		return
@@ -409,21 +412,19 @@ func (p *Peer) countViolation(err error) {
 }
 
 // serveSync answers one request on an inbound sync stream. Concurrent streams
-// are capped; each has SyncTimeout to finish.
+// are capped, in all and per peer; each has SyncTimeout to finish.
 func (p *Peer) serveSync(s network.Stream) {
 	if !p.enter() {
 		s.Reset()
 		return
 	}
 	defer p.wg.Done()
-	select {
-	case p.inbound <- struct{}{}:
-		defer func() { <-p.inbound }()
-	default:
+	if !p.admit(s.Conn().RemotePeer()) {
 		p.c.busy.Add(1)
 		s.Reset()
 		return
 	}
+	defer p.release(s.Conn().RemotePeer())
 	if err := p.answer(s); err != nil {
 		p.opts.Logger.Debug("p2p: sync serve", "peer", s.Conn().RemotePeer(), "err", err)
 		s.Reset()
@@ -431,6 +432,34 @@ func (p *Peer) serveSync(s network.Stream) {
 	}
 	p.c.served.Add(1)
 	s.Close()
+}
+
+// perPeerInbound caps the sync streams one peer may have served at once, so
+// no single peer can occupy all SyncInbound slots.
+const perPeerInbound = 4
+
+func (p *Peer) admit(id peer.ID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.serving[id] >= perPeerInbound {
+		return false
+	}
+	select {
+	case p.inbound <- struct{}{}:
+	default:
+		return false
+	}
+	p.serving[id]++
+	return true
+}
+
+func (p *Peer) release(id peer.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	<-p.inbound
+	if p.serving[id]--; p.serving[id] == 0 {
+		delete(p.serving, id)
+	}
 }
 
 func (p *Peer) answer(s network.Stream) error {
