@@ -193,3 +193,51 @@ func BenchmarkSwarmBytes(b *testing.B) {
 	b.ReportMetric(float64(dups)/float64(n*per), "dups/msg")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkSyncJoin: a joiner fetches b.N batches of 64 updates held by three
+// donors, by anti-entropy alone; reports updates per second and the bytes the
+// donors sent per update (stream level).
+//
+//	go test -run '^$' -bench BenchmarkSyncJoin -benchtime 3000x ./p2p/
+func BenchmarkSyncJoin(b *testing.B) {
+	const run, count = "syncjoin", 64
+	quiet := func(o *Options) { o.SyncInterval = time.Hour }
+	var donors []*testPeer
+	for range 3 {
+		donors = append(donors, newTestPeer(b, run, quiet))
+	}
+	for i := 0; i < b.N; i++ {
+		src := donors[i%len(donors)]
+		bt, err := SignBatch(src.key, src.run, uint64(i/len(donors)*count), 5, testCodes(count, i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, d := range donors {
+			d.log.store(bt)
+		}
+	}
+	joiner := newTestPeer(b, run, quiet)
+	// A peer joining the topic starts a round by itself: time from the dial,
+	// which adds a few kilobytes of connection set-up to the byte count.
+	want := b.N * count
+	b.ResetTimer()
+	start := time.Now()
+	connectAll(b, append(donors, joiner)...)
+	waitFor(b, "joiner holds the log", func() bool {
+		if joiner.log.count() == want {
+			return true
+		}
+		joiner.SyncNow(context.Background())
+		return joiner.log.count() == want
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	time.Sleep(1500 * time.Millisecond)
+	var out int64
+	for _, d := range donors {
+		out += d.Stats().BytesOut
+	}
+	b.ReportMetric(float64(want)/elapsed.Seconds(), "updates/s")
+	b.ReportMetric(float64(out)/float64(want), "stream-B/update")
+	b.ReportMetric(0, "ns/op")
+}
