@@ -1,5 +1,7 @@
 package p2p
 
+import "sort"
+
 // Range is the inclusive sample interval [Lo, Hi].
 type Range struct{ Lo, Hi uint64 }
 
@@ -24,19 +26,6 @@ func (rs Ranges) Add(lo, hi uint64) Ranges {
 	}
 	out = append(out, Range{lo, hi})
 	return append(out, rs[i:]...)
-}
-
-// Contains reports whether sample s is in the set.
-func (rs Ranges) Contains(s uint64) bool {
-	for _, r := range rs {
-		if s < r.Lo {
-			return false
-		}
-		if s <= r.Hi {
-			return true
-		}
-	}
-	return false
 }
 
 // Count is the number of samples in the set.
@@ -74,32 +63,35 @@ func (rs Ranges) Sub(o Ranges) Ranges {
 	return out
 }
 
-// Intersect returns the samples in both rs and o.
-func (rs Ranges) Intersect(o Ranges) Ranges {
-	var out Ranges
+// Union returns the samples in rs or o, in time linear in their lengths.
+func (rs Ranges) Union(o Ranges) Ranges {
+	out := make(Ranges, 0, len(rs)+len(o))
 	i, j := 0, 0
-	for i < len(rs) && j < len(o) {
-		lo, hi := max(rs[i].Lo, o[j].Lo), min(rs[i].Hi, o[j].Hi)
-		if lo <= hi {
-			out = append(out, Range{lo, hi})
-		}
-		if rs[i].Hi < o[j].Hi {
-			i++
+	for i < len(rs) || j < len(o) {
+		var r Range
+		if j == len(o) || i < len(rs) && rs[i].Lo <= o[j].Lo {
+			r, i = rs[i], i+1
 		} else {
-			j++
+			r, j = o[j], j+1
 		}
+		if n := len(out); n > 0 && (r.Lo <= out[n-1].Hi || r.Lo-1 <= out[n-1].Hi) {
+			out[n-1].Hi = max(out[n-1].Hi, r.Hi)
+			continue
+		}
+		out = append(out, r)
 	}
 	return out
 }
 
-// valid reports whether rs is sorted, disjoint and non-adjacent.
-func (rs Ranges) valid() bool {
-	for i, r := range rs {
-		if r.Lo > r.Hi || i > 0 && rs[i-1].Hi+1 >= r.Lo {
-			return false
-		}
+// Hull returns the smallest range covering the samples of rs in [lo, hi], by
+// binary search.
+func (rs Ranges) Hull(lo, hi uint64) (Range, bool) {
+	i := sort.Search(len(rs), func(k int) bool { return rs[k].Hi >= lo })
+	j := sort.Search(len(rs), func(k int) bool { return rs[k].Lo > hi }) - 1
+	if i >= len(rs) || j < i {
+		return Range{}, false
 	}
-	return true
+	return Range{max(rs[i].Lo, lo), min(rs[j].Hi, hi)}, true
 }
 
 // Holding is the set of samples a log holds for one machine.

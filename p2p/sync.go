@@ -170,8 +170,8 @@ func plan(mine []Holding, donors []*donor, limit int) []*chunk {
 			continue
 		}
 		for m, rs := range d.holds {
-			for _, r := range rs.Sub(have[m]) {
-				missing[m] = missing[m].Add(r.Lo, r.Hi)
+			if lack := rs.Sub(have[m]); len(lack) > 0 {
+				missing[m] = missing[m].Union(lack)
 			}
 		}
 	}
@@ -208,12 +208,12 @@ func (q *workQueue) take(d *donor) (*chunk, Range, bool) {
 		if c.tried[d.id] {
 			continue
 		}
-		part := d.holds[c.machine].Intersect(Ranges{c.r})
-		if len(part) == 0 {
+		part, ok := d.holds[c.machine].Hull(c.r.Lo, c.r.Hi)
+		if !ok {
 			continue
 		}
 		q.chunks = append(q.chunks[:i], q.chunks[i+1:]...)
-		return c, Range{part[0].Lo, part[len(part)-1].Hi}, true
+		return c, part, true
 	}
 	return nil, Range{}, false
 }
