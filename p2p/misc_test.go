@@ -156,3 +156,18 @@ func TestFetchManifest(t *testing.T) {
 		t.Fatal("conflicting manifests accepted")
 	}
 }
+
+// TestNATOptions: the NAT traversal options build a working host (their
+// effect needs real NATs, which loopback cannot show).
+func TestNATOptions(t *testing.T) {
+	relay := newTestPeer(t, "nat", func(o *Options) {
+		o.RelayService, o.NATService, o.AutoNATv2 = true, true, true
+	})
+	client := newTestPeer(t, "nat", func(o *Options) {
+		o.RelayClient, o.HolePunching, o.StaticRelays = true, true, relay.Addrs()
+	})
+	connectAll(t, relay, client)
+	waitMesh(t, relay, client)
+	client.publish(t, 0, 1, 64)
+	waitFor(t, "delivery", func() bool { return relay.log.count() == 64 })
+}

@@ -24,10 +24,13 @@ type Options struct {
 	// DiscoveryInterval paces bootstrap re-dials and DHT rendezvous lookups.
 	DiscoveryInterval time.Duration
 
-	RelayClient  bool // use circuit relays to reach peers behind NAT
-	HolePunching bool // DCUtR hole punching (needs RelayClient)
-	NATService   bool // answer AutoNAT dial-back requests for other peers
-	NATPortMap   bool // UPnP / NAT-PMP port mapping
+	RelayClient  bool     // use circuit relays to reach peers behind NAT
+	StaticRelays []string // relays (multiaddrs with /p2p/<id>) to reserve a slot on when unreachable
+	RelayService bool     // be a circuit relay for others, when publicly reachable (bootstrap nodes)
+	HolePunching bool     // DCUtR hole punching (upgrades relayed connections to direct ones)
+	NATService   bool     // answer AutoNAT dial-back requests for other peers
+	AutoNATv2    bool     // also check our own reachability per address with AutoNAT v2
+	NATPortMap   bool     // UPnP / NAT-PMP port mapping
 
 	// Gossip queue sizes: bursts of tiny messages overflow the libp2p defaults (32).
 	OutboundQueue int

@@ -172,6 +172,19 @@ func (p *Peer) start(ctx, life context.Context) error {
 	if !o.RelayClient {
 		lopts = append(lopts, libp2p.DisableRelay())
 	}
+	if len(o.StaticRelays) > 0 {
+		relays, err := parseAddrs(o.StaticRelays)
+		if err != nil {
+			return err
+		}
+		lopts = append(lopts, libp2p.EnableAutoRelayWithStaticRelays(relays))
+	}
+	if o.RelayService {
+		lopts = append(lopts, libp2p.EnableRelayService())
+	}
+	if o.AutoNATv2 {
+		lopts = append(lopts, libp2p.EnableAutoNATv2())
+	}
 	if o.HolePunching {
 		lopts = append(lopts, libp2p.EnableHolePunching())
 	}
@@ -651,13 +664,13 @@ func parseAddrs(ss []string) ([]peer.AddrInfo, error) {
 	for _, s := range ss {
 		m, err := multiaddr.NewMultiaddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("p2p: bootstrap address %q: %w", s, err)
+			return nil, fmt.Errorf("p2p: address %q: %w", s, err)
 		}
 		mas = append(mas, m)
 	}
 	ais, err := peer.AddrInfosFromP2pAddrs(mas...)
 	if err != nil {
-		return nil, fmt.Errorf("p2p: bootstrap addresses: %w", err)
+		return nil, fmt.Errorf("p2p: addresses: %w", err)
 	}
 	return ais, nil
 }
