@@ -92,6 +92,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("p2p: options: intervals must be positive")
 	case o.SyncDonors <= 0 || o.SyncInbound <= 0:
 		return fmt.Errorf("p2p: options: SyncDonors and SyncInbound must be positive")
+	case len(o.StaticRelays) > 0 && !o.RelayClient:
+		return fmt.Errorf("p2p: options: StaticRelays needs RelayClient")
 	case o.DropInbound < 0 || o.DropInbound >= 1:
 		return fmt.Errorf("p2p: options: DropInbound %v outside [0, 1)", o.DropInbound)
 	case len(o.Manifest) > MaxManifestSize:
