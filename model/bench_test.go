@@ -13,41 +13,13 @@ import (
 
 const gpt2SmallConfig = `{"model_type":"gpt2","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`
 
-// randomModel is a model of the given config with GPT-2's initialisation.
+// randomModel is NewRandom from a config.json text.
 func randomModel(tb testing.TB, config string) *Model {
 	cfg, err := ParseConfig([]byte(config))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m := newModel(cfg)
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, p := range m.Params() {
-		if len(p.Shape) == 1 { // norms get 1, biases 0: as initialised
-			if p.Name[len(p.Name)-6:] == "weight" {
-				for i := range p.Data {
-					p.Data[i] = 1
-				}
-			}
-			continue
-		}
-		for i := range p.Data {
-			p.Data[i] = float32(r.NormFloat64() * 0.02)
-		}
-	}
-	return m
-}
-
-// forwardFLOPs counts multiply-adds as 2 FLOPs: the projections, the
-// attention products (full n×n squares, as computed) and the vocabulary head.
-func forwardFLOPs(c Config, n int) float64 {
-	d, l, ff := float64(c.Hidden), float64(c.Layers), float64(c.FF)
-	q, kv := float64(c.Heads*c.HeadDim), float64(c.KVHeads*c.HeadDim)
-	mlp := 2 * d * ff // GPT-2: up and down
-	if c.Arch == Llama {
-		mlp = 3 * d * ff // gate, up and down
-	}
-	perToken := 2 * (l*(d*(2*q+2*kv)+mlp) + float64(c.Vocab)*d)
-	return perToken*float64(n) + l*4*float64(n)*float64(n)*q
+	return NewRandom(cfg, 1)
 }
 
 // SmolLM2-135M's shape: 30 layers, 9 query and 3 key/value heads, tied head.
@@ -86,7 +58,7 @@ func benchForward(b *testing.B, config string) {
 	b.ReportMetric((cpuTime()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
 	s := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(n/s, "tokens/s")
-	b.ReportMetric(forwardFLOPs(m.Config(), n)/s/1e9, "GFLOP/s")
+	b.ReportMetric(ForwardFLOPs(m.Config(), n)/s/1e9, "GFLOP/s")
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		b.ReportMetric(float64(ru.Maxrss)/1024, "peakRSS-MiB") // Linux reports KiB

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zopeer/zopeer/model"
 	"github.com/zopeer/zopeer/model/dataset"
+	"github.com/zopeer/zopeer/model/defaults"
 	"github.com/zopeer/zopeer/model/tokenizer"
 	"github.com/zopeer/zopeer/store"
 	"github.com/zopeer/zopeer/zo"
@@ -39,19 +40,40 @@ type Settings struct {
 	Export    string  // write the trained model here at the end (HF layout)
 }
 
-// Defaults are the settings `zopeer train` uses when nothing else is given.
+// Defaults are the settings `zopeer train` uses when nothing else is given:
+// the hyperparameters measured for the embedded default (docs/DEFAULT.md).
 var Defaults = Settings{
 	Home:      "zopeer-home",
 	HeldOut:   0.1,
 	Run:       "zopeer-default",
-	Dist:      "rademacher",
-	Eps:       1e-3,
-	LR:        1e-4,
-	BatchSize: 4,
-	Samples:   16,
-	Steps:     100,
+	Dist:      defaults.Dist.String(),
+	Eps:       defaults.Eps,
+	LR:        defaults.LR,
+	BatchSize: defaults.BatchSize,
+	Samples:   defaults.Samples,
+	Steps:     defaults.Steps,
 	EvalEvery: 20,
 	CkptEvery: 50,
+}
+
+// WithEmbeddedDefault points Model and the data at the embedded default model
+// and task, written under Home, when neither Model nor Data is given.
+func (s Settings) WithEmbeddedDefault() (Settings, error) {
+	if s.Model != "" || s.Data != "" {
+		if s.Model == "" || s.Data == "" {
+			return s, errors.New("node: give both a model and data, or neither for the embedded default")
+		}
+		return s, nil
+	}
+	dir := filepath.Join(s.Home, "default-model")
+	if err := defaults.WriteTo(dir); err != nil {
+		return s, err
+	}
+	s.Model, s.Data = dir, filepath.Join(dir, defaults.TrainFile)
+	if s.EvalData == "" {
+		s.EvalData = filepath.Join(dir, defaults.EvalFile)
+	}
+	return s, nil
 }
 
 // quantScheme names the update code and weight grid of docs/PROTOCOL.md v1.
@@ -161,6 +183,10 @@ func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	st, err := store.Open(ctx, filepath.Join(s.Home, "store"), m, store.WithLogger(log.With("component", "store")))
+	if errors.Is(err, store.ErrManifest) || errors.Is(err, store.ErrOtherRun) {
+		return nil, fmt.Errorf("node: %s holds a run made with another base model or other settings; "+
+			"use the same --model and run settings, or another --home: %w", s.Home, err)
+	}
 	if err != nil {
 		return nil, err
 	}

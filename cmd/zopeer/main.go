@@ -27,6 +27,10 @@ var commands = []command{
 	{"train", "fine-tune a model on local data (the embedded default when no flags are given)", trainCommand},
 	{"eval", "print the mean loss and token count of a model on a dataset", evalCommand},
 	{"generate", "sample text from a model", generateCommand},
+	{"init", "create a run: write its manifest (base-model digest, hyperparameters) in --home", initCommand},
+	{"start", "run a peer: join the run's network, train, gossip, serve the HTTP API", startCommand},
+	{"status", "print a running peer's status", statusCommand},
+	{"bench", "measure forward passes, ZO steps, updates and memory", benchCommand},
 }
 
 func main() {
@@ -75,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log) // packages that log through the default logger share the handler
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -15,40 +15,43 @@ import (
 	"github.com/zopeer/zopeer/node"
 )
 
-func settingsFlags(fs *flag.FlagSet, s *node.Settings) {
-	*s = node.Defaults
-	fs.StringVar(&s.Home, "home", s.Home, "directory for the update log and checkpoints")
-	fs.StringVar(&s.Model, "model", s.Model, "Hugging Face model directory with tokenizer.json")
-	fs.StringVar(&s.Data, "data", s.Data, "training data: .jsonl ({\"text\"} or {\"prompt\",\"completion\"}) or .txt")
-	fs.StringVar(&s.EvalData, "eval-data", s.EvalData, "held-out data (default: hold out --held-out of --data)")
-	fs.Float64Var(&s.HeldOut, "held-out", s.HeldOut, "fraction of --data held out for evaluation when --eval-data is empty")
-	fs.StringVar(&s.Run, "run", s.Run, "run identifier; part of every seed")
+// runFlags are the settings that decide the weights: they go into the run manifest.
+func runFlags(fs *flag.FlagSet, s *node.Settings) {
+	fs.StringVar(&s.Run, "run", s.Run, "run identifier; part of every seed and of the network topics")
 	fs.StringVar(&s.Dist, "dist", s.Dist, "perturbation distribution: rademacher or gauss4")
 	fs.Float64Var(&s.Eps, "eps", s.Eps, "perturbation scale ε")
 	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η")
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
+}
+
+// localFlags are a node's own settings: where things are and how it trains.
+func localFlags(fs *flag.FlagSet, s *node.Settings) {
+	fs.StringVar(&s.Home, "home", s.Home, "directory for the update log, checkpoints and identity")
+	fs.StringVar(&s.Model, "model", s.Model, "Hugging Face model directory with tokenizer.json (default: the embedded model)")
+	fs.StringVar(&s.Data, "data", s.Data, "training data: .jsonl ({\"text\"} or {\"prompt\",\"completion\"}) or .txt (default: the embedded task)")
+	fs.StringVar(&s.EvalData, "eval-data", s.EvalData, "held-out data (default: hold out --held-out of --data)")
+	fs.Float64Var(&s.HeldOut, "held-out", s.HeldOut, "fraction of --data held out for evaluation when --eval-data is empty")
 	fs.IntVar(&s.BatchSize, "batch-size", s.BatchSize, "records per projected gradient")
 	fs.IntVar(&s.Samples, "samples", s.Samples, "projected gradients per step")
-	fs.IntVar(&s.Steps, "steps", s.Steps, "steps to run (0: until interrupted)")
 	fs.IntVar(&s.EvalEvery, "eval-every", s.EvalEvery, "steps between evaluations")
 	fs.IntVar(&s.CkptEvery, "checkpoint-every", s.CkptEvery, "steps between checkpoints")
 	fs.IntVar(&s.Context, "context", s.Context, "maximum tokens per record (0: the model's context)")
-	fs.Uint64Var(&s.Machine, "machine", s.Machine, "this machine's id in the run")
-	fs.StringVar(&s.Export, "export", s.Export, "write the fine-tuned model to this directory at the end")
 }
 
 func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
-	var s node.Settings
-	settingsFlags(fs, &s)
+	s := node.Defaults
+	runFlags(fs, &s)
+	localFlags(fs, &s)
+	fs.IntVar(&s.Steps, "steps", s.Steps, "steps to run (0: until interrupted)")
+	fs.Uint64Var(&s.Machine, "machine", s.Machine, "this machine's id in the run")
+	fs.StringVar(&s.Export, "export", s.Export, "write the fine-tuned model to this directory at the end")
 	return func(ctx context.Context, log *slog.Logger, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
-		if (s.Model == "") != (s.Data == "") {
-			return usageError{errors.New("give both --model and --data, or neither to train the embedded default")}
-		}
-		if s.Model == "" {
-			return usageError{errors.New("--model and --data are required")}
+		s, err := s.WithEmbeddedDefault()
+		if err != nil {
+			return usageError{err}
 		}
 		r, err := node.OpenRun(ctx, s, nil, log)
 		if err != nil {

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/zopeer/zopeer/node"
+)
+
+// listFlag is a comma-separated list flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	*l = nil
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*l = append(*l, x)
+		}
+	}
+	return nil
+}
+
+func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	s := node.Defaults
+	runFlags(fs, &s)
+	fs.StringVar(&s.Home, "home", s.Home, "the node's home directory; the manifest goes there")
+	fs.StringVar(&s.Model, "model", s.Model, "base model directory (default: the embedded model)")
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		path := filepath.Join(s.Home, node.ManifestFile)
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("%s exists: this home already belongs to a run", path)
+		}
+		m, err := node.NewManifest(s)
+		if err != nil {
+			return err
+		}
+		if err := node.WriteManifest(path, m); err != nil {
+			return err
+		}
+		fmt.Printf("run %q created in %s (base digest %x)\n", m.Run, path, m.BaseDigest)
+		return nil
+	}
+}
+
+func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	s := node.Defaults
+	s.Steps = 0
+	ps := node.PeerDefaults
+	localFlags(fs, &s)
+	fs.StringVar(&s.Run, "run", s.Run, "run to join when the home has no manifest (fetched from peers)")
+	fs.IntVar(&s.Steps, "steps", s.Steps, "contribute this many steps, then keep serving without contributing (0: no limit)")
+	listen, boot := listFlag(ps.Listen), listFlag(ps.Bootstrap)
+	fs.Var(&listen, "listen", "multiaddrs to listen on, comma-separated")
+	fs.Var(&boot, "bootstrap", "multiaddrs of peers to dial (…/p2p/ID), comma-separated")
+	fs.BoolVar(&ps.MDNS, "mdns", ps.MDNS, "discover peers on the LAN with mDNS")
+	fs.BoolVar(&ps.DHT, "dht", ps.DHT, "discover peers through the Kademlia DHT")
+	fs.BoolVar(&ps.DHTServer, "dht-server", ps.DHTServer, "force DHT server mode (for bootstrap nodes)")
+	fs.BoolVar(&ps.RelayClient, "relay", ps.RelayClient, "reach peers behind NAT through relays")
+	fs.BoolVar(&ps.HolePunching, "hole-punching", ps.HolePunching, "hole punching through relays")
+	fs.BoolVar(&ps.NATService, "nat-service", ps.NATService, "answer AutoNAT dial-backs for other peers")
+	fs.BoolVar(&ps.NATPortMap, "nat-portmap", ps.NATPortMap, "map a port with UPnP / NAT-PMP")
+	fs.StringVar(&ps.API, "api", ps.API, "address of the HTTP API (keep it on loopback)")
+	fs.Uint64Var(&ps.MaxLag, "max-lag", ps.MaxLag, "stop contributing while this many updates behind the best peer")
+	fs.DurationVar(&ps.StateEvery, "state-every", ps.StateEvery, "between announcements of (set digest, weights hash)")
+	fs.DurationVar(&ps.SyncEvery, "sync-every", ps.SyncEvery, "between anti-entropy rounds")
+	fs.Float64Var(&ps.DropGossip, "test-drop-gossip", ps.DropGossip, "TEST ONLY: drop this fraction of inbound gossip")
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		if ps.DropGossip < 0 || ps.DropGossip >= 1 {
+			return usageError{errors.New("--test-drop-gossip must be in [0, 1)")}
+		}
+		ps.Listen, ps.Bootstrap = listen, boot
+		s, err := s.WithEmbeddedDefault()
+		if err != nil {
+			return usageError{err}
+		}
+		return node.Start(ctx, s, ps, log)
+	}
+}
+
+func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	api := fs.String("api", node.PeerDefaults.API, "address of the node's HTTP API")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*api+"/api/status", nil)
+		if err != nil {
+			return usageError{err}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("no zopeer node answers at %s: %w", *api, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", *api, resp.Status)
+		}
+		if *asJSON {
+			_, err := os.Stdout.Write(body)
+			return err
+		}
+		var st node.Status
+		if err := json.Unmarshal(body, &st); err != nil {
+			return fmt.Errorf("%s: %w", *api, err)
+		}
+		eval := "-"
+		if st.EvalLoss != nil {
+			eval = fmt.Sprintf("%.4f (at %d updates)", *st.EvalLoss, st.EvalUpdates)
+		}
+		fmt.Printf("peer          %s\nrun           %s\nmachine       %s\nupdates       %d (own %d)\npeers         %d\n"+
+			"set digest    %s\nweights hash  %s (at %d updates)\neval loss     %s\ncontributing  %v\ncatching up   %v\n",
+			st.PeerID, st.Run, st.Machine, st.Updates, st.OwnUpdates, st.Peers, st.SetDigest, st.WeightsHash,
+			st.HashUpdates, eval, st.Contributing, st.CatchingUp)
+		if len(st.Flagged) > 0 {
+			fmt.Printf("FLAGGED       %s (equivocating machines)\n", strings.Join(st.Flagged, ", "))
+		}
+		if len(st.Mismatches) > 0 {
+			fmt.Printf("MISMATCHES    %d peers reported another weights hash for our set digest\n", len(st.Mismatches))
+		}
+		return nil
+	}
+}
+
+func benchCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+	dir := fs.String("model", "gpt2-small", "model directory, or a built-in shape with random weights: gpt2-small, smollm-135m")
+	n := fs.Int("tokens", 256, "tokens per forward pass")
+	reps := fs.Int("reps", 3, "repetitions of each measurement")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	return func(ctx context.Context, log *slog.Logger, args []string) error {
+		if len(args) > 0 || *reps < 1 {
+			return usageError{errors.New("usage: zopeer bench [--model DIR|gpt2-small|smollm-135m] [--tokens N] [--reps N]")}
+		}
+		log.Info("benchmarking", "model", *dir, "tokens", *n, "reps", *reps)
+		r, err := node.Bench(ctx, *dir, *n, *reps)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(r)
+		}
+		fmt.Printf("model %s: %d parameters, BLAS %s\n", r.Model, r.Params, r.BLAS)
+		fmt.Printf("forward, %d tokens:   %.3f s  (%.0f tokens/s, %.1f GFLOP/s)\n", r.Tokens, r.ForwardSeconds, r.TokensPerSec, r.GFLOPs)
+		fmt.Printf("ZO step (2 forwards, 2 perturbed views, 1 update): %.3f s\n", r.StepSeconds)
+		fmt.Printf("fused apply: %.3f ns/element (1 update), %.3f ns/element (16 updates)\n", r.Apply1NsElem, r.Apply16NsElem)
+		fmt.Printf("peak RSS: forward %.0f MiB, ZO step %.0f MiB (weights: float32 view %.0f MiB + int32 canonical %.0f MiB)\n",
+			r.PeakForwardMiB, r.PeakStepMiB, r.WeightsMiB, r.CanonicalMiB)
+		return nil
+	}
+}

@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serveAPI serves the local HTTP API on addr until the returned stop is called:
+// GET /api/status (JSON), GET /metrics (Prometheus), GET /healthz.
+func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(statusCollector{d})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(d.Status())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: api: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("api server", "err", err)
+		}
+	}()
+	d.log.Info("api listening", "addr", ln.Addr().String())
+	d.snapshot(func(st *Status) { st.API = ln.Addr().String() })
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}, nil
+}
+
+// statusCollector exports the status as Prometheus metrics at scrape time.
+type statusCollector struct{ d *Daemon }
+
+var (
+	mUpdates   = prometheus.NewDesc("zopeer_updates", "Updates in the log.", nil, nil)
+	mOwn       = prometheus.NewDesc("zopeer_own_updates", "Updates this peer contributed.", nil, nil)
+	mSteps     = prometheus.NewDesc("zopeer_steps_total", "Steps contributed since start.", nil, nil)
+	mPeers     = prometheus.NewDesc("zopeer_peers", "Connected peers.", nil, nil)
+	mEval      = prometheus.NewDesc("zopeer_eval_loss", "Latest held-out loss (nats per target token).", nil, nil)
+	mContrib   = prometheus.NewDesc("zopeer_contributing", "1 while the peer trains.", nil, nil)
+	mCatching  = prometheus.NewDesc("zopeer_catching_up", "1 while the peer catches up.", nil, nil)
+	mBest      = prometheus.NewDesc("zopeer_best_peer_updates", "Largest update count a peer announced.", nil, nil)
+	mMismatch  = prometheus.NewDesc("zopeer_hash_mismatches", "Peers that announced our set digest with another weights hash.", nil, nil)
+	mFlagged   = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
+	mBytes     = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
+	mGossip    = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
+	mSync      = prometheus.NewDesc("zopeer_sync_total", "Anti-entropy events.", []string{"event"}, nil)
+	mPublished = prometheus.NewDesc("zopeer_published_batches_total", "Batches this peer published.", nil, nil)
+	mUptime    = prometheus.NewDesc("zopeer_uptime_seconds", "Seconds since start.", nil, nil)
+)
+
+func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
+		mMismatch, mFlagged, mBytes, mGossip, mSync, mPublished, mUptime} {
+		ch <- d
+	}
+}
+
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.d.Status()
+	g := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	n := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	b := func(x bool) float64 {
+		if x {
+			return 1
+		}
+		return 0
+	}
+	g(mUpdates, float64(st.Updates))
+	g(mOwn, float64(st.OwnUpdates))
+	n(mSteps, float64(st.Steps))
+	g(mPeers, float64(st.Peers))
+	if st.EvalLoss != nil {
+		g(mEval, *st.EvalLoss)
+	}
+	g(mContrib, b(st.Contributing))
+	g(mCatching, b(st.CatchingUp))
+	g(mBest, float64(st.BestPeer))
+	g(mMismatch, float64(len(st.Mismatches)))
+	g(mFlagged, float64(len(st.Flagged)))
+	n(mBytes, float64(st.P2P.BytesIn), "in")
+	n(mBytes, float64(st.P2P.BytesOut), "out")
+	for outcome, v := range map[string]uint64{"accepted": st.P2P.GossipAccepted, "rejected": st.P2P.GossipRejected,
+		"ignored": st.P2P.GossipIgnored, "duplicate": st.P2P.GossipDuplicates, "dropped": st.P2P.GossipDropped,
+		"undeliverable": st.P2P.Undeliverable} {
+		n(mGossip, float64(v), outcome)
+	}
+	for event, v := range map[string]uint64{"served": st.P2P.SyncServed, "busy": st.P2P.SyncBusy,
+		"fetched_batches": st.P2P.SyncFetched, "rejected": st.P2P.SyncRejected} {
+		n(mSync, float64(v), event)
+	}
+	n(mPublished, float64(st.P2P.Published))
+	g(mUptime, st.Uptime)
+}

@@ -1,0 +1,165 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zopeer/zopeer/model"
+	"github.com/zopeer/zopeer/model/blas"
+	"github.com/zopeer/zopeer/zo"
+)
+
+// Shapes are built-in model shapes for `zopeer bench` (random weights).
+var Shapes = map[string]string{
+	"gpt2-small":  `{"model_type":"gpt2","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`,
+	"smollm-135m": `{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"max_position_embeddings":8192,"rope_theta":100000,"tie_word_embeddings":true}`,
+}
+
+// BenchResult is what `zopeer bench` measures.
+type BenchResult struct {
+	Model          string  `json:"model"`
+	Params         int     `json:"params"`
+	BLAS           string  `json:"blas"`
+	Tokens         int     `json:"tokens"`
+	ForwardSeconds float64 `json:"forward_seconds"`
+	TokensPerSec   float64 `json:"tokens_per_second"`
+	GFLOPs         float64 `json:"gflop_per_second"`
+	StepSeconds    float64 `json:"zo_step_seconds"` // two forwards, two perturbed views, one update
+	Apply1NsElem   float64 `json:"apply_1_ns_per_element"`
+	Apply16NsElem  float64 `json:"apply_16_ns_per_element"`
+	PeakForwardMiB float64 `json:"peak_rss_forward_mib"`
+	PeakStepMiB    float64 `json:"peak_rss_zo_step_mib"`
+	WeightsMiB     float64 `json:"weights_float32_mib"`
+	CanonicalMiB   float64 `json:"canonical_int32_mib"`
+}
+
+// Bench loads dir (or builds a random model of a built-in shape) and measures
+// it: reps forward passes of one n-token sequence, reps ZO steps, fused
+// applies over the model's layout, and peak memory.
+func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, error) {
+	var lm *model.Model
+	res := BenchResult{Model: dirOrShape, Tokens: n}
+	if js, ok := Shapes[dirOrShape]; ok {
+		cfg, err := model.ParseConfig([]byte(js))
+		if err != nil {
+			return res, err
+		}
+		lm = model.NewRandom(cfg, 1)
+	} else {
+		var err error
+		if lm, err = model.Load(dirOrShape); err != nil {
+			return res, err
+		}
+	}
+	cfg := lm.Config()
+	if n < 2 || n > cfg.MaxPos {
+		return res, fmt.Errorf("node: bench: --tokens must be in [2, %d]", cfg.MaxPos)
+	}
+	b := blas.Current()
+	res.BLAS = strings.TrimSpace(b.Name + " " + b.CoreName)
+	r := rand.New(rand.NewPCG(1, 1))
+	seq := model.Sequence{Tokens: make([]int, n)}
+	for i := range seq.Tokens {
+		seq.Tokens[i] = r.IntN(cfg.Vocab)
+	}
+	batch := batchLoss{lm, []model.Sequence{seq}}
+	if _, err := batch.Loss(); err != nil { // builds the graph
+		return res, err
+	}
+	specs, err := TrainableSpecs(lm, "")
+	if err != nil {
+		return res, err
+	}
+	w, err := zo.NewWeights(specs)
+	if err != nil {
+		return res, err
+	}
+	elems := countElems(specs)
+	res.Params = elems
+	res.WeightsMiB = float64(4*elems) / (1 << 20)
+	res.CanonicalMiB = res.WeightsMiB
+	e, err := zo.NewEngine(zo.Config{Run: "bench", Eps: 1e-3, LR: 1e-6}, w)
+	if err != nil {
+		return res, err
+	}
+
+	resetPeakRSS()
+	start := time.Now()
+	for range reps {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if _, err := batch.Loss(); err != nil {
+			return res, err
+		}
+	}
+	res.ForwardSeconds = time.Since(start).Seconds() / float64(reps)
+	res.PeakForwardMiB = peakRSSMiB()
+	res.TokensPerSec = float64(n) / res.ForwardSeconds
+	res.GFLOPs = model.ForwardFLOPs(cfg, n) / res.ForwardSeconds / 1e9
+
+	resetPeakRSS()
+	start = time.Now()
+	for i := range reps {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		s := zo.DeriveSeed("bench", 1, uint64(i))
+		sr, err := e.Step(batch, s)
+		if err != nil {
+			return res, err
+		}
+		var code [1]int8
+		exp, err := zo.Quantize([]float64{sr.G}, []float64{s.CodeUniform()}, code[:])
+		if err != nil {
+			return res, err
+		}
+		e.Apply([]zo.Update{{Machine: 1, Sample: uint64(i), Exp: exp, Code: code[0]}})
+	}
+	res.StepSeconds = time.Since(start).Seconds() / float64(reps)
+	res.PeakStepMiB = peakRSSMiB()
+
+	for _, k := range []int{1, 16} {
+		us := make([]zo.Update, k)
+		for j := range us {
+			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 100, Code: 1}
+		}
+		start = time.Now()
+		for range reps {
+			e.Apply(us)
+		}
+		ns := float64(time.Since(start).Nanoseconds()) / float64(reps) / float64(elems)
+		if k == 1 {
+			res.Apply1NsElem = ns
+		} else {
+			res.Apply16NsElem = ns
+		}
+	}
+	return res, nil
+}
+
+// resetPeakRSS resets the kernel's peak-RSS mark (Linux; elsewhere a no-op).
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSSMiB is the peak resident set since the last reset (0 where unknown).
+func peakRSSMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

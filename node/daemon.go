@@ -1,0 +1,340 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/zopeer/zopeer/p2p"
+	"github.com/zopeer/zopeer/store"
+	"github.com/zopeer/zopeer/zo"
+)
+
+// PeerSettings are the network knobs of `zopeer start`. PeerDefaults holds
+// every default.
+type PeerSettings struct {
+	Listen       []string      // multiaddrs to listen on
+	Bootstrap    []string      // multiaddrs (with /p2p/ID) to dial and keep dialled
+	MDNS         bool          // LAN discovery, one service name per run
+	DHT          bool          // Kademlia DHT with a per-run rendezvous
+	DHTServer    bool          // force DHT server mode (bootstrap nodes)
+	RelayClient  bool          // reach NATed peers through relays
+	HolePunching bool          // DCUtR hole punching
+	NATService   bool          // answer AutoNAT dial-backs for others
+	NATPortMap   bool          // UPnP / NAT-PMP
+	API          string        // HTTP API address; keep it on loopback
+	MaxLag       uint64        // stop contributing while this many updates behind the best announced peer
+	StateEvery   time.Duration // between state announcements
+	SyncEvery    time.Duration // between anti-entropy rounds
+	DropGossip   float64       // fraction of inbound gossip dropped on purpose: a test hook
+}
+
+// PeerDefaults are the defaults of `zopeer start`.
+var PeerDefaults = PeerSettings{
+	Listen:       []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+	MDNS:         true,
+	DHT:          true,
+	RelayClient:  true,
+	HolePunching: true,
+	API:          "127.0.0.1:7070",
+	MaxLag:       4096,
+	StateEvery:   10 * time.Second,
+	SyncEvery:    5 * time.Second,
+}
+
+// ManifestFile is the run manifest in a node's home: `zopeer init` writes it,
+// joiners fetch it from peers.
+const ManifestFile = "manifest.json"
+
+// ReadManifest reads a manifest file.
+func ReadManifest(path string) (store.Manifest, error) {
+	var m store.Manifest
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return m, fmt.Errorf("node: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("node: manifest %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// WriteManifest writes m to path atomically.
+func WriteManifest(path string, m store.Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// NewManifest creates the manifest of a new run from s: its base model (the
+// embedded default when s.Model is empty) and the settings that decide the weights.
+func NewManifest(s Settings) (store.Manifest, error) {
+	if s.Model == "" {
+		d, err := s.WithEmbeddedDefault()
+		if err != nil {
+			return store.Manifest{}, err
+		}
+		s.Model = d.Model
+	}
+	lm, _, err := OpenModel(s.Model)
+	if err != nil {
+		return store.Manifest{}, err
+	}
+	specs, err := TrainableSpecs(lm, s.Trainable)
+	if err != nil {
+		return store.Manifest{}, err
+	}
+	w, err := zo.NewWeights(specs)
+	if err != nil {
+		return store.Manifest{}, err
+	}
+	m := s.Manifest(w.Hash())
+	cfg, err := m.Config()
+	if err != nil {
+		return m, err
+	}
+	if _, err := zo.NewEngine(cfg, w); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// ApplyManifest makes s follow the run manifest m: everything that decides
+// the weights comes from the manifest, not from local flags.
+func (s Settings) ApplyManifest(m store.Manifest) Settings {
+	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
+	return s
+}
+
+// lockHome takes an exclusive lock on home for the life of the process.
+func lockHome(home string) (*os.File, error) {
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(home, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("node: home %s is in use by another zopeer process: %w", home, err)
+	}
+	return f, nil
+}
+
+// Daemon is a running peer: it trains, gossips, syncs and serves its API.
+type Daemon struct {
+	s    Settings
+	ps   PeerSettings
+	run  *Run
+	peer *p2p.Peer
+	log  *slog.Logger
+
+	// Owned by the loop goroutine.
+	steps      int
+	lastEval   time.Time
+	evalAt     uint64 // updates when eval_loss was measured
+	hashAt     zo.SetDigest
+	catchingUp atomic.Bool
+
+	mu     sync.Mutex // guards snap
+	snap   Status
+	states map[uint64]p2p.State // latest announcement per machine; guarded by mu
+	start  time.Time
+}
+
+// Status is what GET /api/status returns.
+type Status struct {
+	PeerID       string     `json:"peer_id"`
+	API          string     `json:"api"`
+	Machine      string     `json:"machine"`
+	Run          string     `json:"run"`
+	Addrs        []string   `json:"addrs"`
+	Updates      uint64     `json:"updates"`
+	OwnUpdates   uint64     `json:"own_updates"`
+	NextSample   uint64     `json:"next_sample"`
+	Steps        int        `json:"steps"`
+	SetDigest    string     `json:"set_digest"`
+	WeightsHash  string     `json:"weights_hash"`
+	HashUpdates  uint64     `json:"hash_updates"` // updates the (set_digest, weights_hash) pair covers
+	Peers        int        `json:"peers"`
+	EvalLoss     *float64   `json:"eval_loss"`
+	EvalUpdates  uint64     `json:"eval_updates"`
+	Contributing bool       `json:"contributing"`
+	CatchingUp   bool       `json:"catching_up"`
+	BestPeer     uint64     `json:"best_peer_updates"` // largest update count a peer announced
+	Flagged      []string   `json:"flagged_machines"`
+	Mismatches   []Mismatch `json:"hash_mismatches"`
+	P2P          p2p.Stats  `json:"p2p"`
+	Uptime       float64    `json:"uptime_seconds"`
+}
+
+// Mismatch records a peer that announced our set digest with another weights hash.
+type Mismatch struct {
+	Machine    string `json:"machine"`
+	SetDigest  string `json:"set_digest"`
+	TheirHash  string `json:"their_hash"`
+	OurHash    string `json:"our_hash"`
+	ObservedAt string `json:"observed_at"`
+}
+
+// Start runs a peer until ctx ends: lock home, identity, manifest, model and
+// data, log and replay, network, API, then the training loop.
+func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) error {
+	lock, err := lockHome(s.Home)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	key, err := p2p.LoadIdentity(filepath.Join(s.Home, "identity.key"))
+	if err != nil {
+		return err
+	}
+	raw, err := key.GetPublic().Raw()
+	if err != nil {
+		return fmt.Errorf("node: identity: %w", err)
+	}
+	s.Machine = p2p.MachineOf(ed25519.PublicKey(raw))
+
+	mpath := filepath.Join(s.Home, ManifestFile)
+	m, err := ReadManifest(mpath)
+	if errors.Is(err, os.ErrNotExist) {
+		if m, err = fetchManifest(ctx, s, ps, key, log); err != nil {
+			return err
+		}
+		if err := WriteManifest(mpath, m); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	s = s.ApplyManifest(m)
+	run, err := OpenRun(ctx, s, &m, log)
+	if err != nil {
+		return err
+	}
+	defer run.Close()
+
+	d := &Daemon{s: s, ps: ps, run: run, log: log, states: map[uint64]p2p.State{}, start: time.Now()}
+	d.catchingUp.Store(true)
+	popts := p2p.DefaultOptions()
+	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, logAdapter{run.Log}, log.With("component", "p2p")
+	popts.ListenAddrs, popts.Bootstrap = ps.Listen, ps.Bootstrap
+	popts.MDNS, popts.DHT, popts.DHTServer = ps.MDNS, ps.DHT, ps.DHTServer
+	popts.RelayClient, popts.HolePunching, popts.NATService, popts.NATPortMap = ps.RelayClient, ps.HolePunching, ps.NATService, ps.NATPortMap
+	popts.StateInterval, popts.SyncInterval = ps.StateEvery, ps.SyncEvery
+	popts.DropInbound = ps.DropGossip
+	if popts.Manifest, err = json.Marshal(m); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	popts.State = d.announce
+	if d.peer, err = p2p.New(ctx, popts); err != nil {
+		return err
+	}
+	defer d.peer.Close()
+	d.snapshot(func(st *Status) {
+		st.PeerID, st.Machine, st.Run, st.Addrs = d.peer.ID().String(), fmt.Sprintf("%016x", s.Machine), s.Run, d.peer.Addrs()
+	})
+	log.Info("peer started", "peer_id", d.peer.ID(), "machine", fmt.Sprintf("%016x", s.Machine), "addrs", d.peer.Addrs())
+
+	stopAPI, err := d.serveAPI(ps.API)
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { d.catchUp(ctx) })
+	err = d.loop(ctx)
+	wg.Wait()
+	if ctx.Err() != nil && err == nil || errors.Is(err, context.Canceled) {
+		log.Info("stopping", "updates", run.Log.Stats().Updates)
+		return nil
+	}
+	return err
+}
+
+// fetchManifest joins the run's network with an empty log just long enough to
+// learn the manifest from a peer.
+func fetchManifest(ctx context.Context, s Settings, ps PeerSettings, key crypto.PrivKey, log *slog.Logger) (store.Manifest, error) {
+	if len(ps.Bootstrap) == 0 && !ps.MDNS && !ps.DHT {
+		return store.Manifest{}, fmt.Errorf("node: no %s in %s and no way to reach peers: run `zopeer init` or give --bootstrap", ManifestFile, s.Home)
+	}
+	popts := p2p.DefaultOptions()
+	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, emptyLog{}, log.With("component", "p2p")
+	popts.ListenAddrs, popts.Bootstrap, popts.MDNS, popts.DHT = ps.Listen, ps.Bootstrap, ps.MDNS, ps.DHT
+	peer, err := p2p.New(ctx, popts)
+	if err != nil {
+		return store.Manifest{}, err
+	}
+	defer peer.Close()
+	log.Info("fetching the run manifest from peers", "run", s.Run)
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	b, err := peer.FetchManifest(fctx)
+	if err != nil {
+		return store.Manifest{}, err
+	}
+	var m store.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("node: manifest from peers: %w", err)
+	}
+	if m.Run != s.Run {
+		return m, fmt.Errorf("node: peers sent the manifest of run %q, not %q", m.Run, s.Run)
+	}
+	log.Info("got the run manifest", "run", m.Run, "base_digest", fmt.Sprintf("%x", m.BaseDigest[:8]))
+	return m, nil
+}
+
+// announce is the state p2p publishes: the latest consistent (count, digest, hash).
+func (d *Daemon) announce() (p2p.State, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.snap.WeightsHash == "" {
+		return p2p.State{}, false
+	}
+	var st p2p.State
+	st.Count = d.snap.HashUpdates
+	dig, _ := hex.DecodeString(d.snap.SetDigest)
+	h, _ := hex.DecodeString(d.snap.WeightsHash)
+	copy(st.Digest[:], dig)
+	copy(st.WeightsHash[:], h)
+	return st, true
+}
+
+func (d *Daemon) snapshot(f func(*Status)) {
+	d.mu.Lock()
+	f(&d.snap)
+	d.mu.Unlock()
+}
+
+// Status returns the current status.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	st := d.snap
+	st.Flagged = append([]string(nil), st.Flagged...)
+	st.Mismatches = append([]Mismatch(nil), st.Mismatches...)
+	d.mu.Unlock()
+	st.P2P = d.peer.Stats()
+	st.Peers = st.P2P.Peers
+	st.Uptime = time.Since(d.start).Seconds()
+	return st
+}
