@@ -26,7 +26,9 @@ type attacker struct {
 	topic *pubsub.Topic
 }
 
-func newAttacker(t *testing.T, run string) *attacker {
+// newAttacker starts one; a subscribed attacker looks like any peer of the
+// run, an unsubscribed one gets no gossip relayed to it.
+func newAttacker(t *testing.T, run string, subscribe bool) *attacker {
 	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -48,9 +50,10 @@ func newAttacker(t *testing.T, run string) *attacker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Subscribed, it looks like any peer of the run.
-	if _, err := topic.Subscribe(); err != nil {
-		t.Fatal(err)
+	if subscribe {
+		if _, err := topic.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return &attacker{h: h, key: key, topic: topic}
 }
@@ -107,11 +110,14 @@ func TestHostileGossip(t *testing.T) {
 	connectAll(t, v1, v2)
 	// Two attackers, so that neither is graylisted by peer scoring before all
 	// its messages were judged.
-	a, b := newAttacker(t, run), newAttacker(t, run)
-	a.connect(t, v1, v2)
-	b.connect(t, v1, v2)
+	a, b := newAttacker(t, run, true), newAttacker(t, run, true)
+	// c has never seen any batch: its replay reaches the victims.
+	c := newAttacker(t, run, false)
+	for _, x := range []*attacker{a, b, c} {
+		x.connect(t, v1, v2)
+	}
 	waitFor(t, "attackers see victims", func() bool {
-		return len(a.topic.ListPeers()) == 2 && len(b.topic.ListPeers()) == 2
+		return len(a.topic.ListPeers()) == 2 && len(b.topic.ListPeers()) == 2 && len(c.topic.ListPeers()) == 2
 	})
 	tag := NewRunTag(run)
 
@@ -119,7 +125,7 @@ func TestHostileGossip(t *testing.T) {
 	legit := mustSign(t, a.key, tag, 0, []int8{1, 2, 3, 4, 5, 6, 7, 8})
 	a.publish(t, legit.Raw)
 	waitFor(t, "legit batch stored", func() bool { return v1.log.count() == 8 && v2.log.count() == 8 })
-	b.publish(t, legit.Raw) // a replay: the victims' seen-caches drop it
+	c.publish(t, legit.Raw) // a replay: the victims' seen-caches drop it
 	equiv := mustSign(t, a.key, tag, 4, []int8{5, 6, 7, -8, 9, 10, 11, 12})
 	a.publish(t, equiv.Raw)
 	// An already-logged batch under a new message ID: a sub-batch signed anew.
@@ -179,7 +185,7 @@ func TestBogusSyncDonor(t *testing.T) {
 		o.SyncInterval = time.Hour
 		o.SyncTimeout = time.Second
 	})
-	a := newAttacker(t, run)
+	a := newAttacker(t, run, true)
 	tag := NewRunTag(run)
 	good := mustSign(t, a.key, tag, 0, []int8{1, 2, 3, 4})
 	other := mustSign(t, victim.key, tag, 0, []int8{9}) // authentic, wrong machine
