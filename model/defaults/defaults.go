@@ -49,8 +49,11 @@ func WriteTo(dir string) error {
 		return fmt.Errorf("defaults: %w", err)
 	}
 	return fs.WalkDir(FS(), ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+		if err != nil {
+			return fmt.Errorf("defaults: %w", err)
+		}
+		if d.IsDir() {
+			return nil
 		}
 		b, err := fs.ReadFile(FS(), name)
 		if err != nil {

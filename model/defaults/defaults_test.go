@@ -1,6 +1,7 @@
 package defaults_test
 
 import (
+	"io/fs"
 	"math"
 	"path/filepath"
 	"testing"
@@ -186,8 +187,13 @@ func (tk task) finetune(t *testing.T, s settings, report func(step int)) {
 }
 
 // The embedded files load, agree with each other, and a few ZO steps with
-// the recommended settings keep the loss finite.
+// the recommended settings already lower the held-out loss.
 func TestEmbedded(t *testing.T) {
+	for _, name := range []string{defaults.ConfigFile, defaults.WeightsFile, defaults.TokenizerFile, defaults.TrainFile, defaults.EvalFile} {
+		if _, err := fs.Stat(defaults.FS(), name); err != nil {
+			t.Error(err)
+		}
+	}
 	tk := load(t)
 	if tk.train.Len() == 0 || tk.eval.Len() == 0 {
 		t.Fatalf("%d train and %d eval records", tk.train.Len(), tk.eval.Len())
@@ -197,13 +203,21 @@ func TestEmbedded(t *testing.T) {
 		n += len(p.Data)
 	}
 	t.Logf("%d parameters, %d train and %d eval records", n, tk.train.Len(), tk.eval.Len())
+	var first, last float64
 	tk.finetune(t, recommended(4, 2), func(step int) {
 		loss, acc := tk.evaluate(t)
 		t.Logf("step %d: eval loss %.4f, accuracy %.3f", step, loss, acc)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			t.Fatalf("step %d: eval loss %v", step, loss)
 		}
+		if step == 0 {
+			first = loss
+		}
+		last = loss
 	})
+	if last >= first {
+		t.Errorf("eval loss %.4f -> %.4f after 4 steps", first, last)
+	}
 }
 
 // ZO fine-tuning with the recommended settings lowers the held-out loss
