@@ -1,9 +1,11 @@
 // Command gen regenerates model/defaults/data: a synthetic corpus, a
 // byte-level BPE tokenizer learned from it, a small GPT-2 pretrained on it
 // with gorgonia's backpropagation, and the fine-tuning task zopeer trains
-// on by default. Everything is drawn from -seed; see docs/DEFAULT.md.
+// on by default. Everything is drawn from -seed; see docs/DEFAULT.md. The
+// committed weights were made with the pure-Go matmul, whose bits do not
+// depend on the machine's BLAS:
 //
-//	go run ./model/defaults/gen -out model/defaults/data
+//	ZOPEER_BLAS=go go run ./model/defaults/gen -out model/defaults/data
 package main
 
 import (
