@@ -58,6 +58,9 @@ var PeerDefaults = PeerSettings{
 // joiners fetch it from peers.
 const ManifestFile = "manifest.json"
 
+// APIAddrFile in a node's home holds the address its HTTP API listens on.
+const APIAddrFile = "api.addr"
+
 // ReadManifest reads a manifest file.
 func ReadManifest(path string) (store.Manifest, error) {
 	var m store.Manifest
@@ -260,6 +263,11 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return err
 	}
 	defer stopAPI()
+	// Tools (zopeer status, the testnet) find the API here, even on a port
+	// the kernel chose.
+	if err := os.WriteFile(filepath.Join(s.Home, APIAddrFile), []byte(d.Status().API+"\n"), 0o644); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.catchUp(ctx) })
