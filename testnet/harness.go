@@ -298,4 +298,3 @@ func tail(path string) string {
 	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
 	return string(bytes.Join(lines[max(0, len(lines)-15):], []byte("\n")))
 }
-
