@@ -148,19 +148,36 @@ func BenchmarkWireBytes(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkSwarmBytes: 4 fully connected peers each publish b.N/4 batches;
+// BenchmarkSwarmBytes: n fully connected peers each publish b.N/n batches;
 // reports the stream-level bytes all peers send per gradient delivered to one
 // peer, which includes gossipsub's mesh duplicates and control traffic.
 //
 //	go test -run '^$' -bench BenchmarkSwarmBytes -benchtime 2000x ./p2p/
 func BenchmarkSwarmBytes(b *testing.B) {
-	const run, count, n = "swarm", 64, 4
+	for _, c := range []struct{ n, d int }{{4, 6}, {8, 6}, {8, 3}} {
+		b.Run(fmt.Sprintf("peers=%d/D=%d", c.n, c.d), func(b *testing.B) { swarmBytes(b, c.n, c.d) })
+	}
+}
+
+func swarmBytes(b *testing.B, n, d int) {
+	const count = 64
+	run := fmt.Sprintf("swarm%d-%d", n, d)
 	var ps []*testPeer
 	for range n {
-		ps = append(ps, newTestPeer(b, run, func(o *Options) { o.SyncInterval = time.Hour }))
+		ps = append(ps, newTestPeer(b, run, func(o *Options) {
+			o.SyncInterval, o.MeshDegree = time.Hour, d
+		}))
 	}
 	connectAll(b, ps...)
-	waitMesh(b, ps...)
+	// Wait for meshes of at least Dlo peers, not a clique.
+	waitFor(b, "gossip mesh", func() bool {
+		for _, p := range ps {
+			if p.Stats().MeshPeers < min(n-1, meshParams(p.opts.MeshDegree).Dlo) {
+				return false
+			}
+		}
+		return true
+	})
 	per := max(b.N/n, 1)
 	time.Sleep(1500 * time.Millisecond)
 	var out0 int64
@@ -189,8 +206,8 @@ func BenchmarkSwarmBytes(b *testing.B) {
 	}
 	grads := float64(n * per * count)
 	b.ReportMetric(float64(out-out0)/grads, "stream-B/grad")
-	b.ReportMetric(float64(out-out0)/grads/(n-1), "stream-B/grad/receiver")
-	b.ReportMetric(float64(dups)/float64(n*per), "dups/msg")
+	b.ReportMetric(float64(out-out0)/grads/float64(n-1), "stream-B/grad/receiver")
+	b.ReportMetric(float64(dups)/float64(n*per)/float64(n-1), "dups/msg/receiver")
 	b.ReportMetric(0, "ns/op")
 }
 

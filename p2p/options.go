@@ -32,6 +32,12 @@ type Options struct {
 	AutoNATv2    bool     // also check our own reachability per address with AutoNAT v2
 	NATPortMap   bool     // UPnP / NAT-PMP port mapping
 
+	// MeshDegree is gossipsub's D, the number of peers each peer forwards a
+	// message to; every peer receives a message about D times, so D sets the
+	// bytes per gradient a swarm costs (docs/BENCHMARKS.md, p2p), against
+	// resilience to loss and churn, which anti-entropy backs up.
+	MeshDegree int
+
 	// Gossip queue sizes: bursts of tiny messages overflow the libp2p defaults (32).
 	OutboundQueue int
 	ValidateQueue int
@@ -66,6 +72,7 @@ func DefaultOptions() Options {
 		RelayClient:       true,
 		HolePunching:      true,
 		DiscoveryInterval: 30 * time.Second,
+		MeshDegree:        6,
 		OutboundQueue:     4096,
 		ValidateQueue:     4096,
 		Deliver:           4096,
@@ -86,6 +93,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("p2p: options: Key must be an Ed25519 key")
 	case o.Log == nil:
 		return fmt.Errorf("p2p: options: nil Log")
+	case o.MeshDegree < 2:
+		return fmt.Errorf("p2p: options: MeshDegree %d, want at least 2", o.MeshDegree)
 	case o.OutboundQueue <= 0 || o.ValidateQueue <= 0 || o.Deliver <= 0:
 		return fmt.Errorf("p2p: options: queue sizes must be positive")
 	case o.SyncInterval <= 0 || o.SyncTimeout <= 0 || o.StateInterval <= 0 || o.DiscoveryInterval <= 0:

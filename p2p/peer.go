@@ -212,6 +212,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 		pubsub.WithValidateQueueSize(o.ValidateQueue),
 		pubsub.WithRawTracer(p.tr),
 		pubsub.WithPeerScore(scoreParams(ut, st), scoreThresholds()),
+		pubsub.WithGossipSubParams(meshParams(o.MeshDegree)),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -650,6 +651,15 @@ func countHeld(hs []Holding) uint64 {
 		n += h.Samples.Count()
 	}
 	return n
+}
+
+// meshParams scales gossipsub's degree parameters from D, keeping libp2p's
+// defaults at D = 6 (Dlo 5, Dhi 12, Dscore 4, Dout 2).
+func meshParams(d int) pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.D, p.Dlo, p.Dhi, p.Dscore = d, max(1, d*5/6), 2*d, d*2/3
+	p.Dout = max(0, min(p.Dlo-1, d/2-1))
+	return p
 }
 
 // messageID identifies a gossip message by its content, so the same batch
