@@ -64,52 +64,71 @@ rounds:
 	RET
 
 // func signAddAVX512(d *[128]int32, masks unsafe.Pointer, twoC *int32, k int, sumC int32)
+// Z0..Z7 accumulate elements 16g..16g+15 (g = 0..7); per update one
+// broadcast of 2c and, per group, one mask load and one masked subtract.
 TEXT ·signAddAVX512(SB), NOSPLIT, $0-36
 	MOVQ d+0(FP), DI
 	MOVQ masks+8(FP), SI
 	MOVQ twoC+16(FP), BX
 	MOVQ k+24(FP), CX
 	MOVL sumC+32(FP), AX
-	VPBROADCASTD AX, Z31
-	XORQ R8, R8 // group g
-
-group:
-	VMOVDQA32 Z31, Z0
-	// R9 = masks + (g/2)·64 + (g%2)·2
-	MOVQ R8, R9
-	SHRQ $1, R9
-	SHLQ $6, R9
-	MOVQ R8, R10
-	ANDQ $1, R10
-	SHLQ $1, R10
-	ADDQ R10, R9
-	ADDQ SI, R9
-	MOVQ BX, R11 // twoC cursor
-	MOVQ CX, R12 // updates left
+	VPBROADCASTD AX, Z0
+	VMOVDQA32 Z0, Z1
+	VMOVDQA32 Z0, Z2
+	VMOVDQA32 Z0, Z3
+	VMOVDQA32 Z0, Z4
+	VMOVDQA32 Z0, Z5
+	VMOVDQA32 Z0, Z6
+	VMOVDQA32 Z0, Z7
 
 chunk:
 	MOVQ $16, R13
-	CMPQ R12, R13
-	CMOVQLT R12, R13
-	MOVQ R9, R14
+	CMPQ CX, R13
+	CMOVQLT CX, R13 // lanes in this chunk of 16 updates
+	MOVQ SI, R14
 
 lane:
-	KMOVW (R14), K1
-	VPSUBD.BCST (R11), Z0, K1, Z0
+	VPBROADCASTD (BX), Z8
+	KMOVW 0(R14), K1
+	KMOVW 2(R14), K2
+	KMOVW 64(R14), K3
+	KMOVW 66(R14), K4
+	KMOVW 128(R14), K5
+	KMOVW 130(R14), K6
+	KMOVW 192(R14), K7
+	VPSUBD Z8, Z0, K1, Z0
+	KMOVW 194(R14), K1
+	VPSUBD Z8, Z1, K2, Z1
+	VPSUBD Z8, Z2, K3, Z2
+	VPSUBD Z8, Z3, K4, Z3
+	VPSUBD Z8, Z4, K5, Z4
+	VPSUBD Z8, Z5, K6, Z5
+	VPSUBD Z8, Z6, K7, Z6
+	VPSUBD Z8, Z7, K1, Z7
 	ADDQ $4, R14
-	ADDQ $4, R11
+	ADDQ $4, BX
 	DECQ R13
 	JNZ lane
-	ADDQ $256, R9
-	SUBQ $16, R12
+	ADDQ $256, SI
+	SUBQ $16, CX
 	JG chunk
 
-	VPADDD (DI), Z0, Z0
-	VMOVDQU32 Z0, (DI)
-	ADDQ $64, DI
-	INCQ R8
-	CMPQ R8, $8
-	JLT group
+	VPADDD 0(DI), Z0, Z0
+	VPADDD 64(DI), Z1, Z1
+	VPADDD 128(DI), Z2, Z2
+	VPADDD 192(DI), Z3, Z3
+	VPADDD 256(DI), Z4, Z4
+	VPADDD 320(DI), Z5, Z5
+	VPADDD 384(DI), Z6, Z6
+	VPADDD 448(DI), Z7, Z7
+	VMOVDQU32 Z0, 0(DI)
+	VMOVDQU32 Z1, 64(DI)
+	VMOVDQU32 Z2, 128(DI)
+	VMOVDQU32 Z3, 192(DI)
+	VMOVDQU32 Z4, 256(DI)
+	VMOVDQU32 Z5, 320(DI)
+	VMOVDQU32 Z6, 384(DI)
+	VMOVDQU32 Z7, 448(DI)
 	VZEROUPPER
 	RET
 
