@@ -549,6 +549,9 @@ func (p *Peer) validateBatch(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 }
 
+// maxStateMachines bounds the machines whose announcements are tracked.
+const maxStateMachines = 1 << 16
+
 // maxClockSkew bounds how far in the future an announcement's time may be,
 // so one bogus timestamp cannot silence a machine's later announcements.
 const maxClockSkew = 5 * time.Minute
@@ -567,8 +570,12 @@ func (p *Peer) validateState(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s.Time <= p.lastState[s.Machine] {
+	last, seen := p.lastState[s.Machine]
+	if seen && s.Time <= last {
 		return pubsub.ValidationIgnore // replayed or out of date
+	}
+	if !seen && len(p.lastState) >= maxStateMachines {
+		return pubsub.ValidationIgnore // keys are free: bound the memory they cost
 	}
 	p.lastState[s.Machine] = s.Time
 	msg.ValidatorData = s
