@@ -59,10 +59,17 @@ func (d *Daemon) drain(ctx context.Context) error {
 	}
 }
 
-// take logs a validated batch from a peer, with its signed bytes, and applies it.
+// take logs a validated batch from a peer, with its signed bytes, and applies
+// it. Two conflicting batches can both pass validation before either is
+// logged; the log catches the second, and p2p is told so that it flags the machine.
 func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
-	if err := d.run.Trainer.Apply(ctx, b.Raw, b.Updates()); err != nil {
+	eqs, err := d.run.Trainer.Apply(ctx, b.Raw, b.Updates())
+	if err != nil {
 		return err
+	}
+	for _, e := range eqs {
+		d.peer.ReportEquivocation(p2p.Equivocation{Machine: e.Stored.Machine, Sample: e.Stored.Sample,
+			Held: e.Stored, Got: e.Offered, Batch: b.Raw})
 	}
 	return nil
 }

@@ -50,8 +50,11 @@ var Defaults = Settings{
 	Eps:       defaults.Eps,
 	LR:        defaults.LR,
 	BatchSize: defaults.BatchSize,
-	Samples:   defaults.Samples,
-	Steps:     defaults.Steps,
+	// 64 projected gradients per step travel as one signed message of
+	// 3.75 bytes per gradient with all framing (docs/BENCHMARKS.md, p2p); on
+	// the default task 25 steps of 64 train as well as 100 of 16 (same updates).
+	Samples:   64,
+	Steps:     defaults.Steps * defaults.Samples / 64,
 	EvalEvery: 20,
 	CkptEvery: 50,
 }

@@ -169,8 +169,12 @@ func (t *Trainer) Commit(ctx context.Context, p Proposal, raw []byte) error {
 	if p.First != t.next {
 		return fmt.Errorf("node: proposal starts at sample %d, next is %d", p.First, t.next)
 	}
-	if err := t.Apply(ctx, raw, p.Updates(t.machine)); err != nil {
+	eqs, err := t.Apply(ctx, raw, p.Updates(t.machine))
+	if err != nil {
 		return err
+	}
+	if len(eqs) > 0 { // our own samples conflict with the log: the home is shared or corrupt
+		return fmt.Errorf("node: the log already holds other values for this machine's samples %d..: refusing to equivocate", p.First)
 	}
 	t.next += uint64(len(p.Codes))
 	return nil
@@ -187,11 +191,12 @@ func (t *Trainer) Step(ctx context.Context) (Proposal, error) {
 
 // Apply logs updates durably (with raw, the signed batch carrying them, so
 // the node can serve it to peers), then applies those the weights lack. It is
-// how a node takes both its own updates and its peers'.
-func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) error {
+// how a node takes both its own updates and its peers'. It returns the
+// updates that contradicted the log: they were neither logged nor applied.
+func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) ([]store.Equivocation, error) {
 	ar, err := t.log.AppendBatch(ctx, raw, us...)
 	if err != nil {
-		return fmt.Errorf("node: logging updates: %w", err)
+		return nil, fmt.Errorf("node: logging updates: %w", err)
 	}
 	// Whatever did not contradict the log is now logged with this value.
 	rejected := make(map[zo.Update]bool, len(ar.Equivocations))
@@ -205,7 +210,7 @@ func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) error {
 		}
 	}
 	t.eng.Apply(fresh)
-	return nil
+	return ar.Equivocations, nil
 }
 
 // Eval returns the mean loss per target token over the held-out set, and the

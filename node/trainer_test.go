@@ -153,14 +153,18 @@ func TestApplyIgnoresEquivocation(t *testing.T) {
 	defer log.Close()
 	tr, e := newTrainer(t, log, m)
 	good := zo.Update{Machine: 3, Sample: 0, Exp: 120, Code: 50}
-	if err := tr.Apply(ctx, nil, []zo.Update{good}); err != nil {
+	if _, err := tr.Apply(ctx, nil, []zo.Update{good}); err != nil {
 		t.Fatal(err)
 	}
 	h := e.Weights().Hash()
 	bad := good
 	bad.Code = -50
-	if err := tr.Apply(ctx, nil, []zo.Update{bad, good}); err != nil {
+	eqs, err := tr.Apply(ctx, nil, []zo.Update{bad, good})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(eqs) != 1 || eqs[0].Offered != bad {
+		t.Fatalf("equivocations %+v, want the bad update", eqs)
 	}
 	if e.Weights().Hash() != h {
 		t.Fatal("an equivocating or repeated update changed the weights")
