@@ -20,7 +20,7 @@ import (
 // command is one subcommand: its flags bind into its own state, and run uses it.
 type command struct {
 	name, summary string
-	flags         func(fs *flag.FlagSet) func(ctx context.Context, log *slog.Logger, args []string) error
+	flags         func(fs *flag.FlagSet) func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error
 }
 
 var commands = []command{
@@ -83,7 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runCmd(ctx, log, fs.Args()); err != nil {
+	if err := runCmd(ctx, log, stdout, fs.Args()); err != nil {
 		fmt.Fprintf(stderr, "zopeer %s: %v\n", cmd.name, err)
 		var ue usageError
 		if errors.As(err, &ue) {

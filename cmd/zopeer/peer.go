@@ -31,12 +31,12 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	s := node.Defaults
 	runFlags(fs, &s)
 	fs.StringVar(&s.Home, "home", s.Home, "the node's home directory; the manifest goes there")
 	fs.StringVar(&s.Model, "model", s.Model, "base model directory (default: the embedded model)")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
@@ -51,12 +51,12 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string)
 		if err := node.WriteManifest(path, m); err != nil {
 			return err
 		}
-		fmt.Printf("run %q created in %s (base digest %x)\n", m.Run, path, m.BaseDigest)
+		fmt.Fprintf(out, "run %q created in %s (base digest %x)\n", m.Run, path, m.BaseDigest)
 		return nil
 	}
 }
 
-func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	s := node.Defaults
 	s.Steps = 0
 	ps := node.PeerDefaults
@@ -78,7 +78,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string
 	fs.DurationVar(&ps.StateEvery, "state-every", ps.StateEvery, "between announcements of (set digest, weights hash)")
 	fs.DurationVar(&ps.SyncEvery, "sync-every", ps.SyncEvery, "between anti-entropy rounds")
 	fs.Float64Var(&ps.DropGossip, "test-drop-gossip", ps.DropGossip, "TEST ONLY: drop this fraction of inbound gossip")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
@@ -94,10 +94,10 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string
 	}
 }
 
-func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	api := fs.String("api", node.PeerDefaults.API, "address of the node's HTTP API")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
@@ -120,7 +120,7 @@ func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []strin
 			return fmt.Errorf("%s: %s", *api, resp.Status)
 		}
 		if *asJSON {
-			_, err := os.Stdout.Write(body)
+			_, err := out.Write(body)
 			return err
 		}
 		var st node.Status
@@ -131,26 +131,26 @@ func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []strin
 		if st.EvalLoss != nil {
 			eval = fmt.Sprintf("%.4f (at %d updates)", *st.EvalLoss, st.EvalUpdates)
 		}
-		fmt.Printf("peer          %s\nrun           %s\nmachine       %s\nupdates       %d (own %d)\npeers         %d\n"+
+		fmt.Fprintf(out, "peer          %s\nrun           %s\nmachine       %s\nupdates       %d (own %d)\npeers         %d\n"+
 			"set digest    %s\nweights hash  %s (at %d updates)\neval loss     %s\ncontributing  %v\ncatching up   %v\n",
 			st.PeerID, st.Run, st.Machine, st.Updates, st.OwnUpdates, st.Peers, st.SetDigest, st.WeightsHash,
 			st.HashUpdates, eval, st.Contributing, st.CatchingUp)
 		if len(st.Flagged) > 0 {
-			fmt.Printf("FLAGGED       %s (equivocating machines)\n", strings.Join(st.Flagged, ", "))
+			fmt.Fprintf(out, "FLAGGED       %s (equivocating machines)\n", strings.Join(st.Flagged, ", "))
 		}
 		if len(st.Mismatches) > 0 {
-			fmt.Printf("MISMATCHES    %d peers reported another weights hash for our set digest\n", len(st.Mismatches))
+			fmt.Fprintf(out, "MISMATCHES    %d peers reported another weights hash for our set digest\n", len(st.Mismatches))
 		}
 		return nil
 	}
 }
 
-func benchCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func benchCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	dir := fs.String("model", "gpt2-small", "model directory, or a built-in shape with random weights: gpt2-small, smollm-135m")
 	n := fs.Int("tokens", 256, "tokens per forward pass")
 	reps := fs.Int("reps", 3, "repetitions of each measurement")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 || *reps < 1 {
 			return usageError{errors.New("usage: zopeer bench [--model DIR|gpt2-small|smollm-135m] [--tokens N] [--reps N]")}
 		}
@@ -160,13 +160,13 @@ func benchCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string
 			return err
 		}
 		if *asJSON {
-			return json.NewEncoder(os.Stdout).Encode(r)
+			return json.NewEncoder(out).Encode(r)
 		}
-		fmt.Printf("model %s: %d parameters, BLAS %s\n", r.Model, r.Params, r.BLAS)
-		fmt.Printf("forward, %d tokens:   %.3f s  (%.0f tokens/s, %.1f GFLOP/s)\n", r.Tokens, r.ForwardSeconds, r.TokensPerSec, r.GFLOPs)
-		fmt.Printf("ZO step (2 forwards, 2 perturbed views, 1 update): %.3f s\n", r.StepSeconds)
-		fmt.Printf("fused apply: %.3f ns/element (1 update), %.3f ns/element (16 updates)\n", r.Apply1NsElem, r.Apply16NsElem)
-		fmt.Printf("peak RSS: forward %.0f MiB, ZO step %.0f MiB (weights: float32 view %.0f MiB + int32 canonical %.0f MiB)\n",
+		fmt.Fprintf(out, "model %s: %d parameters, BLAS %s\n", r.Model, r.Params, r.BLAS)
+		fmt.Fprintf(out, "forward, %d tokens:   %.3f s  (%.0f tokens/s, %.1f GFLOP/s)\n", r.Tokens, r.ForwardSeconds, r.TokensPerSec, r.GFLOPs)
+		fmt.Fprintf(out, "ZO step (2 forwards, 2 perturbed views, 1 update): %.3f s\n", r.StepSeconds)
+		fmt.Fprintf(out, "fused apply: %.3f ns/element (1 update), %.3f ns/element (16 updates)\n", r.Apply1NsElem, r.Apply16NsElem)
+		fmt.Fprintf(out, "peak RSS: forward %.0f MiB, ZO step %.0f MiB (weights: float32 view %.0f MiB + int32 canonical %.0f MiB)\n",
 			r.PeakForwardMiB, r.PeakStepMiB, r.WeightsMiB, r.CanonicalMiB)
 		return nil
 	}

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os"
 	"sort"
 
 	"github.com/zopeer/zopeer/node"
@@ -38,14 +38,14 @@ func localFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.IntVar(&s.Context, "context", s.Context, "maximum tokens per record (0: the model's context)")
 }
 
-func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	s := node.Defaults
 	runFlags(fs, &s)
 	localFlags(fs, &s)
 	fs.IntVar(&s.Steps, "steps", s.Steps, "steps to run (0: until interrupted)")
 	fs.Uint64Var(&s.Machine, "machine", s.Machine, "this machine's id in the run")
 	fs.StringVar(&s.Export, "export", s.Export, "write the fine-tuned model to this directory at the end")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
@@ -62,19 +62,19 @@ func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string
 		if err != nil {
 			return err
 		}
-		fmt.Printf("eval loss %.4f → %.4f (%+.2f%%) over %d updates; weights hash %x\n",
+		fmt.Fprintf(out, "eval loss %.4f → %.4f (%+.2f%%) over %d updates; weights hash %x\n",
 			before, after, 100*(after-before)/before, r.Log.Stats().Updates, r.Engine.Weights().Hash())
 		return nil
 	}
 }
 
-func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	dir := fs.String("model", "", "Hugging Face model directory with tokenizer.json")
 	data := fs.String("data", "", "dataset: .jsonl or .txt")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	batch := fs.Int("batch-size", 8, "records per forward pass")
 	ctxLen := fs.Int("context", 0, "maximum tokens per record (0: the model's context)")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if *dir == "" || *data == "" || len(args) > 0 {
 			return usageError{errors.New("usage: zopeer eval --model DIR --data FILE [--json]")}
 		}
@@ -98,22 +98,22 @@ func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string)
 			return err
 		}
 		if *asJSON {
-			return json.NewEncoder(os.Stdout).Encode(map[string]any{
+			return json.NewEncoder(out).Encode(map[string]any{
 				"loss": loss, "tokens": tokens, "records": d.Len(), "perplexity": math.Exp(loss)})
 		}
-		fmt.Printf("loss %.6f  tokens %d  records %d  perplexity %.3f\n", loss, tokens, d.Len(), math.Exp(loss))
+		fmt.Fprintf(out, "loss %.6f  tokens %d  records %d  perplexity %.3f\n", loss, tokens, d.Len(), math.Exp(loss))
 		return nil
 	}
 }
 
-func generateCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []string) error {
+func generateCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	dir := fs.String("model", "", "Hugging Face model directory with tokenizer.json")
 	prompt := fs.String("prompt", "", "text to continue")
 	n := fs.Int("tokens", 64, "tokens to generate")
 	temp := fs.Float64("temperature", 0.8, "sampling temperature (0: greedy)")
 	topK := fs.Int("top-k", 40, "sample among the k most likely tokens (0: all)")
 	seed := fs.Uint64("seed", 1, "sampling seed")
-	return func(ctx context.Context, log *slog.Logger, args []string) error {
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if *dir == "" || len(args) > 0 {
 			return usageError{errors.New("usage: zopeer generate --model DIR [--prompt TEXT]")}
 		}
@@ -148,7 +148,7 @@ func generateCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, []str
 		if err != nil {
 			return err
 		}
-		fmt.Println(*prompt + text)
+		fmt.Fprintln(out, *prompt+text)
 		return nil
 	}
 }
