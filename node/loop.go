@@ -184,8 +184,16 @@ func (d *Daemon) compare(st p2p.State) {
 // up, and declares it caught up once a round fetches nothing and no peer it
 // has heard of is more than MaxLag ahead. It exits with ctx.
 func (d *Daemon) catchUp(ctx context.Context) {
-	// Give discovery a moment so that a joiner asks real donors, not nobody.
-	wait := time.NewTimer(min(d.ps.SyncEvery, 5*time.Second))
+	// A round with no peer connected fetches nothing and would declare a
+	// joiner caught up: give discovery until the first connection, or SyncEvery.
+	for deadline := time.Now().Add(d.ps.SyncEvery); d.peer.Stats().Peers == 0 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	wait := time.NewTimer(0)
 	defer wait.Stop()
 	for {
 		select {
