@@ -124,6 +124,7 @@ func NewManifest(s Settings) (store.Manifest, error) {
 // the weights comes from the manifest, not from local flags.
 func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
+	s.LRWarmup, s.LRDecay = m.LRWarmup, m.LRDecay
 	return s
 }
 

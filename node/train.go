@@ -29,6 +29,8 @@ type Settings struct {
 	Dist      string  // perturbation distribution: rademacher or gauss4
 	Eps       float64 // perturbation scale ε
 	LR        float64 // learning rate η
+	LRWarmup  uint64  // samples (per machine) over which η ramps up; 0: none
+	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
 	Trainable string  // regexp over parameter names; empty trains all
 	BatchSize int     // records per projected gradient
 	Samples   int     // projected gradients per step (one exponent byte each)
@@ -125,7 +127,7 @@ type Run struct {
 // Manifest is the run manifest these settings and base weights imply.
 func (s Settings) Manifest(base [32]byte) store.Manifest {
 	return store.Manifest{
-		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, Quant: quantScheme,
+		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Quant: quantScheme,
 		Params: map[string]string{"trainable": s.Trainable},
 	}
 }

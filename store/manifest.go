@@ -25,7 +25,9 @@ type Manifest struct {
 	Dist          string            `json:"dist"`        // perturbation distribution (zo.Dist.String)
 	Eps           float64           `json:"eps"`
 	LR            float64           `json:"lr"`
-	Quant         string            `json:"quant"` // quantisation scheme of updates and weights
+	LRWarmup      uint64            `json:"lr_warmup,omitempty"` // zo.Config.Warmup
+	LRDecay       uint64            `json:"lr_decay,omitempty"`  // zo.Config.Decay
+	Quant         string            `json:"quant"`               // quantisation scheme of updates and weights
 	Params        map[string]string `json:"params,omitempty"`
 }
 
@@ -35,7 +37,7 @@ func (m Manifest) Config() (zo.Config, error) {
 	if err != nil {
 		return zo.Config{}, fmt.Errorf("store: manifest: %w", err)
 	}
-	return zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR}, nil
+	return zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay}, nil
 }
 
 // diff names the first field in which m and o differ, or returns "".
@@ -52,6 +54,8 @@ func (m Manifest) diff(o Manifest) string {
 		return "eps"
 	case math.Float64bits(m.LR) != math.Float64bits(o.LR):
 		return "lr"
+	case m.LRWarmup != o.LRWarmup || m.LRDecay != o.LRDecay:
+		return "lr schedule"
 	case m.Quant != o.Quant:
 		return "quant"
 	case !maps.Equal(m.Params, o.Params):

@@ -11,7 +11,27 @@ type Config struct {
 	Run  string  // run identifier; part of every seed
 	Dist Dist    // perturbation distribution
 	Eps  float64 // perturbation scale ε
-	LR   float64 // learning rate η; an update moves θ by −η·ĝ·z
+	LR   float64 // learning rate η; an update moves θ by −η(s)·ĝ·z
+	// Warmup and Decay schedule η by the update's own sample index s (its
+	// machine's s-th sample), never by arrival, so the weights stay a function
+	// of the set: η(s) = LR · min(1, (s+1)/Warmup) · max(0, 1 − s/Decay).
+	// Zero turns either off.
+	Warmup uint64
+	Decay  uint64
+}
+
+// LRAt is η for an update of sample index s. It uses only IEEE-754 division,
+// subtraction, min/max and products (no fused multiply-add can apply), so it
+// is the same on every platform.
+func (c Config) LRAt(s uint64) float64 {
+	lr := c.LR
+	if c.Warmup > 0 {
+		lr = float64(lr * min(1, float64(s+1)/float64(c.Warmup)))
+	}
+	if c.Decay > 0 {
+		lr = float64(lr * max(0, 1-float64(s)/float64(c.Decay)))
+	}
+	return lr
 }
 
 // Validate reports the first unusable field.

@@ -67,7 +67,7 @@ func (e *Engine) Coeff(u Update, s Seed, ti int) int32 {
 	if !t.Trainable {
 		return 0
 	}
-	x := float64(-e.cfg.LR * u.Grad())
+	x := float64(-e.cfg.LRAt(u.Sample) * u.Grad())
 	x = math.Ldexp(x, t.Exp) / e.cfg.Dist.sigma()
 	fl := math.Floor(x)
 	if s.uniform(auxBlockCoeff+uint64(ti)) < x-fl {

@@ -379,3 +379,31 @@ func TestHashSeesEveryElement(t *testing.T) {
 		t.Fatal("hash ignored a change in the last element")
 	}
 }
+
+// The schedule follows the update's own sample index: warm-up ramps η,
+// decay takes it to zero, and an update past the decay horizon is a no-op.
+func TestLearningRateSchedule(t *testing.T) {
+	c := Config{Run: "r", Eps: 1e-3, LR: 0.5, Warmup: 4, Decay: 100}
+	for _, tc := range []struct {
+		s    uint64
+		want float64
+	}{{0, 0.5 * 0.25 * 1}, {1, 0.5 * 0.5 * 0.99}, {3, 0.5 * 0.97}, {50, 0.25}, {100, 0}, {1000, 0}} {
+		if got := c.LRAt(tc.s); math.Abs(got-tc.want) > 1e-15 {
+			t.Errorf("LRAt(%d) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+	if (Config{LR: 0.3}).LRAt(12345) != 0.3 {
+		t.Error("no schedule must mean a constant rate")
+	}
+	e := testEngine(t, Rademacher, 21)
+	e.cfg.Decay = 10
+	h := e.w.Hash()
+	e.Apply([]Update{{Machine: 1, Sample: 10, Exp: 128, Code: 100}})
+	if e.w.Hash() != h {
+		t.Fatal("an update past the decay horizon changed the weights")
+	}
+	e.Apply([]Update{{Machine: 1, Sample: 9, Exp: 128, Code: 100}})
+	if e.w.Hash() == h {
+		t.Fatal("an update inside the schedule did not change the weights")
+	}
+}

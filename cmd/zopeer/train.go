@@ -21,6 +21,8 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.StringVar(&s.Dist, "dist", s.Dist, "perturbation distribution: rademacher or gauss4")
 	fs.Float64Var(&s.Eps, "eps", s.Eps, "perturbation scale ε")
 	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η")
+	fs.Uint64Var(&s.LRWarmup, "lr-warmup", s.LRWarmup, "ramp η up linearly over each machine's first N samples (0: off)")
+	fs.Uint64Var(&s.LRDecay, "lr-decay", s.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
 }
 
