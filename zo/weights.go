@@ -21,6 +21,10 @@ type TensorSpec struct {
 // Tensor is one parameter tensor. Q holds the canonical weights in fixed point,
 // value = Q[i]·2^−Exp; View is the float32 copy that forward passes read and that
 // the engine re-derives from Q (it is never updated by subtraction).
+//
+// Offset and Exp are fixed by the base weights. A caller restoring a
+// checkpoint of the same layout may overwrite Q wholesale and then call
+// Weights.SyncViews: nothing (the engine included) caches anything derived from Q.
 type Tensor struct {
 	Name      string
 	Shape     []int
