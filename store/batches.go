@@ -12,10 +12,8 @@ import (
 const MaxBatch = 4096
 
 func batchKey(machine, first uint64) []byte {
-	k := make([]byte, 17)
+	k := updateKey(machine, first)
 	k[0] = pfxBatch
-	binary.BigEndian.PutUint64(k[1:], machine)
-	binary.BigEndian.PutUint64(k[9:], first)
 	return k
 }
 
