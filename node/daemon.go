@@ -238,7 +238,10 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer run.Close()
 
 	d := &Daemon{s: s, ps: ps, run: run, log: log, states: map[uint64]p2p.State{}, start: time.Now()}
+	// A peer starts by catching up, and says so before its loop first runs:
+	// a status read then must not look finished.
 	d.catchingUp.Store(true)
+	d.snap.CatchingUp = true
 	popts := p2p.DefaultOptions()
 	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, logAdapter{run.Log}, log.With("component", "p2p")
 	popts.ListenAddrs, popts.Bootstrap = ps.Listen, ps.Bootstrap
