@@ -1,0 +1,418 @@
+// Command testnet runs a local zopeer network on loopback and checks it: N
+// `zopeer start` daemons, each with its own home, ports and shard of the
+// data, optionally with churn (kill -9 and restart), late joiners and gossip
+// loss; at the end every live peer must hold every update any peer logged,
+// report the same set digest and weights hash, and have a lower eval loss
+// than the base model. It prints live progress and a summary table, writes
+// an SVG chart of eval loss, and exits 1 if a check fails. With --scaling it
+// runs the same per-peer budget with several network sizes instead.
+//
+// Run it from the repository root (testnet/run.sh does): go run ./testnet/cmd/testnet --help
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/zopeer/zopeer/testnet"
+)
+
+// config holds every flag; defaults is the one place their defaults live.
+type config struct {
+	Nodes     int
+	Late      int
+	Steps     int
+	Samples   int
+	BatchSize int
+	EvalEvery int
+	Churn     int
+	Drop      float64
+	Seed      uint64
+	Dir       string
+	Chart     string
+	Zopeer    string
+	Model     string
+	Data      string
+	EvalData  string
+	Every     time.Duration
+	Timeout   time.Duration
+	Scaling   string
+	Target    float64
+}
+
+var defaults = config{
+	Nodes:     4,
+	Steps:     40,
+	Samples:   16,
+	BatchSize: 16,
+	EvalEvery: 5,
+	Seed:      1,
+	Chart:     "testnet.svg",
+	Every:     2 * time.Second,
+	Timeout:   15 * time.Minute,
+	Target:    0.5,
+}
+
+func main() {
+	c := defaults
+	fs := flag.NewFlagSet("testnet", flag.ExitOnError)
+	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "peers started at the beginning")
+	fs.IntVar(&c.Late, "late", c.Late, "late joiners: peers started mid-run, which catch up and then contribute")
+	fs.IntVar(&c.Steps, "steps", c.Steps, "steps each peer contributes (each step is --samples updates)")
+	fs.IntVar(&c.Samples, "samples", c.Samples, "projected gradients (updates) per step")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "records per projected gradient")
+	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between a peer's evaluations")
+	fs.IntVar(&c.Churn, "churn", c.Churn, "churn events: kill -9 a random live peer, restart it 0.3-1.5 s later")
+	fs.Float64Var(&c.Drop, "drop", c.Drop, "fraction of inbound gossip every peer drops (anti-entropy must repair it)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the churn and join schedule")
+	fs.StringVar(&c.Dir, "dir", c.Dir, "directory for homes, logs and shards (default: a new temporary directory, kept)")
+	fs.StringVar(&c.Chart, "chart", c.Chart, "SVG chart of eval loss against updates and wall time")
+	fs.StringVar(&c.Zopeer, "zopeer", c.Zopeer, "zopeer binary (default: go build ./cmd/zopeer)")
+	fs.StringVar(&c.Model, "model", c.Model, "base model directory (default: the embedded model)")
+	fs.StringVar(&c.Data, "data", c.Data, "training records (.jsonl), split into one shard per peer (default: the embedded task)")
+	fs.StringVar(&c.EvalData, "eval-data", c.EvalData, "held-out records every peer evaluates on (default: the embedded task's)")
+	fs.DurationVar(&c.Every, "every", c.Every, "between progress lines")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "give up (and fail) after this long")
+	fs.StringVar(&c.Scaling, "scaling", c.Scaling, "comma-separated network sizes (e.g. 1,2,4,8): run each with the same per-peer budget and print a table")
+	fs.Float64Var(&c.Target, "target", c.Target, "with --scaling: the eval loss whose first crossing is reported")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: testnet [flags]\n\nRuns a local zopeer network and checks that every peer ends with the same weights,\n"+
+			"that no update is lost and that the eval loss improved. Exit status 1 if a check fails.\n\n")
+		fs.PrintDefaults()
+	}
+	fs.Parse(os.Args[1:])
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	var err error
+	if c.Scaling != "" {
+		err = scaling(ctx, c, os.Stdout)
+	} else {
+		var r testnet.Report
+		r, err = runOnce(ctx, c, os.Stdout)
+		if err == nil && !r.OK() {
+			err = errors.New("checks failed")
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testnet:", err)
+		os.Exit(1)
+	}
+}
+
+// result is what a run leaves besides its report.
+type result struct {
+	testnet.Report
+	History []testnet.Point
+	Wall    time.Duration
+}
+
+func runOnce(ctx context.Context, c config, out io.Writer) (testnet.Report, error) {
+	res, err := run(ctx, c, out)
+	return res.Report, err
+}
+
+// run starts the net, drives its schedule while printing progress, checks
+// it, and writes the chart.
+func run(ctx context.Context, c config, out io.Writer) (result, error) {
+	var res result
+	if c.Nodes < 1 || c.Late < 0 || c.Steps < 1 || c.Churn < 0 || c.Drop < 0 || c.Drop >= 1 {
+		return res, fmt.Errorf("need --nodes ≥ 1, --steps ≥ 1, --late and --churn ≥ 0, --drop in [0, 1)")
+	}
+	dir := c.Dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "zopeer-testnet-"); err != nil {
+			return res, err
+		}
+	}
+	bin := c.Zopeer
+	if bin == "" {
+		fmt.Fprintln(out, "building zopeer …")
+		var err error
+		if bin, err = testnet.Build(ctx, ".", dir, false); err != nil {
+			return res, err
+		}
+	}
+	data, err := testnet.WriteData(filepath.Join(dir, "data"), c.Model, c.Data, c.EvalData, c.Nodes+c.Late)
+	if err != nil {
+		return res, err
+	}
+	n := &testnet.Net{Bin: bin, Dir: dir, Data: data, Args: []string{
+		"--steps", strconv.Itoa(c.Steps), "--samples", strconv.Itoa(c.Samples), "--batch-size", strconv.Itoa(c.BatchSize),
+		"--eval-every", strconv.Itoa(c.EvalEvery), "--checkpoint-every", "20", "--state-every", "1s", "--sync-every", "1s",
+		"--test-drop-gossip", strconv.FormatFloat(c.Drop, 'g', -1, 64)}}
+	defer n.Close()
+	if err := n.Init(ctx); err != nil {
+		return res, err
+	}
+	base, err := data.BaseLoss(ctx, c.BatchSize)
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintf(out, "testnet in %s: %d peers + %d late joiners, %d steps × %d updates each, %d churn events, gossip loss %.0f%%; base eval loss %.4f\n",
+		dir, c.Nodes, c.Late, c.Steps, c.Samples, c.Churn, 100*c.Drop, base)
+	start := time.Now()
+	var marks []testnet.Mark
+	for range c.Nodes {
+		nd, err := n.Add(ctx)
+		if err != nil {
+			return res, err
+		}
+		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "start " + nd.Name})
+	}
+
+	// The progress printer exits when progressCtx ends, after the checks.
+	progressCtx, stopProgress := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { progress(progressCtx, n, c.Every, out) })
+	defer func() { stopProgress(); wg.Wait() }()
+
+	events, err := schedule(ctx, c, n, out)
+	marks = append(marks, events...)
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintln(out, "schedule done: waiting for the peers to finish and agree …")
+	r := n.Check(ctx, base)
+	stopProgress()
+	wg.Wait()
+	res = result{Report: r, History: n.History(), Wall: time.Since(start)}
+	fmt.Fprintf(out, "\nsummary after %v (B/update: bytes in + out over the updates in the peer's log; logs in %s)\n\n", res.Wall.Round(time.Second), dir)
+	r.Write(out)
+	if c.Chart != "" {
+		title := fmt.Sprintf("zopeer testnet: %d peers, %d late, %d churn events, %.0f%% gossip loss", c.Nodes, c.Late, c.Churn, 100*c.Drop)
+		if err := writeChart(c.Chart, testnet.Chart{Title: title, Points: res.History, BaseLoss: base, Marks: marks}); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(out, "chart: %s\n", c.Chart)
+	}
+	return res, nil
+}
+
+func writeChart(path string, ch testnet.Chart) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := ch.WriteSVG(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// schedule runs the churn and join events, each once the peers' own updates
+// reach a random fraction of the run's total, and returns them as chart marks.
+func schedule(ctx context.Context, c config, n *testnet.Net, out io.Writer) ([]testnet.Mark, error) {
+	rng := rand.New(rand.NewPCG(c.Seed, 0x7e57))
+	type event struct {
+		at   float64
+		join bool
+	}
+	var evs []event
+	for range c.Churn {
+		evs = append(evs, event{at: 0.1 + 0.7*rng.Float64()})
+	}
+	for range c.Late {
+		evs = append(evs, event{at: 0.1 + 0.5*rng.Float64(), join: true})
+	}
+	slices.SortFunc(evs, func(a, b event) int {
+		switch {
+		case a.at < b.at:
+			return -1
+		case a.at > b.at:
+			return 1
+		}
+		return 0
+	})
+	total := float64((c.Nodes + c.Late) * c.Steps * c.Samples)
+	var marks []testnet.Mark
+	for _, ev := range evs {
+		for {
+			var own uint64
+			for _, nd := range n.Nodes() {
+				own += n.Acked(nd)
+			}
+			if float64(own) >= ev.at*total {
+				break
+			}
+			n.Poll(ctx)
+			select {
+			case <-ctx.Done():
+				return marks, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if ev.join {
+			nd, err := n.Add(ctx)
+			if err != nil {
+				return marks, err
+			}
+			fmt.Fprintf(out, "+ %s joined late\n", nd.Name)
+			marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "start " + nd.Name})
+			continue
+		}
+		var live []*testnet.Node
+		for _, nd := range n.Nodes() {
+			if nd.Alive() {
+				live = append(live, nd)
+			}
+		}
+		victim := live[rng.IntN(len(live))]
+		victim.Kill()
+		acked := n.Acked(victim)
+		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "kill " + victim.Name})
+		down := time.Duration(300+rng.IntN(1200)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return marks, ctx.Err()
+		case <-time.After(down):
+		}
+		// It resumes after its last logged sample; give it the steps it has
+		// left (at least one, since --steps 0 would mean no limit).
+		left := max(1, c.Steps-int(acked)/c.Samples)
+		if err := n.Restart(ctx, victim, "--steps", strconv.Itoa(left)); err != nil {
+			return marks, err
+		}
+		fmt.Fprintf(out, "! %s: kill -9 after %d own updates, restarted %v later for %d more steps\n", victim.Name, acked, down, left)
+		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "restart " + victim.Name})
+	}
+	return marks, nil
+}
+
+// progress prints one line per peer every interval until ctx ends.
+func progress(ctx context.Context, n *testnet.Net, every time.Duration, out io.Writer) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sts := n.Poll(ctx)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%6.1fs", n.Elapsed().Seconds())
+		for _, nd := range n.Nodes() {
+			st, ok := sts[nd]
+			if !ok {
+				fmt.Fprintf(&b, " | %s down", nd.Name)
+				continue
+			}
+			eval := "-"
+			if st.EvalLoss != nil {
+				eval = fmt.Sprintf("%.3f", *st.EvalLoss)
+			}
+			state := ""
+			if st.CatchingUp {
+				state = " catching-up"
+			}
+			fmt.Fprintf(&b, " | %s %d upd (%d own) %d peers loss %s%s", nd.Name, st.Updates, st.OwnUpdates, st.Peers, eval, state)
+		}
+		fmt.Fprintln(out, b.String())
+	}
+}
+
+// scaling runs the same per-peer budget with each network size and prints
+// the eval loss reached and the updates each peer needed to reach the target.
+func scaling(ctx context.Context, c config, out io.Writer) error {
+	var sizes []int
+	for _, s := range strings.Split(c.Scaling, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || k < 1 {
+			return fmt.Errorf("--scaling %q: want sizes ≥ 1", c.Scaling)
+		}
+		sizes = append(sizes, k)
+	}
+	root := c.Dir
+	if root == "" {
+		var err error
+		if root, err = os.MkdirTemp("", "zopeer-scaling-"); err != nil {
+			return err
+		}
+	}
+	if c.Zopeer == "" {
+		var err error
+		if c.Zopeer, err = testnet.Build(ctx, ".", root, false); err != nil {
+			return err
+		}
+	}
+	type row struct {
+		n              int
+		total          uint64
+		final          float64
+		hitOwn, hitAll uint64
+		hit            bool
+		wall           time.Duration
+		ok             bool
+	}
+	var rows []row
+	chart := c.Chart
+	for _, k := range sizes {
+		rc := c
+		rc.Nodes, rc.Late, rc.Churn, rc.Dir = k, 0, 0, filepath.Join(root, fmt.Sprintf("n%d", k))
+		rc.Chart = ""
+		if chart != "" {
+			rc.Chart = strings.TrimSuffix(chart, ".svg") + fmt.Sprintf("-n%d.svg", k)
+		}
+		fmt.Fprintf(out, "\n=== %d peers\n", k)
+		res, err := run(ctx, rc, out)
+		if err != nil {
+			return err
+		}
+		rw := row{n: k, total: res.Union, wall: res.Wall, ok: res.OK()}
+		for _, r := range res.Rows {
+			if r.Live {
+				rw.final = r.EvalLoss
+				break
+			}
+		}
+		// The first measurement at or below the target, by any peer: its
+		// weights included hitAll updates, hitAll/k per peer on average.
+		for _, p := range res.History {
+			if p.EvalLoss <= c.Target && (!rw.hit || p.Updates < rw.hitAll) {
+				rw.hit, rw.hitAll = true, p.Updates
+			}
+		}
+		rw.hitOwn = rw.hitAll / uint64(k)
+		rows = append(rows, rw)
+	}
+	fmt.Fprintf(out, "\nscaling: %d steps × %d updates per peer (batch %d); target eval loss %.2f\n\n", c.Steps, c.Samples, c.BatchSize, c.Target)
+	fmt.Fprintln(out, "| peers | updates per peer | total updates | final eval loss | total updates to reach target | per peer | wall | checks |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		hitAll, hitOwn := "not reached", "-"
+		if r.hit {
+			hitAll, hitOwn = fmt.Sprint(r.hitAll), fmt.Sprint(r.hitOwn)
+		}
+		verdict := "pass"
+		if !r.ok {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(out, "| %d | %d | %d | %.4f | %s | %s | %v | %s |\n", r.n, c.Steps*c.Samples, r.total, r.final, hitAll, hitOwn, r.wall.Round(time.Second), verdict)
+	}
+	for _, r := range rows {
+		if !r.ok {
+			return errors.New("checks failed")
+		}
+	}
+	return nil
+}
