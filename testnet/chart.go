@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -36,13 +37,16 @@ func (c Chart) WriteSVG(w io.Writer) error {
 
 	byNode := map[string][]Point{}
 	var names []string
-	ymax, xmaxU, xmaxT := c.BaseLoss, 1.0, 1.0
+	ymax, ymin, xmaxU, xmaxT := c.BaseLoss, c.BaseLoss, 1.0, 1.0
 	for _, p := range c.Points {
 		if _, ok := byNode[p.Node]; !ok {
 			names = append(names, p.Node)
 		}
 		byNode[p.Node] = append(byNode[p.Node], p)
 		ymax = math.Max(ymax, p.EvalLoss)
+		if p.EvalLoss > 0 {
+			ymin = math.Min(ymin, p.EvalLoss)
+		}
 		xmaxU = math.Max(xmaxU, float64(p.Updates))
 		xmaxT = math.Max(xmaxT, p.Elapsed.Seconds())
 	}
@@ -50,7 +54,8 @@ func (c Chart) WriteSVG(w io.Writer) error {
 		xmaxT = math.Max(xmaxT, m.Elapsed.Seconds())
 	}
 	sort.Strings(names)
-	ymax = niceCeil(ymax * 1.05)
+	// Losses fall by orders of magnitude: the y axis is logarithmic.
+	lo, hi := math.Log10(logFloor(ymin)), math.Log10(logCeil(ymax*1.05))
 	panels := []struct {
 		x0     int
 		xlabel string
@@ -62,18 +67,20 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	}
 	for pi, pn := range panels {
 		sx := func(v float64) float64 { return float64(pn.x0) + v/pn.xmax*pw }
-		sy := func(v float64) float64 { return top + ph - v/ymax*ph }
+		sy := func(v float64) float64 {
+			return top + ph - (math.Log10(math.Max(v, math.Pow(10, lo)))-lo)/(hi-lo)*ph
+		}
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", pn.x0, top, pw, ph)
 		for _, t := range ticks(pn.xmax) {
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/><text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n",
 				sx(t), top, sx(t), top+ph, sx(t), top+ph+16, fmtTick(t))
 		}
-		for _, t := range ticks(ymax) {
+		for _, t := range logTicks(lo, hi) {
 			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n",
 				pn.x0, sy(t), pn.x0+pw, sy(t), pn.x0-6, sy(t)+4, fmtTick(t))
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", pn.x0+pw/2, top+ph+36, pn.xlabel)
-		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">eval loss (nats / completion token)</text>`+"\n", pn.x0-50, top+ph/2)
+		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">eval loss (nats / completion token, log scale)</text>`+"\n", pn.x0-50, top+ph/2)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#000" stroke-dasharray="6,4"/><text x="%d" y="%.1f" text-anchor="end">base model %.3f</text>`+"\n",
 			pn.x0, sy(c.BaseLoss), pn.x0+pw, sy(c.BaseLoss), pn.x0+pw-4, sy(c.BaseLoss)-4, c.BaseLoss)
 		if pi == 1 {
@@ -118,13 +125,47 @@ func esc(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
+// logCeil and logFloor round v to 1, 2 or 5 times a power of ten.
+func logCeil(v float64) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5} {
+		if v <= m*p {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func logFloor(v float64) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{5, 2, 1} {
+		if v >= m*p {
+			return m * p
+		}
+	}
+	return p
+}
+
+// logTicks are 1, 2 and 5 times the powers of ten from 10^lo to 10^hi.
+func logTicks(lo, hi float64) []float64 {
+	var out []float64
+	for e := math.Floor(lo); e <= hi; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			if v := m * math.Pow(10, e); v >= math.Pow(10, lo)*0.9999 && v <= math.Pow(10, hi)*1.0001 {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// niceCeil rounds v up to a round multiple of a power of ten.
 func niceCeil(v float64) float64 {
 	if v <= 0 {
 		return 1
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+	for _, m := range []float64{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
 		if v <= m*p {
 			return m * p
 		}
@@ -142,8 +183,5 @@ func ticks(max float64) []float64 {
 }
 
 func fmtTick(v float64) string {
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%.0f", v)
-	}
-	return fmt.Sprintf("%.2g", v)
+	return strconv.FormatFloat(v, 'g', 4, 64)
 }

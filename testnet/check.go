@@ -153,6 +153,20 @@ func (n *Net) Verify(ctx context.Context, sts map[*Node]node.Status, baseLoss fl
 	return r
 }
 
+// OwnLogged is the number of its own updates a stopped peer's log holds.
+func (n *Net) OwnLogged(ctx context.Context, nd *Node) (uint64, error) {
+	if nd.Alive() {
+		return 0, fmt.Errorf("testnet: %s is running", nd.Name)
+	}
+	sum, _, err := readLog(ctx, nd.Home)
+	if err != nil {
+		return 0, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return sum[nd.machine].Count(), nil
+}
+
 // readLog opens a stopped peer's store and returns its summary and set digest.
 func readLog(ctx context.Context, home string) (store.Summary, string, error) {
 	m, err := node.ReadManifest(filepath.Join(home, node.ManifestFile))

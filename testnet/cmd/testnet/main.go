@@ -61,7 +61,6 @@ var defaults = config{
 	BatchSize: 16,
 	EvalEvery: 5,
 	Seed:      1,
-	Chart:     "testnet.svg",
 	Every:     2 * time.Second,
 	Timeout:   15 * time.Minute,
 	Target:    0.5,
@@ -80,7 +79,7 @@ func main() {
 	fs.Float64Var(&c.Drop, "drop", c.Drop, "fraction of inbound gossip every peer drops (anti-entropy must repair it)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the churn and join schedule")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "directory for homes, logs and shards (default: a new temporary directory, kept)")
-	fs.StringVar(&c.Chart, "chart", c.Chart, "SVG chart of eval loss against updates and wall time")
+	fs.StringVar(&c.Chart, "chart", c.Chart, "SVG chart of eval loss against updates and wall time (default: eval-loss.svg in --dir)")
 	fs.StringVar(&c.Zopeer, "zopeer", c.Zopeer, "zopeer binary (default: go build ./cmd/zopeer)")
 	fs.StringVar(&c.Model, "model", c.Model, "base model directory (default: the embedded model)")
 	fs.StringVar(&c.Data, "data", c.Data, "training records (.jsonl), split into one shard per peer (default: the embedded task)")
@@ -197,13 +196,14 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 	res = result{Report: r, History: n.History(), Wall: time.Since(start)}
 	fmt.Fprintf(out, "\nsummary after %v (B/update: bytes in + out over the updates in the peer's log; logs in %s)\n\n", res.Wall.Round(time.Second), dir)
 	r.Write(out)
-	if c.Chart != "" {
-		title := fmt.Sprintf("zopeer testnet: %d peers, %d late, %d churn events, %.0f%% gossip loss", c.Nodes, c.Late, c.Churn, 100*c.Drop)
-		if err := writeChart(c.Chart, testnet.Chart{Title: title, Points: res.History, BaseLoss: base, Marks: marks}); err != nil {
-			return res, err
-		}
-		fmt.Fprintf(out, "chart: %s\n", c.Chart)
+	if c.Chart == "" {
+		c.Chart = filepath.Join(dir, "eval-loss.svg")
 	}
+	title := fmt.Sprintf("zopeer testnet: %d peers, %d late, %d churn events, %.0f%% gossip loss", c.Nodes, c.Late, c.Churn, 100*c.Drop)
+	if err := writeChart(c.Chart, testnet.Chart{Title: title, Points: res.History, BaseLoss: base, Marks: marks}); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(out, "chart: %s\n", c.Chart)
 	return res, nil
 }
 
@@ -228,11 +228,13 @@ func schedule(ctx context.Context, c config, n *testnet.Net, out io.Writer) ([]t
 		join bool
 	}
 	var evs []event
-	for range c.Churn {
-		evs = append(evs, event{at: 0.1 + 0.7*rng.Float64()})
+	// Spread over the run: churn in [10%, 80%] of the planned updates, joins
+	// in [10%, 60%], each at a random point of its own slot.
+	for i := range c.Churn {
+		evs = append(evs, event{at: 0.1 + 0.7*(float64(i)+rng.Float64())/float64(c.Churn)})
 	}
-	for range c.Late {
-		evs = append(evs, event{at: 0.1 + 0.5*rng.Float64(), join: true})
+	for i := range c.Late {
+		evs = append(evs, event{at: 0.1 + 0.5*(float64(i)+rng.Float64())/float64(c.Late), join: true})
 	}
 	slices.SortFunc(evs, func(a, b event) int {
 		switch {
@@ -279,6 +281,10 @@ func schedule(ctx context.Context, c config, n *testnet.Net, out io.Writer) ([]t
 		victim := live[rng.IntN(len(live))]
 		victim.Kill()
 		acked := n.Acked(victim)
+		logged, err := n.OwnLogged(ctx, victim)
+		if err != nil {
+			return marks, err
+		}
 		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "kill " + victim.Name})
 		down := time.Duration(300+rng.IntN(1200)) * time.Millisecond
 		select {
@@ -288,11 +294,11 @@ func schedule(ctx context.Context, c config, n *testnet.Net, out io.Writer) ([]t
 		}
 		// It resumes after its last logged sample; give it the steps it has
 		// left (at least one, since --steps 0 would mean no limit).
-		left := max(1, c.Steps-int(acked)/c.Samples)
+		left := max(1, c.Steps-int(logged)/c.Samples)
 		if err := n.Restart(ctx, victim, "--steps", strconv.Itoa(left)); err != nil {
 			return marks, err
 		}
-		fmt.Fprintf(out, "! %s: kill -9 after %d own updates, restarted %v later for %d more steps\n", victim.Name, acked, down, left)
+		fmt.Fprintf(out, "! %s: kill -9 with %d own updates logged (%d reported), restarted %v later for %d more steps\n", victim.Name, logged, acked, down, left)
 		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "restart " + victim.Name})
 	}
 	return marks, nil
@@ -365,14 +371,9 @@ func scaling(ctx context.Context, c config, out io.Writer) error {
 		ok             bool
 	}
 	var rows []row
-	chart := c.Chart
 	for _, k := range sizes {
 		rc := c
-		rc.Nodes, rc.Late, rc.Churn, rc.Dir = k, 0, 0, filepath.Join(root, fmt.Sprintf("n%d", k))
-		rc.Chart = ""
-		if chart != "" {
-			rc.Chart = strings.TrimSuffix(chart, ".svg") + fmt.Sprintf("-n%d.svg", k)
-		}
+		rc.Nodes, rc.Late, rc.Churn, rc.Dir, rc.Chart = k, 0, 0, filepath.Join(root, fmt.Sprintf("n%d", k)), ""
 		fmt.Fprintf(out, "\n=== %d peers\n", k)
 		res, err := run(ctx, rc, out)
 		if err != nil {
