@@ -63,12 +63,15 @@ type Node struct {
 	Home   string
 	Log    string   // its log (stderr for a process)
 	Args   []string // its own extra flags, after the net's
-	API    string
 	PeerID string
 	Addrs  []string
 
+	// The current process: set by launch, read by pollers on other
+	// goroutines, hence behind pmu.
+	pmu    sync.Mutex
 	proc   process
 	exited chan struct{}
+	api    string
 	err    error // exit status, once exited
 
 	// Observations of the watcher and the harness, guarded by Net.mu.
@@ -188,20 +191,26 @@ func (n *Net) launch(ctx context.Context, nd *Node) error {
 		logf.Close()
 		close(exited)
 	}
+	var proc process
 	if n.Bin == "" {
-		nd.proc, err = startInProcess(args, logf, done)
+		proc, err = startInProcess(args, logf, done)
 	} else {
-		nd.proc, err = startProcess(n.Bin, args, logf, done)
+		proc, err = startProcess(n.Bin, args, logf, done)
 	}
 	if err != nil {
 		logf.Close()
 		return fmt.Errorf("testnet: start %s: %w", nd.Name, err)
 	}
-	nd.exited = exited
+	nd.pmu.Lock()
+	nd.proc, nd.exited, nd.api = proc, exited, ""
+	nd.pmu.Unlock()
 	// The peer writes its API address once it serves; then it has a peer ID.
 	for {
-		if b, err := os.ReadFile(filepath.Join(nd.Home, node.APIAddrFile)); err == nil {
-			nd.API = strings.TrimSpace(string(b))
+		// The file may be seen created but not yet written.
+		if b, err := os.ReadFile(filepath.Join(nd.Home, node.APIAddrFile)); err == nil && strings.TrimSpace(string(b)) != "" {
+			nd.pmu.Lock()
+			nd.api = strings.TrimSpace(string(b))
+			nd.pmu.Unlock()
 			st, err := nd.Status(ctx)
 			if err != nil {
 				return err
@@ -217,7 +226,7 @@ func (n *Net) launch(ctx context.Context, nd *Node) error {
 			return nil
 		}
 		select {
-		case <-nd.exited:
+		case <-exited:
 			return fmt.Errorf("testnet: %s exited during start-up (%v): see %s\n%s", nd.Name, nd.err, nd.Log, tail(nd.Log))
 		case <-ctx.Done():
 			return fmt.Errorf("testnet: %s did not start: %w", nd.Name, ctx.Err())
@@ -269,13 +278,26 @@ func (p childProcess) end(kill bool) {
 	}
 }
 
+func (nd *Node) current() (process, chan struct{}, string) {
+	nd.pmu.Lock()
+	defer nd.pmu.Unlock()
+	return nd.proc, nd.exited, nd.api
+}
+
+// API is the address of the peer's HTTP API; empty until it serves.
+func (nd *Node) API() string {
+	_, _, api := nd.current()
+	return api
+}
+
 // Alive reports whether the peer is running.
 func (nd *Node) Alive() bool {
-	if nd.exited == nil {
+	_, exited, _ := nd.current()
+	if exited == nil {
 		return false
 	}
 	select {
-	case <-nd.exited:
+	case <-exited:
 		return false
 	default:
 		return true
@@ -285,9 +307,13 @@ func (nd *Node) Alive() bool {
 // Status queries the peer's HTTP API.
 func (nd *Node) Status(ctx context.Context) (node.Status, error) {
 	var st node.Status
+	api := nd.API()
+	if api == "" {
+		return st, fmt.Errorf("testnet: %s does not serve its API yet", nd.Name)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.API+"/api/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/api/status", nil)
 	if err != nil {
 		return st, fmt.Errorf("testnet: %s: %w", nd.Name, err)
 	}
@@ -308,8 +334,9 @@ func (nd *Node) Kill() error {
 	if !nd.Alive() {
 		return nil
 	}
-	nd.proc.end(true)
-	<-nd.exited
+	proc, exited, _ := nd.current()
+	proc.end(true)
+	<-exited
 	return nil
 }
 
@@ -318,9 +345,10 @@ func (nd *Node) Stop(timeout time.Duration) error {
 	if !nd.Alive() {
 		return nil
 	}
-	nd.proc.end(false)
+	proc, exited, _ := nd.current()
+	proc.end(false)
 	select {
-	case <-nd.exited:
+	case <-exited:
 		var ee *exec.ExitError
 		if nd.err != nil && !errors.As(nd.err, &ee) {
 			return fmt.Errorf("testnet: %s: %w", nd.Name, nd.err)
