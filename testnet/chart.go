@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -20,6 +21,7 @@ type Mark struct {
 // updates its weights included and against wall time.
 type Chart struct {
 	Title    string
+	XLabel   string // of the left panel; empty: total updates in the weights
 	Points   []Point
 	BaseLoss float64
 	Marks    []Mark
@@ -62,7 +64,7 @@ func (c Chart) WriteSVG(w io.Writer) error {
 		xmax   float64
 		x      func(Point) float64
 	}{
-		{left, "total updates in the weights", niceCeil(xmaxU), func(p Point) float64 { return float64(p.Updates) }},
+		{left, cmp.Or(c.XLabel, "total updates in the weights"), niceCeil(xmaxU), func(p Point) float64 { return float64(p.Updates) }},
 		{left + pw + 110, "wall time (s)", niceCeil(xmaxT), func(p Point) float64 { return p.Elapsed.Seconds() }},
 	}
 	for pi, pn := range panels {

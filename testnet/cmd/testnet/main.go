@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -368,9 +369,11 @@ func scaling(ctx context.Context, c config, out io.Writer) error {
 		hitOwn, hitAll uint64
 		hit            bool
 		wall           time.Duration
+		base           float64
 		ok             bool
 	}
 	var rows []row
+	var curves []testnet.Point
 	for _, k := range sizes {
 		rc := c
 		rc.Nodes, rc.Late, rc.Churn, rc.Dir, rc.Chart = k, 0, 0, filepath.Join(root, fmt.Sprintf("n%d", k)), ""
@@ -379,7 +382,7 @@ func scaling(ctx context.Context, c config, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		rw := row{n: k, total: res.Union, wall: res.Wall, ok: res.OK()}
+		rw := row{n: k, total: res.Union, wall: res.Wall, base: res.BaseLoss, ok: res.OK()}
 		for _, r := range res.Rows {
 			if r.Live {
 				rw.final = r.EvalLoss
@@ -395,9 +398,16 @@ func scaling(ctx context.Context, c config, out io.Writer) error {
 		}
 		rw.hitOwn = rw.hitAll / uint64(k)
 		rows = append(rows, rw)
+		// node0's curve, against the updates each peer contributed.
+		for _, p := range res.History {
+			if p.Node == "node0" {
+				p.Node, p.Updates = fmt.Sprintf("%d peers", k), p.Updates/uint64(k)
+				curves = append(curves, p)
+			}
+		}
 	}
 	fmt.Fprintf(out, "\nscaling: %d steps × %d updates per peer (batch %d); target eval loss %.2f\n\n", c.Steps, c.Samples, c.BatchSize, c.Target)
-	fmt.Fprintln(out, "| peers | updates per peer | total updates | final eval loss | total updates to reach target | per peer | wall | checks |")
+	fmt.Fprintln(out, "| peers | updates per peer | total updates | final eval loss | total updates at target | per peer (average) | wall | checks |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		hitAll, hitOwn := "not reached", "-"
@@ -410,6 +420,12 @@ func scaling(ctx context.Context, c config, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "| %d | %d | %d | %.4f | %s | %s | %v | %s |\n", r.n, c.Steps*c.Samples, r.total, r.final, hitAll, hitOwn, r.wall.Round(time.Second), verdict)
 	}
+	chart := cmp.Or(c.Chart, filepath.Join(root, "scaling.svg"))
+	title := fmt.Sprintf("zopeer scaling: %d steps × %d updates per peer", c.Steps, c.Samples)
+	if err := writeChart(chart, testnet.Chart{Title: title, XLabel: "updates per peer (total / peers)", Points: curves, BaseLoss: rows[0].base}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nchart: %s\n", chart)
 	for _, r := range rows {
 		if !r.ok {
 			return errors.New("checks failed")
