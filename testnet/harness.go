@@ -72,17 +72,17 @@ type Node struct {
 	proc   process
 	exited chan struct{}
 	api    string
-	err    error // exit status, once exited
+	err    error // exit status: written before exited is closed, read after
 
-	// Observations of the watcher and the harness, guarded by Net.mu.
+	// What Poll and the harness observed, guarded by Net.mu.
 	machine   uint64
 	steps     int    // --steps of the current process; 0: none given
 	ackOwn    uint64 // most own updates any status reported: they must never be lost
-	bytesIn   int64  // bytes of earlier processes, plus the current one's last reading
+	bytesIn   int64  // bytes on the wire of the earlier processes
 	bytesOut  int64
-	curIn     int64
+	curIn     int64 // the current process's, at its last status
 	curOut    int64
-	lastEvalN uint64
+	lastEvalN uint64 // updates of the last eval loss recorded in the history
 	evalSeen  bool
 	restarts  int
 }

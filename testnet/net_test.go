@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,5 +217,53 @@ func TestKilledPeerRecovers(t *testing.T) {
 		if st.PeerID == victim.PeerID && st.OwnUpdates < own {
 			t.Fatalf("the restarted peer lost own updates: %d < %d acknowledged before the kill", st.OwnUpdates, own)
 		}
+	}
+}
+
+// kill -9 at random points (while training, replaying or catching up), a late
+// joiner and 10% gossip loss: the run still passes every check of the testnet.
+func TestChurnPassesChecks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	d, err := WriteData(filepath.Join(dir, "data"), "", "", "", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Net{Bin: bin, Dir: dir, Data: d, Args: append(append([]string(nil), fast...), "--steps", "40", "--test-drop-gossip", "0.1")}
+	t.Cleanup(func() {
+		n.Close()
+		if t.Failed() {
+			for _, nd := range n.Nodes() {
+				t.Logf("--- %s log tail:\n%s", nd.Name, tail(nd.Log))
+			}
+		}
+	})
+	if err := n.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base, err := d.BaseLoss(ctx, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addNodes(t, ctx, n, 3)
+	var events strings.Builder
+	if _, err := (Schedule{Churn: 4, Late: 1, Steps: 40, Samples: 16, Seed: 2}).Run(ctx, n, &events); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + events.String())
+	r := n.Check(ctx, base)
+	var b strings.Builder
+	r.Write(&b)
+	t.Log("\n" + b.String())
+	if !r.OK() {
+		t.Fatal("checks failed")
+	}
+	restarts := 0
+	for _, row := range r.Rows {
+		restarts += row.Restarts
+	}
+	if restarts != 4 || len(r.Rows) != 4 {
+		t.Fatalf("%d restarts of %d peers, want 4 of 4", restarts, len(r.Rows))
 	}
 }

@@ -18,11 +18,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,7 +183,7 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 	wg.Go(func() { progress(progressCtx, n, c.Every, out) })
 	defer func() { stopProgress(); wg.Wait() }()
 
-	events, err := schedule(ctx, c, n, out)
+	events, err := testnet.Schedule{Churn: c.Churn, Late: c.Late, Steps: c.Steps, Samples: c.Samples, Seed: c.Seed}.Run(ctx, n, out)
 	marks = append(marks, events...)
 	if err != nil {
 		return res, err
@@ -218,91 +216,6 @@ func writeChart(path string, ch testnet.Chart) error {
 		return err
 	}
 	return f.Close()
-}
-
-// schedule runs the churn and join events, each once the peers' own updates
-// reach a random fraction of the run's total, and returns them as chart marks.
-func schedule(ctx context.Context, c config, n *testnet.Net, out io.Writer) ([]testnet.Mark, error) {
-	rng := rand.New(rand.NewPCG(c.Seed, 0x7e57))
-	type event struct {
-		at   float64
-		join bool
-	}
-	var evs []event
-	// Spread over the run: churn in [10%, 80%] of the planned updates, joins
-	// in [10%, 60%], each at a random point of its own slot.
-	for i := range c.Churn {
-		evs = append(evs, event{at: 0.1 + 0.7*(float64(i)+rng.Float64())/float64(c.Churn)})
-	}
-	for i := range c.Late {
-		evs = append(evs, event{at: 0.1 + 0.5*(float64(i)+rng.Float64())/float64(c.Late), join: true})
-	}
-	slices.SortFunc(evs, func(a, b event) int {
-		switch {
-		case a.at < b.at:
-			return -1
-		case a.at > b.at:
-			return 1
-		}
-		return 0
-	})
-	total := float64((c.Nodes + c.Late) * c.Steps * c.Samples)
-	var marks []testnet.Mark
-	for _, ev := range evs {
-		for {
-			var own uint64
-			for _, nd := range n.Nodes() {
-				own += n.Acked(nd)
-			}
-			if float64(own) >= ev.at*total {
-				break
-			}
-			n.Poll(ctx)
-			select {
-			case <-ctx.Done():
-				return marks, ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		if ev.join {
-			nd, err := n.Add(ctx)
-			if err != nil {
-				return marks, err
-			}
-			fmt.Fprintf(out, "+ %s joined late\n", nd.Name)
-			marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "start " + nd.Name})
-			continue
-		}
-		var live []*testnet.Node
-		for _, nd := range n.Nodes() {
-			if nd.Alive() {
-				live = append(live, nd)
-			}
-		}
-		victim := live[rng.IntN(len(live))]
-		victim.Kill()
-		acked := n.Acked(victim)
-		logged, err := n.OwnLogged(ctx, victim)
-		if err != nil {
-			return marks, err
-		}
-		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "kill " + victim.Name})
-		down := time.Duration(300+rng.IntN(1200)) * time.Millisecond
-		select {
-		case <-ctx.Done():
-			return marks, ctx.Err()
-		case <-time.After(down):
-		}
-		// It resumes after its last logged sample; give it the steps it has
-		// left (at least one, since --steps 0 would mean no limit).
-		left := max(1, c.Steps-int(logged)/c.Samples)
-		if err := n.Restart(ctx, victim, "--steps", strconv.Itoa(left)); err != nil {
-			return marks, err
-		}
-		fmt.Fprintf(out, "! %s: kill -9 with %d own updates logged (%d reported), restarted %v later for %d more steps\n", victim.Name, logged, acked, down, left)
-		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "restart " + victim.Name})
-	}
-	return marks, nil
 }
 
 // progress prints one line per peer every interval until ctx ends.
