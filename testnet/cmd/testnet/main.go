@@ -176,6 +176,7 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 		}
 		marks = append(marks, testnet.Mark{Elapsed: n.Elapsed(), Label: "start " + nd.Name})
 	}
+	connected(ctx, n, c.Nodes-1, out)
 
 	// The progress printer exits when progressCtx ends, after the checks.
 	progressCtx, stopProgress := context.WithCancel(ctx)
@@ -188,7 +189,7 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 	if err != nil {
 		return res, err
 	}
-	fmt.Fprintln(out, "schedule done: waiting for the peers to finish and agree …")
+	fmt.Fprintln(out, "waiting for the peers to finish their steps and agree …")
 	r := n.Check(ctx, base)
 	stopProgress()
 	wg.Wait()
@@ -216,6 +217,26 @@ func writeChart(path string, ch testnet.Chart) error {
 		return err
 	}
 	return f.Close()
+}
+
+// connected reports when every peer is connected to want others; training
+// does not wait for it (gossip and anti-entropy deliver what a late connection
+// missed), and neither does this after 30 s.
+func connected(ctx context.Context, n *testnet.Net, want int, out io.Writer) {
+	start := n.Elapsed()
+	for n.Elapsed()-start < 30*time.Second && ctx.Err() == nil {
+		sts := n.Poll(ctx)
+		ok := len(sts) == len(n.Nodes())
+		for _, st := range sts {
+			ok = ok && st.Peers >= want
+		}
+		if ok {
+			fmt.Fprintf(out, "all %d peers connected to each other %.1f s after the first started (bootstrap addresses, loopback)\n", len(sts), n.Elapsed().Seconds())
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "peers not all connected after 30 s; going on\n")
 }
 
 // progress prints one line per peer every interval until ctx ends.
