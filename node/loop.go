@@ -77,7 +77,7 @@ func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 // contributing reports whether this peer should train now: within its
 // --steps budget and not far behind the best peer it has heard of.
 func (d *Daemon) contributing() bool {
-	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !d.catchingUp.Load()
+	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !d.catchingUp.Load() // Steps < 0: serve only
 	d.snapshot(func(st *Status) { st.Contributing, st.CatchingUp = ok, d.catchingUp.Load() })
 	return ok
 }

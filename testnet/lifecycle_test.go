@@ -74,3 +74,14 @@ func TestJoinerRefusesAnotherBaseModel(t *testing.T) {
 		t.Fatalf("no clear error:\n%s", out)
 	}
 }
+
+// --steps -1 serves without contributing: the peer takes every update and makes none.
+func TestServeOnly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n := newNet(t)
+	addNodes(t, ctx, n, 1, "--steps", "4")
+	addNodes(t, ctx, n, 1, "--steps", "-1")
+	sts := converged(t, ctx, n)
+	checkTotals(t, sts, 64, 0)
+}

@@ -117,6 +117,14 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("zopeer %v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errs, c.code, c.want)
 		}
 	}
+	// init creates a home that does not exist yet, and refuses to overwrite a run.
+	home := filepath.Join(dir, "new", "home")
+	if code, _, errs := zopeer(t, "init", "--home", home); code != 0 {
+		t.Fatalf("init in a new directory: exit %d: %s", code, errs)
+	}
+	if code, _, errs := zopeer(t, "init", "--home", home); code != 1 || !strings.Contains(errs, "already belongs to a run") {
+		t.Errorf("second init: exit %d, %q", code, errs)
+	}
 	t.Setenv("ZOPEER_STEPS", "many")
 	if code, _, errs := zopeer(t, "train"); code != 2 || !strings.Contains(errs, "ZOPEER_STEPS") {
 		t.Errorf("bad environment value: exit %d, %q", code, errs)

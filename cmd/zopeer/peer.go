@@ -40,6 +40,9 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
+		if err := os.MkdirAll(s.Home, 0o755); err != nil {
+			return err
+		}
 		path := filepath.Join(s.Home, node.ManifestFile)
 		if _, err := os.Stat(path); err == nil {
 			return fmt.Errorf("%s exists: this home already belongs to a run", path)
@@ -62,7 +65,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	ps := node.PeerDefaults
 	localFlags(fs, &s)
 	fs.StringVar(&s.Run, "run", s.Run, "run to join when the home has no manifest (fetched from peers)")
-	fs.IntVar(&s.Steps, "steps", s.Steps, "contribute this many steps, then keep serving without contributing (0: no limit)")
+	fs.IntVar(&s.Steps, "steps", s.Steps, "contribute this many steps, then keep serving without contributing (0: no limit; -1: serve only)")
 	listen, boot := listFlag(ps.Listen), listFlag(ps.Bootstrap)
 	fs.Var(&listen, "listen", "multiaddrs to listen on, comma-separated")
 	fs.Var(&boot, "bootstrap", "multiaddrs of peers to dial (…/p2p/ID), comma-separated")
