@@ -126,9 +126,11 @@ func (d *Daemon) refresh(ctx context.Context, forceEval bool) {
 		d.snapshot(func(st *Status) {
 			st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
 			st.SetDigest, st.WeightsHash, st.HashUpdates = dig.String(), fmt.Sprintf("%x", h), n
-			st.Flagged = flaggedMachines(d.peer.Flagged())
 		})
 	}
+	// A rejected equivocation leaves the log as it was, so this is refreshed apart.
+	flagged := flaggedMachines(d.peer.Flagged())
+	d.snapshot(func(st *Status) { st.Flagged = flagged })
 	if forceEval || n != d.evalAt && time.Since(d.lastEval) > 5*time.Second {
 		loss, _, err := d.run.Trainer.Eval(ctx)
 		if err != nil {
@@ -141,6 +143,9 @@ func (d *Daemon) refresh(ctx context.Context, forceEval bool) {
 		d.snapshot(func(st *Status) { st.EvalLoss, st.EvalUpdates = &loss, n })
 	}
 }
+
+// maxMismatches bounds the mismatches the status keeps (the newest).
+const maxMismatches = 64
 
 func flaggedMachines(eqs []p2p.Equivocation) []string {
 	var out []string
@@ -161,9 +166,16 @@ func (d *Daemon) compare(st p2p.State) {
 		if theirs := fmt.Sprintf("%x", st.WeightsHash); ours != "" && theirs != ours {
 			m := Mismatch{Machine: fmt.Sprintf("%016x", st.Machine), SetDigest: st.Digest.String(),
 				TheirHash: theirs, OurHash: ours, ObservedAt: time.Now().UTC().Format(time.RFC3339)}
-			d.log.Error("WEIGHTS HASH MISMATCH: a peer with our exact set of updates reports other weights",
-				"peer_machine", m.Machine, "set_digest", m.SetDigest, "their_hash", theirs, "our_hash", ours)
-			d.snapshot(func(s *Status) { s.Mismatches = append(s.Mismatches, m) })
+			d.snapshot(func(s *Status) {
+				for _, old := range s.Mismatches {
+					if old.Machine == m.Machine && old.SetDigest == m.SetDigest {
+						return // announced again: already reported
+					}
+				}
+				d.log.Error("WEIGHTS HASH MISMATCH: a peer with our exact set of updates reports other weights",
+					"peer_machine", m.Machine, "set_digest", m.SetDigest, "their_hash", theirs, "our_hash", ours)
+				s.Mismatches = append(s.Mismatches[max(0, len(s.Mismatches)-maxMismatches+1):], m)
+			})
 		}
 	}
 	d.mu.Lock()
