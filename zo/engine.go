@@ -138,12 +138,7 @@ func (p *applyPlan) applyRademacher(d []int32, first uint64) {
 	if len(p.seeds) == 1 {
 		var in philoxIn
 		var out philoxOut
-		setKeys(&in, 0, p.seeds)
-		for l := 1; l < 16; l++ {
-			for r := 2; r < 6; r++ {
-				in[r][l] = in[r][0]
-			}
-		}
+		setSeed(&in, p.seeds[0])
 		for blk := 0; blk < full; blk += 16 {
 			setBlocks(&in, b0+uint64(blk), true)
 			philox16(&in, &out)
@@ -180,6 +175,13 @@ func (p *applyPlan) applyRademacher(d []int32, first uint64) {
 func setKeys(in *philoxIn, from int, seeds []Seed) {
 	for l := 0; l < 16 && from+l < len(seeds); l++ {
 		s := seeds[from+l]
+		in[2][l], in[3][l], in[4][l], in[5][l] = s.Stream[0], s.Stream[1], s.Key[0], s.Key[1]
+	}
+}
+
+// setSeed puts one seed in all 16 lanes, for consecutive blocks of one stream.
+func setSeed(in *philoxIn, s Seed) {
+	for l := range 16 {
 		in[2][l], in[3][l], in[4][l], in[5][l] = s.Stream[0], s.Stream[1], s.Key[0], s.Key[1]
 	}
 }

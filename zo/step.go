@@ -57,12 +57,7 @@ func (e *Engine) perturb(s Seed, sign int32) {
 		}
 		var in philoxIn
 		var out philoxOut
-		setKeys(&in, 0, []Seed{s})
-		for l := 1; l < 16; l++ {
-			for r := 2; r < 6; r++ {
-				in[r][l] = in[r][0]
-			}
-		}
+		setSeed(&in, s)
 		full := len(q) / 128
 		for blk := 0; blk < full; blk += 16 {
 			setBlocks(&in, first/128+uint64(blk), true)
