@@ -72,8 +72,6 @@ func (m *Model) DType() safetensors.DType { return m.dtype }
 // Data slices are the ones the forward pass reads.
 func (m *Model) Params() []Param { return m.params }
 
-func (m *Model) param(name string) []float32 { return m.byName[name].Data }
-
 // newModel allocates zeroed parameters for cfg.
 func newModel(cfg *Config) *Model {
 	m := &Model{cfg: cfg, byName: map[string]*Param{}, graphs: map[int]*graph{}, dtype: safetensors.F32}

@@ -14,7 +14,6 @@ import (
 	"github.com/zopeer/zopeer/model/defaults"
 	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
-	"github.com/zopeer/zopeer/zo"
 )
 
 // latencyPeer is the receiving half of a daemon: a p2p peer whose batches go
@@ -26,19 +25,7 @@ func latencyPeer(b *testing.B, m store.Manifest, dir string) (*p2p.Peer, *Traine
 	if err != nil {
 		b.Fatal(err)
 	}
-	specs, err := TrainableSpecs(lm, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := zo.NewWeights(specs)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, _ := m.Config()
-	eng, err := zo.NewEngine(cfg, w)
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := newEngine(b, lm, m, "")
 	log, err := store.Open(ctx, b.TempDir(), m)
 	if err != nil {
 		b.Fatal(err)

@@ -42,7 +42,7 @@ func testRun() store.Manifest {
 	return store.Manifest{Run: "node-test", Dist: "rademacher", Eps: 1e-3, LR: 1e-4, Quant: "zo1"}
 }
 
-func newEngine(t *testing.T, lm *model.Model, m store.Manifest, pattern string) *zo.Engine {
+func newEngine(t testing.TB, lm *model.Model, m store.Manifest, pattern string) *zo.Engine {
 	t.Helper()
 	specs, err := TrainableSpecs(lm, pattern)
 	if err != nil {

@@ -9,14 +9,6 @@ import (
 // set is the reference model for Ranges: a plain set of small samples.
 type set map[uint64]bool
 
-func (s set) ranges() Ranges {
-	var rs Ranges
-	for v := range s {
-		rs = rs.Add(v, v)
-	}
-	return rs
-}
-
 func TestRangesAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for trial := 0; trial < 500; trial++ {
