@@ -157,6 +157,7 @@ type Daemon struct {
 	lastEval   time.Time
 	evalAt     uint64 // updates when eval_loss was measured
 	hashAt     zo.SetDigest
+	lastHash   time.Time
 	catchingUp atomic.Bool
 
 	mu     sync.Mutex // guards snap

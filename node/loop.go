@@ -114,14 +114,15 @@ func (d *Daemon) contribute(ctx context.Context) error {
 	return nil
 }
 
-// refresh recomputes the weights hash when the set changed, and the eval loss
-// when forced or when the set changed and a few seconds passed.
-func (d *Daemon) refresh(ctx context.Context, forceEval bool) {
+// refresh recomputes the weights hash when the set changed, at most once per
+// announcement interval unless forced (hashing reads every weight), and the
+// eval loss when forced or when the set changed and a few seconds passed.
+func (d *Daemon) refresh(ctx context.Context, force bool) {
 	dig := d.run.Log.Digest()
 	n := d.run.Log.Stats().Updates
-	if dig != d.hashAt || d.snap.WeightsHash == "" {
+	if (dig != d.hashAt || d.snap.WeightsHash == "") && (force || time.Since(d.lastHash) >= d.ps.StateEvery) {
 		h := d.run.Engine.Weights().Hash()
-		d.hashAt = dig
+		d.hashAt, d.lastHash = dig, time.Now()
 		own := d.run.Log.Held(d.s.Machine).Count()
 		d.snapshot(func(st *Status) {
 			st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
@@ -131,7 +132,7 @@ func (d *Daemon) refresh(ctx context.Context, forceEval bool) {
 	// A rejected equivocation leaves the log as it was, so this is refreshed apart.
 	flagged := flaggedMachines(d.peer.Flagged())
 	d.snapshot(func(st *Status) { st.Flagged = flagged })
-	if forceEval || n != d.evalAt && time.Since(d.lastEval) > 5*time.Second {
+	if force || n != d.evalAt && time.Since(d.lastEval) > 5*time.Second {
 		loss, _, err := d.run.Trainer.Eval(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
