@@ -36,8 +36,7 @@ type BenchResult struct {
 	Apply16NsElem  float64 `json:"apply_16_ns_per_element"`
 	PeakForwardMiB float64 `json:"peak_rss_forward_mib"`
 	PeakStepMiB    float64 `json:"peak_rss_zo_step_mib"`
-	WeightsMiB     float64 `json:"weights_float32_mib"`
-	CanonicalMiB   float64 `json:"canonical_int32_mib"`
+	WeightsMiB     float64 `json:"weights_mib"` // held twice: the float32 view and the int32 canonical weights
 }
 
 // Bench loads dir (or builds a random model of a built-in shape) and measures
@@ -84,7 +83,6 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	elems := countElems(specs)
 	res.Params = elems
 	res.WeightsMiB = float64(4*elems) / (1 << 20)
-	res.CanonicalMiB = res.WeightsMiB
 	e, err := zo.NewEngine(zo.Config{Run: "bench", Eps: 1e-3, LR: 1e-6}, w)
 	if err != nil {
 		return res, err
