@@ -117,7 +117,6 @@ func LoadData(path string, tok *tokenizer.Tokenizer, contextLen int, log *slog.L
 type Run struct {
 	Settings Settings
 	Model    *model.Model
-	Tok      *tokenizer.Tokenizer
 	Engine   *zo.Engine
 	Log      *store.Store
 	Trainer  *Trainer
@@ -206,7 +205,7 @@ func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	log.Info("run opened", "run", s.Run, "model", s.Model, "params", countElems(specs), "train_records", train.Len(),
 		"eval_records", held.Len(), "updates", res.Included.Count(), "checkpoint", res.Checkpoint,
 		"weights_hash", fmt.Sprintf("%x", res.Hash[:8]))
-	return &Run{Settings: s, Model: lm, Tok: tok, Engine: eng, Log: st, Trainer: tr, log: log}, nil
+	return &Run{Settings: s, Model: lm, Engine: eng, Log: st, Trainer: tr, log: log}, nil
 }
 
 func countElems(specs []zo.TensorSpec) (n int) {

@@ -93,9 +93,6 @@ func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store
 // NextSample is the index of the machine's next own sample.
 func (t *Trainer) NextSample() uint64 { return t.next }
 
-// Applied is the set of updates the weights include.
-func (t *Trainer) Applied() store.Summary { return t.applied }
-
 // batchLoss is one mini-batch as the engine's Loss.
 type batchLoss struct {
 	lm    *model.Model

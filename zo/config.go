@@ -60,6 +60,3 @@ type Update struct {
 
 // Grad is the decoded projected gradient ĝ.
 func (u Update) Grad() float64 { return Dequantize(u.Exp, u.Code) }
-
-// SameKey reports whether u and v claim the same (machine, sample).
-func (u Update) SameKey(v Update) bool { return u.Machine == v.Machine && u.Sample == v.Sample }
