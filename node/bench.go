@@ -68,7 +68,7 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	for i := range seq.Tokens {
 		seq.Tokens[i] = r.IntN(cfg.Vocab)
 	}
-	batch := batchLoss{lm, []model.Sequence{seq}}
+	batch := model.Batch{Model: lm, Seqs: []model.Sequence{seq}}
 	if _, err := batch.Loss(); err != nil { // builds the graph
 		return res, err
 	}

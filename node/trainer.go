@@ -93,17 +93,6 @@ func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store
 // NextSample is the index of the machine's next own sample.
 func (t *Trainer) NextSample() uint64 { return t.next }
 
-// batchLoss is one mini-batch as the engine's Loss.
-type batchLoss struct {
-	lm    *model.Model
-	batch []model.Sequence
-}
-
-func (b batchLoss) Loss() (float64, error) {
-	l, _, err := b.lm.Loss(b.batch)
-	return l, err
-}
-
 // miniBatch returns the records of the machine's sample k.
 func (t *Trainer) miniBatch(k uint64) []model.Sequence {
 	seqs := make([]model.Sequence, t.batchSize)
@@ -145,7 +134,7 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 		}
 		sample := t.next + uint64(k)
 		seed := zo.DeriveSeed(t.run, t.machine, sample)
-		r, err := t.eng.Step(batchLoss{t.lm, t.miniBatch(sample)}, seed)
+		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(sample)}, seed)
 		if err != nil {
 			return p, fmt.Errorf("node: sample %d: %w", sample, err)
 		}
