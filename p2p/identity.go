@@ -32,34 +32,41 @@ func LoadIdentity(path string) (crypto.PrivKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: generate identity: %w", err)
 	}
-	b, err = crypto.MarshalPrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("p2p: marshal identity: %w", err)
+	if err := SaveIdentity(path, key); err != nil {
+		return nil, err
 	}
-	// Write a temporary file and rename it, so a crash never leaves a
-	// truncated key behind.
+	return key, nil
+}
+
+// SaveIdentity writes key to path (mode 0600) through a temporary file and a
+// rename, so a crash never leaves a truncated key behind.
+func SaveIdentity(path string, key crypto.PrivKey) error {
+	b, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("p2p: marshal identity: %w", err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".identity-*")
 	if err != nil {
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
+		return fmt.Errorf("p2p: write identity: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
+		return fmt.Errorf("p2p: write identity: %w", err)
 	}
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
+		return fmt.Errorf("p2p: write identity: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
+		return fmt.Errorf("p2p: write identity: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
+		return fmt.Errorf("p2p: write identity: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
+		return fmt.Errorf("p2p: write identity: %w", err)
 	}
-	return key, nil
+	return nil
 }
