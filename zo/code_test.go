@@ -157,3 +157,197 @@ func TestStreamsOfNearbySeedsAreUnrelated(t *testing.T) {
 		}
 	}
 }
+
+// CodeLimit is exact: the limit fits the bound and one more step does not.
+func TestCodeLimitExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	bounds := []float64{64, 16, 1, 10, 10.01, 0.3, 1e-30, 1e30, math.Ldexp(1, 500), math.MaxFloat64, math.SmallestNonzeroFloat64}
+	for range 300 {
+		bounds = append(bounds, math.Ldexp(rng.Float64(), rng.IntN(80)-40))
+	}
+	for _, g := range bounds {
+		for e := 0; e <= math.MaxUint8; e++ {
+			l := CodeLimit(uint8(e), g)
+			if l < 0 || l > CodeMax {
+				t.Fatalf("CodeLimit(%d, %g) = %d", e, g, l)
+			}
+			if Dequantize(uint8(e), int8(l)) > g {
+				t.Fatalf("CodeLimit(%d, %g) = %d decodes to %g, beyond the bound", e, g, l, Dequantize(uint8(e), int8(l)))
+			}
+			if l < CodeMax && math.Ldexp(float64(l+1), e-codeBias) <= g {
+				t.Fatalf("CodeLimit(%d, %g) = %d is not the largest", e, g, l)
+			}
+			for _, c := range []int{l, -l, l + 1, -l - 1} {
+				if c < -CodeMax || c > CodeMax {
+					continue
+				}
+				want := c >= -l && c <= l
+				if Admissible(uint8(e), int8(c), g) != want {
+					t.Fatalf("Admissible(%d, %d, %g) != %v", e, c, g, want)
+				}
+			}
+		}
+	}
+	for _, g := range []float64{0, -1, math.Inf(1), math.NaN()} {
+		if CodeLimit(255, g) != CodeMax || !Admissible(255, 127, g) || !Admissible(255, -127, g) {
+			t.Errorf("bound %v must mean no bound", g)
+		}
+	}
+	for _, g := range []float64{0, 64, math.Inf(1)} {
+		if Admissible(128, -128, g) || Admissible(0, -128, g) {
+			t.Errorf("bound %v: code −128 must never be admissible", g)
+		}
+	}
+}
+
+// The old extreme (E = 255, ±127 ≈ ±2^134) is not admissible under a sane G;
+// a batch exactly at the bound is.
+func TestAdmissibleAtTheBound(t *testing.T) {
+	const G = 64
+	for _, c := range []int8{127, -127, 1, -1} {
+		if Admissible(255, c, G) {
+			t.Errorf("E=255 code %d admitted under G=%v", c, G)
+		}
+	}
+	// 64 = 64·2^0 (E=128), 127·2^(E−128) > 64 for E ≥ 128 but 64·2^0 == G.
+	for _, c := range []struct {
+		exp  uint8
+		code int8
+		ok   bool
+	}{{128, 64, true}, {128, -64, true}, {128, 65, false}, {127, 127, true}, {129, 32, true}, {129, 33, false}, {134, 1, true}, {135, 1, false}, {135, 0, true}} {
+		if Dequantize(c.exp, c.code) == G && !c.ok {
+			t.Fatalf("bad case %+v", c)
+		}
+		if got := Admissible(c.exp, c.code, G); got != c.ok {
+			t.Errorf("Admissible(%d, %d, %v) = %v, want %v", c.exp, c.code, float64(G), got, c.ok)
+		}
+	}
+	// A batch exactly at the bound codes to exactly ±G and is admissible.
+	codes := make([]int8, 3)
+	exp, err := QuantizeBounded([]float64{G, -G, 1}, []float64{0.99, 0.99, 0.5}, codes, G)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Dequantize(exp, codes[0]) != G || Dequantize(exp, codes[1]) != -G {
+		t.Fatalf("exactly ±G coded as %g, %g", Dequantize(exp, codes[0]), Dequantize(exp, codes[1]))
+	}
+	for _, c := range codes {
+		if !Admissible(exp, c, G) {
+			t.Fatalf("code %d (E=%d) at the bound is not admissible", c, exp)
+		}
+	}
+}
+
+// Whatever the gradients, QuantizeBounded's output is admissible, within one
+// step of the clipped gradient; a non-finite gradient is an error.
+func TestQuantizeBoundedAlwaysAdmissible(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for trial := 0; trial < 5000; trial++ {
+		G := math.Ldexp(0.5+rng.Float64(), rng.IntN(20)-8)
+		if trial%7 == 0 {
+			G = math.Ldexp(1, rng.IntN(20)-8) // powers of two: codes land exactly on G
+		}
+		n := 1 + rng.IntN(32)
+		scale := math.Ldexp(G, rng.IntN(60)-30) // |g| from ≪ G to ≫ G
+		g, u := make([]float64, n), make([]float64, n)
+		for i := range g {
+			g[i] = scale * rng.NormFloat64()
+			switch rng.IntN(20) {
+			case 0:
+				g[i] = G
+			case 1:
+				g[i] = -G
+			case 2:
+				g[i] = math.Ldexp(1, 300) // far beyond the bound, and beyond the code
+			case 3:
+				g[i] = math.Nextafter(G, math.Inf(1))
+			}
+			u[i] = rng.Float64()
+		}
+		codes := make([]int8, n)
+		exp, err := QuantizeBounded(g, u, codes, G)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := math.Ldexp(1, int(exp)-codeBias)
+		for i, c := range codes {
+			if !Admissible(exp, c, G) {
+				t.Fatalf("G=%g g=%g: code %d at E=%d is not admissible", G, g[i], c, exp)
+			}
+			clipped := max(-G, min(G, g[i]))
+			if d := math.Abs(Dequantize(exp, c) - clipped); d >= step {
+				t.Fatalf("G=%g g=%g: ĝ=%g is %g from the clipped value (step %g)", G, g[i], Dequantize(exp, c), d, step)
+			}
+		}
+	}
+	codes := make([]int8, 2)
+	for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := QuantizeBounded([]float64{1, bad}, []float64{0, 0}, codes, 16); err != ErrNonFinite {
+			t.Errorf("%v: err %v, want ErrNonFinite", bad, err)
+		}
+	}
+}
+
+// Without a bound QuantizeBounded is Quantize, bit for bit.
+func TestQuantizeBoundedZeroIsQuantize(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for trial := 0; trial < 1000; trial++ {
+		n := 1 + rng.IntN(16)
+		g, u := make([]float64, n), make([]float64, n)
+		for i := range g {
+			g[i] = math.Ldexp(rng.NormFloat64(), rng.IntN(200)-100)
+			u[i] = rng.Float64()
+		}
+		a, b := make([]int8, n), make([]int8, n)
+		ea, erra := Quantize(g, u, a)
+		for _, bound := range []float64{0, -1, math.Inf(1)} {
+			eb, errb := QuantizeBounded(g, u, b, bound)
+			if ea != eb || (erra == nil) != (errb == nil) || string(int8Bytes(a)) != string(int8Bytes(b)) {
+				t.Fatalf("bound %v: Quantize gave E=%d %v, QuantizeBounded E=%d %v", bound, ea, a, eb, b)
+			}
+		}
+	}
+}
+
+func int8Bytes(c []int8) []byte {
+	b := make([]byte, len(c))
+	for i, v := range c {
+		b[i] = byte(v)
+	}
+	return b
+}
+
+// Clipping leaves gradients well inside the bound unbiased (the style of
+// TestQuantizeUnbiased), while one beyond it averages to the clipped value.
+func TestQuantizeBoundedUnbiasedInside(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const G = 4.0
+	g := []float64{1.0, 0.3337, -0.0123, 2.5e-3, -0.77, 3.3, -3.9}
+	want := append([]float64(nil), g...)
+	g = append(g, 1e6) // clipped to G: the batch's exponent is G's
+	want = append(want, G)
+	const trials = 20000
+	sum := make([]float64, len(g))
+	u := make([]float64, len(g))
+	codes := make([]int8, len(g))
+	var step float64
+	for k := 0; k < trials; k++ {
+		for i := range u {
+			u[i] = rng.Float64()
+		}
+		exp, err := QuantizeBounded(g, u, codes, G)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step = math.Ldexp(1, int(exp)-codeBias)
+		for i, c := range codes {
+			sum[i] += Dequantize(exp, c) - want[i]
+		}
+	}
+	bound := 5 * step / 2 / math.Sqrt(trials)
+	for i := range g {
+		if bias := sum[i] / trials; math.Abs(bias) > bound {
+			t.Errorf("g=%g: mean error %g exceeds %g", g[i], bias, bound)
+		}
+	}
+}

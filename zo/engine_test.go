@@ -1,6 +1,7 @@
 package zo
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -405,5 +406,76 @@ func TestLearningRateSchedule(t *testing.T) {
 	e.Apply([]Update{{Machine: 1, Sample: 9, Exp: 128, Code: 100}})
 	if e.w.Hash() == h {
 		t.Fatal("an update inside the schedule did not change the weights")
+	}
+}
+
+// Sub undoes Add in any interleaving, and the digest of a set with an excluded
+// machine is the same however it was reached.
+func TestSetDigestSubAndExclusion(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	us := randomUpdates(rng, 200)
+	var all SetDigest
+	for _, u := range us {
+		all.Add(u)
+	}
+	// Add then Sub is the identity, from zero and from a non-zero digest.
+	for _, start := range []SetDigest{{}, all} {
+		d := start
+		for _, u := range us {
+			d.Add(u)
+		}
+		rng.Shuffle(len(us), func(i, j int) { us[i], us[j] = us[j], us[i] })
+		for _, u := range us {
+			d.Sub(u)
+		}
+		if d != start {
+			t.Fatalf("Add then Sub of every update: %v, want %v", d, start)
+		}
+	}
+	var z SetDigest
+	z.Sub(us[0]) // borrows through every word
+	z.Add(us[0])
+	if z != (SetDigest{}) {
+		t.Fatal("Sub from zero then Add is not the identity")
+	}
+	// Excluding machine 3: the other machines' updates plus its exclusion term,
+	// reached by a fresh build or by removing from the full set, in any order.
+	const m = 3
+	var want SetDigest
+	want.AddHash(ExclusionHash(m))
+	for _, u := range us {
+		if u.Machine != m {
+			want.Add(u)
+		}
+	}
+	for round := 0; round < 5; round++ {
+		d := SetDigest{}
+		rng.Shuffle(len(us), func(i, j int) { us[i], us[j] = us[j], us[i] })
+		excludeAt := rng.IntN(len(us) + 1)
+		for i, u := range us {
+			if i == excludeAt {
+				d.AddHash(ExclusionHash(m))
+			}
+			d.Add(u)
+		}
+		if excludeAt == len(us) {
+			d.AddHash(ExclusionHash(m))
+		}
+		for _, u := range us {
+			if u.Machine == m {
+				d.Sub(u)
+			}
+		}
+		if d != want {
+			t.Fatalf("round %d: %v, want %v", round, d, want)
+		}
+	}
+	if ExclusionHash(m) == ExclusionHash(m+1) || ExclusionHash(m) == UpdateHash(Update{Machine: m}) {
+		t.Fatal("exclusion hashes collide")
+	}
+	// SHA-256("zopeer/exclusion/v1" || 0x00 || u64be(1)), computed independently.
+	h := sha256.Sum256(append([]byte("zopeer/exclusion/v1\x00"), 0, 0, 0, 0, 0, 0, 0, 1))
+	if ExclusionHash(1) != h {
+		t.Fatal("ExclusionHash does not follow its definition")
 	}
 }
