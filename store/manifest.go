@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
+	"strconv"
 
 	"github.com/zopeer/zopeer/zo"
 )
@@ -29,6 +31,67 @@ type Manifest struct {
 	LRDecay       uint64            `json:"lr_decay,omitempty"`  // zo.Config.Decay
 	Quant         string            `json:"quant"`               // quantisation scheme of updates and weights
 	Params        map[string]string `json:"params,omitempty"`
+
+	// Admission and bounds (docs/DESIGN.md, "Open runs"). Every rule they
+	// set is a pure function of an update (or its signer's key) and the
+	// manifest, so every peer admits the same set. Zero values are the
+	// unbounded rules of manifests written before they existed.
+	GradBound  float64  `json:"grad_bound,omitempty"`  // |ĝ| ≤ GradBound for every admitted update (zo.Admissible)
+	MaxSamples uint64   `json:"max_samples,omitempty"` // a machine's sample indices stay below this
+	Admission  string   `json:"admission,omitempty"`   // "open" (default) or "closed"
+	PowBits    int      `json:"pow_bits,omitempty"`    // open runs: proof of work of a machine's key (p2p.PowBits)
+	Admit      []string `json:"admit,omitempty"`       // closed runs: admitted machine ids, 16 hex digits each
+}
+
+// Admission modes.
+const (
+	AdmissionOpen   = "open"
+	AdmissionClosed = "closed"
+)
+
+// Closed reports whether only the machines in Admit may contribute.
+func (m Manifest) Closed() bool { return m.Admission == AdmissionClosed }
+
+// Rules returns the per-update admission rules the manifest fixes.
+func (m Manifest) Rules() (zo.Rules, error) {
+	r := zo.Rules{GradBound: m.GradBound, MaxSamples: m.MaxSamples}
+	switch m.Admission {
+	case "", AdmissionOpen:
+		if len(m.Admit) > 0 {
+			return r, fmt.Errorf("store: manifest: an open run has no admission list")
+		}
+	case AdmissionClosed:
+		r.Admitted = make(map[uint64]bool, len(m.Admit))
+		for _, a := range m.Admit {
+			id, err := ParseMachine(a)
+			if err != nil {
+				return r, fmt.Errorf("store: manifest: admit: %w", err)
+			}
+			r.Admitted[id] = true
+		}
+	default:
+		return r, fmt.Errorf("store: manifest: admission %q (want open or closed)", m.Admission)
+	}
+	if m.PowBits < 0 || m.PowBits > 64 {
+		return r, fmt.Errorf("store: manifest: pow_bits %d (want 0..64)", m.PowBits)
+	}
+	if !(m.GradBound >= 0) || math.IsInf(m.GradBound, 0) {
+		return r, fmt.Errorf("store: manifest: grad_bound %g (want a finite value ≥ 0)", m.GradBound)
+	}
+	return r, nil
+}
+
+// ParseMachine reads a machine id written as 16 hex digits (as status and
+// logs print it).
+func ParseMachine(s string) (uint64, error) {
+	if len(s) != 16 {
+		return 0, fmt.Errorf("machine id %q: want 16 hex digits", s)
+	}
+	id, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("machine id %q: %w", s, err)
+	}
+	return id, nil
 }
 
 // Config returns the engine configuration the manifest fixes.
@@ -60,6 +123,12 @@ func (m Manifest) diff(o Manifest) string {
 		return "quant"
 	case !maps.Equal(m.Params, o.Params):
 		return "params"
+	case math.Float64bits(m.GradBound) != math.Float64bits(o.GradBound):
+		return "grad_bound"
+	case m.MaxSamples != o.MaxSamples:
+		return "max_samples"
+	case m.Admission != o.Admission || m.PowBits != o.PowBits || !slices.Equal(m.Admit, o.Admit):
+		return "admission"
 	}
 	return ""
 }

@@ -1,0 +1,60 @@
+package zo
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Rules decide which updates a run admits. Each rule is a pure function of
+// the update and the run's manifest, so every peer admits the same set and
+// the weights stay a function of that set.
+type Rules struct {
+	// GradBound bounds |ĝ| (Admissible); 0 means no bound.
+	GradBound float64
+	// MaxSamples caps a machine's sample indices (Sample < MaxSamples), so
+	// one key contributes a bounded number of updates; 0 means no cap.
+	MaxSamples uint64
+	// Admitted, when non-nil, lists the only machines that may contribute
+	// (a closed run).
+	Admitted map[uint64]bool
+}
+
+// Reasons an update is refused, for errors.Is and for counting.
+var (
+	ErrBound       = errors.New("zo: update exceeds the run's gradient bound")
+	ErrSampleCap   = errors.New("zo: sample index beyond the run's per-machine cap")
+	ErrNotAdmitted = errors.New("zo: machine is not admitted to this closed run")
+)
+
+// CheckMachine reports whether machine may contribute at all.
+func (r Rules) CheckMachine(machine uint64) error {
+	if r.Admitted != nil && !r.Admitted[machine] {
+		return fmt.Errorf("%w: machine %016x", ErrNotAdmitted, machine)
+	}
+	return nil
+}
+
+// CheckBatch reports whether every update of one machine's batch (samples
+// first, first+1, …, sharing exp) is admitted.
+func (r Rules) CheckBatch(machine, first uint64, exp uint8, codes []int8) error {
+	if err := r.CheckMachine(machine); err != nil {
+		return err
+	}
+	if r.MaxSamples > 0 && (first >= r.MaxSamples || uint64(len(codes)) > r.MaxSamples-first) {
+		return fmt.Errorf("%w: samples %d..%d, cap %d", ErrSampleCap, first, first+uint64(len(codes))-1, r.MaxSamples)
+	}
+	limit := CodeLimit(exp, r.GradBound)
+	for i, c := range codes {
+		if c == -128 || int(c) > limit || int(c) < -limit {
+			return fmt.Errorf("%w: sample %d has |ĝ| = %g > %g", ErrBound, first+uint64(i), abs(Dequantize(exp, c)), r.GradBound)
+		}
+	}
+	return nil
+}
+
+// Check reports whether one update is admitted.
+func (r Rules) Check(u Update) error {
+	return r.CheckBatch(u.Machine, u.Sample, u.Exp, []int8{u.Code})
+}
+
+func abs(x float64) float64 { return max(x, -x) }
