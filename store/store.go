@@ -55,6 +55,7 @@ const (
 	pfxEquiv    = 'e' // e machine sample exp code -> (empty): an offered value that contradicts the log
 	pfxCkpt     = 'c' // c id -> JSON CheckpointInfo
 	pfxBatch    = 'b' // b machine first -> u32be(count) raw: a signed batch as received
+	pfxExcl     = 'x' // x machine -> evidence: the machine is excluded from the run
 )
 
 // Cursor is a position in a store's arrival order: the sequence number of the
@@ -85,6 +86,7 @@ type AppendResult struct {
 	Added         int            // newly logged
 	Duplicates    int            // already logged with the same value
 	Equivocations []Equivocation // contradicting the log; not stored
+	Refused       []Refusal      // of excluded machines or outside the run's rules; not stored
 	Last          Cursor         // sequence number of the last update added, or 0
 }
 
@@ -107,7 +109,10 @@ type Store struct {
 	mu     sync.Mutex // serialises Append and checkpoint numbering; guards the fields below
 	seq    Cursor
 	sum    Summary
-	dig    zo.SetDigest
+	dig    zo.SetDigest // of the included updates and the exclusions (docs/PROTOCOL.md §7)
+	mdig   map[uint64]zo.SetDigest
+	excl   map[uint64][]byte // excluded machine -> evidence
+	rules  zo.Rules
 	count  uint64
 	nextCk uint64
 }
@@ -196,7 +201,7 @@ func open(ctx context.Context, bo badger.Options, m Manifest, o options) (*Store
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", bo.Dir, err)
 	}
-	s := &Store{opts: o, log: o.log, db: db, sum: Summary{}, nextCk: 1}
+	s := &Store{opts: o, log: o.log, db: db, sum: Summary{}, mdig: map[uint64]zo.SetDigest{}, excl: map[uint64][]byte{}, nextCk: 1}
 	if err := s.load(ctx, m); err != nil {
 		db.Close()
 		return nil, err
@@ -261,18 +266,32 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		return wrap("open", err)
 	}
 	s.man = m
+	if s.rules, err = m.Rules(); err != nil {
+		return err
+	}
 	// The summary and the set digest are rebuilt from one scan of the log
 	// (update values sit next to their keys in the LSM tree), the newest
 	// sequence number and checkpoint id from one reverse seek each.
-	return wrap("open", s.db.View(func(txn *badger.Txn) error {
+	leftover := map[uint64]bool{} // excluded machines a crash left updates of
+	err = wrap("open", s.db.View(func(txn *badger.Txn) error {
+		if err := s.loadExclusions(txn); err != nil {
+			return err
+		}
 		var scanErr error
 		s.scanUpdates(ctx, txn, Key{}, func(u zo.Update, err error) bool {
 			if err != nil {
 				scanErr = err
 				return false
 			}
+			if s.excl[u.Machine] != nil {
+				leftover[u.Machine] = true
+				return true
+			}
 			s.sum.Add(u.Machine, u.Sample)
 			s.dig.Add(u)
+			d := s.mdig[u.Machine]
+			d.Add(u)
+			s.mdig[u.Machine] = d
 			s.count++
 			return true
 		})
@@ -287,6 +306,16 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		}
 		return nil
 	}))
+	if err != nil {
+		return err
+	}
+	for m := range leftover {
+		if _, err := s.purge(ctx, m); err != nil {
+			return err
+		}
+		s.log.Warn("finished removing an excluded machine's updates", "machine", fmt.Sprintf("%016x", m))
+	}
+	return nil
 }
 
 // lastKey returns a copy of the greatest 9-byte key with the given prefix.
@@ -498,6 +527,10 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 			return res, err
 		}
 	}
+	us, res.Refused = s.admit(us, raw != nil)
+	if len(us) == 0 {
+		return res, nil
+	}
 	for len(us) > 0 {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("store: append: %w", err)
@@ -574,6 +607,9 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 		for _, u := range added {
 			s.sum.Add(u.Machine, u.Sample)
 			s.dig.Add(u)
+			d := s.mdig[u.Machine]
+			d.Add(u)
+			s.mdig[u.Machine] = d
 		}
 		s.count += uint64(len(added))
 		res.Added += len(added)
@@ -589,6 +625,31 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 			"offered_exp", e.Offered.Exp, "offered_code", e.Offered.Code)
 	}
 	return res, nil
+}
+
+// admit splits us into the updates the run admits and the refused ones. The
+// updates of one signed batch stand or fall together. Called with s.mu held.
+func (s *Store) admit(us []zo.Update, batch bool) ([]zo.Update, []Refusal) {
+	var refused []Refusal
+	ok := us[:0:0]
+	for _, u := range us {
+		err := s.rules.Check(u)
+		if err == nil && s.excl[u.Machine] != nil {
+			err = fmt.Errorf("%w: machine %016x", ErrExcluded, u.Machine)
+		}
+		if err != nil {
+			refused = append(refused, Refusal{Update: u, Err: err})
+			continue
+		}
+		ok = append(ok, u)
+	}
+	if batch && len(refused) > 0 && len(ok) > 0 {
+		for _, u := range ok {
+			refused = append(refused, Refusal{Update: u, Err: refused[0].Err})
+		}
+		ok = nil
+	}
+	return ok, refused
 }
 
 // Get returns the logged update (machine, sample), if any.
