@@ -80,7 +80,17 @@ func (e *Engine) Coeff(u Update, s Seed, ti int) int32 {
 // in one pass over memory for the whole batch, in parallel over chunks. The
 // result does not depend on the order of us, nor on how updates are split
 // across calls.
-func (e *Engine) Apply(us []Update) {
+func (e *Engine) Apply(us []Update) { e.apply(us, 1) }
+
+// Remove subtracts exactly what Apply(us) added: the same coefficients,
+// negated, through the same kernels. Removing updates that were applied (in
+// any order and batching, interleaved with other applies) leaves the weights
+// equal to applying only the others. Removing an update that was not applied
+// is the caller's error; the engine cannot tell.
+func (e *Engine) Remove(us []Update) { e.apply(us, -1) }
+
+// apply adds sign·Coeff·zInt for every update in us.
+func (e *Engine) apply(us []Update, sign int32) {
 	if len(us) == 0 {
 		return
 	}
@@ -91,7 +101,7 @@ func (e *Engine) Apply(us []Update) {
 	plans := make([]*applyPlan, len(e.w.Tensors))
 	for ti, t := range e.w.Tensors {
 		if t.Trainable {
-			plans[ti] = newApplyPlan(e, us, seeds, ti)
+			plans[ti] = newApplyPlan(e, us, seeds, ti, sign)
 		}
 	}
 	e.w.forChunks(true, func(ti int, t *Tensor, lo, hi int) {
@@ -108,6 +118,8 @@ func (e *Engine) Apply(us []Update) {
 }
 
 // applyPlan holds what every chunk of one tensor needs for a batch of updates.
+// Its coefficients carry the batch's sign: Coeff for Apply, −Coeff for Remove
+// (the clamp is symmetric, so −Coeff never overflows).
 type applyPlan struct {
 	seeds []Seed
 	c     []int32
@@ -116,10 +128,10 @@ type applyPlan struct {
 	sumC int32
 }
 
-func newApplyPlan(e *Engine, us []Update, seeds []Seed, ti int) *applyPlan {
+func newApplyPlan(e *Engine, us []Update, seeds []Seed, ti int, sign int32) *applyPlan {
 	p := &applyPlan{seeds: seeds, c: make([]int32, len(us)), twoC: make([]int32, len(us))}
 	for k, u := range us {
-		p.c[k] = e.Coeff(u, seeds[k], ti)
+		p.c[k] = sign * e.Coeff(u, seeds[k], ti)
 		p.twoC[k] = 2 * p.c[k]
 		p.sumC += p.c[k]
 	}
