@@ -22,7 +22,8 @@ type Engine struct {
 }
 
 // maxCoeff bounds one update's step on one tensor's grid (1/32 of the int32
-// range), so a hostile or broken ĝ cannot wrap the weights in a single update.
+// range); the gradient bound (CodeLimit) is the real limit on influence, and
+// any wrap is detected (Weights.Overflow).
 const maxCoeff = 1 << 26
 
 // maxEps bounds ε on a tensor's grid (1/16 of the int32 range) so that Q ± ε
@@ -83,7 +84,8 @@ func (e *Engine) Coeff(u Update, s Seed, ti int) int32 {
 // Apply adds every update in us to the weights: θ ← θ − η·ĝ·z(seed) for each,
 // in one pass over memory for the whole batch, in parallel over chunks. The
 // result does not depend on the order of us, nor on how updates are split
-// across calls.
+// across calls. Elements whose true value leaves int32 are wrapped and counted
+// exactly (see Tensor and Weights.Overflow), never silently.
 func (e *Engine) Apply(us []Update) { e.apply(us, 1) }
 
 // Remove subtracts exactly what Apply(us) added: the same coefficients,
