@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -251,7 +252,8 @@ func (a logAdapter) Holdings() ([]p2p.Holding, error) {
 		for _, r := range sum[m] {
 			rs = rs.Add(r.First, r.Last)
 		}
-		out = append(out, p2p.Holding{Machine: m, Samples: rs})
+		d := a.s.MachineDigest(m)
+		out = append(out, p2p.Holding{Machine: m, Samples: rs, Digest: binary.BigEndian.Uint64(d[:8])})
 	}
 	return out, nil
 }
@@ -260,9 +262,25 @@ func (a logAdapter) Batches(machine, lo, hi uint64, max int) ([][]byte, error) {
 	return a.s.Batches(machine, lo, hi, max)
 }
 
+func (a logAdapter) Excluded(machine uint64) bool { return a.s.Excluded(machine) }
+
+func (a logAdapter) Exclusions() []uint64 {
+	ex := a.s.Exclusions()
+	out := make([]uint64, len(ex))
+	for i, e := range ex {
+		out[i] = e.Machine
+	}
+	return out
+}
+
+func (a logAdapter) Evidence(machine uint64) ([]byte, bool) { return a.s.Evidence(machine) }
+
 // emptyLog is the log of a peer that only fetches the manifest.
 type emptyLog struct{}
 
 func (emptyLog) Get(uint64, uint64) (zo.Update, bool, error)           { return zo.Update{}, false, nil }
 func (emptyLog) Holdings() ([]p2p.Holding, error)                      { return nil, nil }
 func (emptyLog) Batches(uint64, uint64, uint64, int) ([][]byte, error) { return nil, nil }
+func (emptyLog) Excluded(uint64) bool                                  { return false }
+func (emptyLog) Exclusions() []uint64                                  { return nil }
+func (emptyLog) Evidence(uint64) ([]byte, bool)                        { return nil, false }

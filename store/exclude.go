@@ -150,6 +150,14 @@ func (s *Store) Excluded(machine uint64) bool {
 	return s.excl[machine] != nil
 }
 
+// Evidence returns the evidence that excluded machine, if it is excluded.
+func (s *Store) Evidence(machine uint64) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev := s.excl[machine]
+	return ev, ev != nil
+}
+
 // Exclusions returns every excluded machine with its evidence, by machine.
 func (s *Store) Exclusions() []Exclusion {
 	s.mu.Lock()
