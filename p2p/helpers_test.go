@@ -1,8 +1,8 @@
 package p2p
 
 import (
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"os"

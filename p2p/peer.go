@@ -63,32 +63,32 @@ type Equivocation struct {
 // (stream payloads, so above yamux and the security layer; totals are folded
 // in once a second).
 type Stats struct {
-	Published        uint64  `json:"published"`         // batches this peer published
-	GossipAccepted   uint64  `json:"gossip_accepted"`   // messages validated and delivered
-	GossipRejected   uint64  `json:"gossip_rejected"`   // messages failing validation (penalises the sender)
-	GossipIgnored    uint64  `json:"gossip_ignored"`    // stale, replayed or already-logged messages
-	GossipDuplicates uint64  `json:"gossip_duplicates"` // messages seen before (pubsub seen-cache)
-	ValidateDropped  uint64  `json:"validate_dropped"`  // inbound messages dropped: validation queue full or throttled
-	GossipDropped    uint64  `json:"gossip_dropped"`    // outbound RPCs dropped on full queues
-	Undeliverable    uint64  `json:"undeliverable"`     // messages our subscription was too slow to take
-	SyncServed       uint64  `json:"sync_served"`       // sync requests answered
-	SyncBusy         uint64  `json:"sync_busy"`         // sync requests refused: too many at once
-	SyncFetched      uint64  `json:"sync_fetched"`      // batches delivered from sync responses
-	SyncUpdates      uint64  `json:"sync_updates"`      // updates in those batches
-	SyncRejected     uint64  `json:"sync_rejected"`     // sync responses cut off for a protocol violation
-	StatesDropped    uint64  `json:"states_dropped"`    // state announcements the caller did not take in time
-	Equivocations    uint64  `json:"equivocations"`     // conflicting updates detected
-	EvidenceReceived uint64  `json:"evidence_received"` // verified evidence delivered (gossip and sync)
+	Published        uint64 `json:"published"`         // batches this peer published
+	GossipAccepted   uint64 `json:"gossip_accepted"`   // messages validated and delivered
+	GossipRejected   uint64 `json:"gossip_rejected"`   // messages failing validation (penalises the sender)
+	GossipIgnored    uint64 `json:"gossip_ignored"`    // stale, replayed or already-logged messages
+	GossipDuplicates uint64 `json:"gossip_duplicates"` // messages seen before (pubsub seen-cache)
+	ValidateDropped  uint64 `json:"validate_dropped"`  // inbound messages dropped: validation queue full or throttled
+	GossipDropped    uint64 `json:"gossip_dropped"`    // outbound RPCs dropped on full queues
+	Undeliverable    uint64 `json:"undeliverable"`     // messages our subscription was too slow to take
+	SyncServed       uint64 `json:"sync_served"`       // sync requests answered
+	SyncBusy         uint64 `json:"sync_busy"`         // sync requests refused: too many at once
+	SyncFetched      uint64 `json:"sync_fetched"`      // batches delivered from sync responses
+	SyncUpdates      uint64 `json:"sync_updates"`      // updates in those batches
+	SyncRejected     uint64 `json:"sync_rejected"`     // sync responses cut off for a protocol violation
+	StatesDropped    uint64 `json:"states_dropped"`    // state announcements the caller did not take in time
+	Equivocations    uint64 `json:"equivocations"`     // conflicting updates detected
+	EvidenceReceived uint64 `json:"evidence_received"` // verified evidence delivered (gossip and sync)
 	// Refused counts refused batches by reason (Reason* constants); Rejected
 	// and Ignored gossip above count messages of both kinds.
 	Refused         map[string]uint64 `json:"refused"`
 	RefusedMachines []Refused         `json:"refused_machines"` // most refused first, at most 256
-	Peers            int     `json:"peers"`             // connected peers
-	MeshPeers        int     `json:"mesh_peers"`        // peers in our gossip mesh of the updates topic
-	BytesIn          int64   `json:"bytes_in"`
-	BytesOut         int64   `json:"bytes_out"`
-	RateIn           float64 `json:"rate_in"` // bytes per second
-	RateOut          float64 `json:"rate_out"`
+	Peers           int               `json:"peers"`            // connected peers
+	MeshPeers       int               `json:"mesh_peers"`       // peers in our gossip mesh of the updates topic
+	BytesIn         int64             `json:"bytes_in"`
+	BytesOut        int64             `json:"bytes_out"`
+	RateIn          float64           `json:"rate_in"` // bytes per second
+	RateOut         float64           `json:"rate_out"`
 }
 
 type counters struct {

@@ -1,9 +1,9 @@
 package p2p
 
 import (
-	"time"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 
@@ -191,4 +191,3 @@ func keyWithoutPow(t *testing.T, run string, bits int) crypto.PrivKey {
 		}
 	}
 }
-

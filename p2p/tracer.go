@@ -86,9 +86,9 @@ func scoreParams(app func(peer.ID) float64, topics ...string) *pubsub.PeerScoreP
 		// excluded (police.appScore), not the honest peers relaying them.
 		AppSpecificScore:  app,
 		AppSpecificWeight: 1,
-		DecayInterval:        pubsub.DefaultDecayInterval,
-		DecayToZero:          pubsub.DefaultDecayToZero,
-		RetainScore:          time.Hour,
+		DecayInterval:     pubsub.DefaultDecayInterval,
+		DecayToZero:       pubsub.DefaultDecayToZero,
+		RetainScore:       time.Hour,
 	}
 	for _, t := range topics {
 		ps.Topics[t] = &pubsub.TopicScoreParams{
