@@ -13,6 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// The API's timeouts: requests are tiny GETs, answers a few kilobytes; an
+// idle keep-alive connection is closed after apiIdleTimeout.
+var (
+	apiReadTimeout  = 10 * time.Second
+	apiWriteTimeout = 30 * time.Second
+	apiIdleTimeout  = 60 * time.Second
+)
+
 // serveAPI serves the local HTTP API on addr until the returned stop is called:
 // GET /api/status (JSON), GET /metrics (Prometheus), GET /healthz.
 func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
@@ -26,12 +34,24 @@ func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
 		enc.Encode(d.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// /healthz answers 200 while the peer works or gets ready (its state on
+	// the line: starting, replaying, catching_up, training, serving) and 503
+	// once it failed or is stopping.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		st := d.Status()
+		if st.State == StateFailed || st.State == StateStopping {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, st.State, st.Error)
+			return
+		}
+		fmt.Fprintln(w, "ok", st.State)
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("node: api: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: apiReadTimeout,
+		WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
