@@ -83,6 +83,8 @@ var (
 	mBest      = prometheus.NewDesc("zopeer_best_peer_updates", "Largest update count a peer announced.", nil, nil)
 	mMismatch  = prometheus.NewDesc("zopeer_hash_mismatches", "Peers that announced our set digest with another weights hash.", nil, nil)
 	mFlagged   = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
+	mDiscred   = prometheus.NewDesc("zopeer_discredited_machines", "Machines whose announced counts anti-entropy did not bear out (ignored for a while).", nil, nil)
+	mState     = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
 	mBytes     = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
 	mGossip    = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
 	mSync      = prometheus.NewDesc("zopeer_sync_total", "Anti-entropy events.", []string{"event"}, nil)
@@ -92,7 +94,7 @@ var (
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
-		mMismatch, mFlagged, mBytes, mGossip, mSync, mPublished, mUptime} {
+		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSync, mPublished, mUptime} {
 		ch <- d
 	}
 }
@@ -123,6 +125,8 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	g(mBest, float64(st.BestPeer))
 	g(mMismatch, float64(len(st.Mismatches)))
 	g(mFlagged, float64(len(st.Flagged)))
+	g(mDiscred, float64(len(st.Discredited)))
+	g(mState, 1, st.State)
 	n(mBytes, float64(st.P2P.BytesIn), "in")
 	n(mBytes, float64(st.P2P.BytesOut), "out")
 	for outcome, v := range map[string]uint64{"accepted": st.P2P.GossipAccepted, "rejected": st.P2P.GossipRejected,

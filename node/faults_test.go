@@ -117,6 +117,7 @@ func TestLyingAnnouncementLeavesPeersTraining(t *testing.T) {
 	for _, p := range []*testDaemon{a, b} {
 		p.wait(t, time.Minute, "training", func(st Status) bool { return st.State == StateTraining && st.OwnUpdates > 0 })
 	}
+	t.Log("both train", time.Now().Format("15:04:05.000"))
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +142,7 @@ func TestLyingAnnouncementLeavesPeersTraining(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	t.Log("lies sent", time.Now().Format("15:04:05.000"))
 	liarID := fmt.Sprintf("%016x", liar.Machine())
 	for _, p := range []*testDaemon{a, b} {
 		p.wait(t, 30*time.Second, "liar discredited", func(st Status) bool {
@@ -155,6 +157,7 @@ func TestLyingAnnouncementLeavesPeersTraining(t *testing.T) {
 		p.wait(t, 30*time.Second, "training after the lie", func(st Status) bool {
 			return st.Contributing && !st.CatchingUp && st.OwnUpdates > own+8
 		})
+		t.Log(p.name, "trains again", time.Now().Format("15:04:05.000"))
 	}
 	// The liar goes on lying: ignored.
 	if err := liar.Announce(context.Background(), p2p.State{Count: 1 << 62, Time: uint64(time.Now().UnixMilli())}); err != nil {
