@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	bopts "github.com/dgraph-io/badger/v4/options"
 
 	"github.com/zopeer/zopeer/zo"
 )
@@ -115,6 +116,8 @@ type Store struct {
 	rules  zo.Rules
 	count  uint64
 	nextCk uint64
+
+	created bool // Open found no format version: the store is new
 }
 
 // Open opens the store in dir, creating it if needed. A new store records m
@@ -137,11 +140,27 @@ func Open(ctx context.Context, dir string, m Manifest, opts ...Option) (*Store, 
 		unlockDir(lock)
 		return nil, err
 	}
-	bo := badgerOptions(filepath.Join(dir, "db"), o)
+	// Every table's checksums are verified as Badger opens it, so a damaged
+	// table is an error at start, not a wrong read later.
+	bo := badgerOptions(filepath.Join(dir, "db"), o).WithChecksumVerificationMode(bopts.OnTableRead)
+	files, err := checkDB(dir, bo, o.log)
+	if err != nil {
+		unlockDir(lock)
+		return nil, err
+	}
 	s, err := open(ctx, bo, m, o)
 	if err != nil {
 		unlockDir(lock)
 		return nil, err
+	}
+	if s.created && files.holdsData() {
+		// Whatever the cause, an empty log next to data is never a store to
+		// train on: the checkpoints would be deleted as orphans and the
+		// machine would re-use its sample indices.
+		s.Close()
+		unlockDir(lock)
+		return nil, fmt.Errorf("%w: %s opened as an empty log next to %s; restore the store from a backup, "+
+			"or move it aside and restart to fetch the run's updates from peers again", ErrCorrupt, dir, files.describe())
 	}
 	s.dir, s.lock = dir, lock
 	s.cks = dirBlobs{dir: filepath.Join(dir, ckptDir)}
@@ -196,9 +215,26 @@ func OpenMemory(m Manifest, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-func open(ctx context.Context, bo badger.Options, m Manifest, o options) (*Store, error) {
-	db, err := badger.Open(bo)
+func open(ctx context.Context, bo badger.Options, m Manifest, o options) (_ *Store, err error) {
+	var db *badger.DB
+	// Badger panics on some damaged files instead of returning an error:
+	// those in this goroutine end here (checkDB catches the known ones first).
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				func() {
+					defer func() { recover() }()
+					db.Close()
+				}()
+			}
+			err = fmt.Errorf("%w: Badger failed on the files in %s: %v", ErrCorrupt, bo.Dir, r)
+		}
+	}()
+	db, err = badger.Open(bo)
 	if err != nil {
+		if isCorruption(err) {
+			return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, bo.Dir, err)
+		}
 		return nil, fmt.Errorf("store: open %s: %w", bo.Dir, err)
 	}
 	s := &Store{opts: o, log: o.log, db: db, sum: Summary{}, mdig: map[uint64]zo.SetDigest{}, excl: map[uint64][]byte{}, nextCk: 1}
@@ -215,6 +251,7 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 	err := s.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{keyVersion})
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			s.created = true
 			enc, err := encodeManifest(m)
 			if err != nil {
 				return err
