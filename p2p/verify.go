@@ -57,7 +57,7 @@ func (p *Peer) Verify(ctx context.Context, machine uint64) Verification {
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Go(func() {
-			hs, err := p.fetchDigest(ctx, id)
+			hs, _, err := p.fetchDigest(ctx, id)
 			if err != nil {
 				p.opts.Logger.Debug("p2p: verify digest", "peer", id, "err", err)
 				return
@@ -82,6 +82,9 @@ func (p *Peer) Verify(ctx context.Context, machine uint64) Verification {
 		}
 		v.Answered++
 		for _, h := range hs {
+			if p.opts.Log.Excluded(h.Machine) {
+				continue // a donor that has not seen the evidence yet
+			}
 			if lack := h.Samples.Sub(have[h.Machine]); len(lack) > 0 {
 				missing[h.Machine] = missing[h.Machine].Union(lack)
 			}
