@@ -67,7 +67,6 @@ func startInProcess(args []string, logf *os.File, done func(error)) (process, er
 	fs.StringVar(&s.Home, "home", s.Home, "")
 	fs.StringVar(&s.Model, "model", s.Model, "")
 	fs.StringVar(&s.Data, "data", s.Data, "")
-	fs.StringVar(&s.Data, "data", s.Data, "")
 	fs.StringVar(&s.EvalData, "eval-data", s.EvalData, "")
 	fs.StringVar(&s.Run, "run", s.Run, "")
 	fs.IntVar(&s.BatchSize, "batch-size", s.BatchSize, "")
