@@ -28,6 +28,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if err := d.contribute(ctx); err != nil {
 				return err
 			}
+			d.progress()
 			continue
 		}
 		select {
@@ -488,6 +489,16 @@ func (d *Daemon) catchUpRounds(ctx context.Context, start time.Time) {
 		d.caughtUp(have, "verified by donors")
 		return
 	}
+}
+
+// progress keeps the status's counts current while the loop trains without
+// a pause (refresh, with the weights hash, runs between steps only when the
+// loop waits).
+func (d *Daemon) progress() {
+	n, own := d.run.Log.Stats().Updates, d.run.Log.Held(d.s.Machine).Count()
+	d.snapshot(func(st *Status) {
+		st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
+	})
 }
 
 func (d *Daemon) caughtUp(have uint64, how string) {
