@@ -246,41 +246,42 @@ type Status struct {
 	// State says what the peer is doing (Starting, Replaying, …). Until it
 	// reaches catching_up, the counts and hashes below are not yet known and
 	// read as zero.
-	State        string     `json:"state"`
-	Error        string     `json:"error,omitempty"` // the fatal error, in state failed
-	PeerID       string     `json:"peer_id"`
-	API          string     `json:"api"`
-	Machine      string     `json:"machine"`
-	Run          string     `json:"run"`
-	Addrs        []string   `json:"addrs"`
-	Updates      uint64     `json:"updates"`
-	OwnUpdates   uint64     `json:"own_updates"`
-	NextSample   uint64     `json:"next_sample"`
-	Steps        int        `json:"steps"`
-	SetDigest    string     `json:"set_digest"`
-	WeightsHash  string     `json:"weights_hash"`
-	HashUpdates  uint64     `json:"hash_updates"` // updates the (set_digest, weights_hash) pair covers
-	Peers        int        `json:"peers"`
-	EvalLoss     *float64   `json:"eval_loss"`
-	EvalUpdates  uint64     `json:"eval_updates"`
-	Contributing bool       `json:"contributing"`
-	CatchingUp   bool       `json:"catching_up"`
-	BestPeer     uint64     `json:"best_peer_updates"` // largest update count a peer announced
-	Flagged      []string   `json:"flagged_machines"`
+	State        string   `json:"state"`
+	Error        string   `json:"error,omitempty"` // the fatal error, in state failed
+	PeerID       string   `json:"peer_id"`
+	API          string   `json:"api"`
+	Machine      string   `json:"machine"`
+	Run          string   `json:"run"`
+	Addrs        []string `json:"addrs"`
+	Updates      uint64   `json:"updates"`
+	OwnUpdates   uint64   `json:"own_updates"`
+	NextSample   uint64   `json:"next_sample"`
+	Steps        int      `json:"steps"`
+	SetDigest    string   `json:"set_digest"`
+	WeightsHash  string   `json:"weights_hash"`
+	HashUpdates  uint64   `json:"hash_updates"` // updates the (set_digest, weights_hash) pair covers
+	Peers        int      `json:"peers"`
+	EvalLoss     *float64 `json:"eval_loss"`
+	EvalUpdates  uint64   `json:"eval_updates"`
+	Contributing bool     `json:"contributing"`
+	CatchingUp   bool     `json:"catching_up"`
+	BestPeer     uint64   `json:"best_peer_updates"` // largest update count a peer announced
+	Flagged      []string `json:"flagged_machines"`
 	// Excluded are the machines excluded from the run (their updates are
 	// out of the weights, later ones refused), with the evidence's sample.
-	Excluded []Excluded `json:"excluded_machines"`
+	Excluded      []Excluded `json:"excluded_machines"` // the first 256
+	ExcludedTotal int        `json:"excluded_total"`
 	// Refused counts refused batches by reason (p2p.Reason*); RefusedMachines
 	// lists the machines refused most (at most 256), with their latest reason.
 	Refused         map[string]uint64 `json:"refused"`
 	RefusedMachines []p2p.Refused     `json:"refused_machines"`
 	// Overflow, when set, says the run's updates moved a weight past int32:
 	// the peer refuses to train, checkpoint or export (docs/DESIGN.md).
-	Overflow string `json:"overflow,omitempty"`
-	Discredited  []string   `json:"discredited_machines"` // announced counts anti-entropy did not bear out; ignored for a while
-	Mismatches   []Mismatch `json:"hash_mismatches"`
-	P2P          p2p.Stats  `json:"p2p"`
-	Uptime       float64    `json:"uptime_seconds"`
+	Overflow    string     `json:"overflow,omitempty"`
+	Discredited []string   `json:"discredited_machines"` // announced counts anti-entropy did not bear out; ignored for a while
+	Mismatches  []Mismatch `json:"hash_mismatches"`
+	P2P         p2p.Stats  `json:"p2p"`
+	Uptime      float64    `json:"uptime_seconds"`
 }
 
 // Excluded is a machine excluded from the run.

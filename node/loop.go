@@ -140,6 +140,7 @@ func (d *Daemon) noteExcluded(machine uint64, evidence []byte, run p2p.RunTag) {
 		x.Sample = ev.Sample
 	}
 	d.snapshot(func(st *Status) {
+		st.ExcludedTotal++
 		if len(st.Excluded) < maxExcludedShown {
 			st.Excluded = append(st.Excluded, x)
 		}
