@@ -1,10 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,27 +64,40 @@ const ManifestFile = "manifest.json"
 // APIAddrFile in a node's home holds the address its HTTP API listens on.
 const APIAddrFile = "api.addr"
 
-// ReadManifest reads a manifest file.
+// ReadManifest reads a manifest file: the canonical serialisation
+// (docs/PROTOCOL.md §9), or any JSON layout of the same members that older
+// homes hold (indented, base_digest as an array of numbers).
 func ReadManifest(path string) (store.Manifest, error) {
-	var m store.Manifest
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return m, fmt.Errorf("node: %w", err)
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("node: manifest %s: %w", path, err)
-	}
-	return m, nil
+	m, _, err := readManifest(path)
+	return m, err
 }
 
-// WriteManifest writes m to path atomically.
+// readManifest also reports whether the file holds the canonical bytes.
+func readManifest(path string) (store.Manifest, bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return store.Manifest{}, false, fmt.Errorf("node: %w", err)
+	}
+	m, err := store.ParseManifest(b)
+	if err != nil {
+		return m, false, fmt.Errorf("node: manifest %s: %w", path, err)
+	}
+	c, err := m.Canonical()
+	if err != nil {
+		return m, false, fmt.Errorf("node: manifest %s: %w", path, err)
+	}
+	return m, bytes.Equal(b, c), nil
+}
+
+// WriteManifest writes m's canonical serialisation to path atomically: the
+// file holds exactly the bytes the daemon serves to joiners (no newline).
 func WriteManifest(path string, m store.Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
+	b, err := m.Canonical()
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	return os.Rename(tmp, path)
@@ -342,7 +355,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	d.snapshot(func(st *Status) { st.Machine = fmt.Sprintf("%016x", s.Machine) })
 
 	mpath := filepath.Join(s.Home, ManifestFile)
-	m, err := ReadManifest(mpath)
+	m, canonical, err := readManifest(mpath)
 	if errors.Is(err, os.ErrNotExist) {
 		if m, err = fetchManifest(ctx, s, ps, key, log); err != nil {
 			return err
@@ -352,6 +365,13 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		}
 	} else if err != nil {
 		return err
+	} else if !canonical {
+		// A home written before the canonical form: same manifest, other
+		// bytes. Rewrite it so that file, store and network agree.
+		if err := WriteManifest(mpath, m); err != nil {
+			return err
+		}
+		log.Info("manifest rewritten in its canonical form (docs/PROTOCOL.md §9)", "path", mpath)
 	}
 	if _, err := m.Rules(); err != nil {
 		return err
@@ -389,7 +409,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return err
 	}
 	popts.PowBits = m.PowBits
-	if popts.Manifest, err = json.Marshal(m); err != nil {
+	if popts.Manifest, err = m.Canonical(); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	popts.State = d.announce
@@ -515,9 +535,14 @@ func fetchManifest(ctx context.Context, s Settings, ps PeerSettings, key crypto.
 	if err != nil {
 		return store.Manifest{}, err
 	}
-	var m store.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	m, err := store.ParseManifest(b)
+	if err != nil {
 		return m, fmt.Errorf("node: manifest from peers: %w", err)
+	}
+	if c, err := m.Canonical(); err != nil || !bytes.Equal(c, b) {
+		// Every donor serves the canonical bytes (a donor of an older build
+		// served another layout of the same manifest: it is read all the same).
+		log.Warn("peers served the manifest in a non-canonical form (an older zopeer?)")
 	}
 	if m.Run != s.Run {
 		return m, fmt.Errorf("node: peers sent the manifest of run %q, not %q", m.Run, s.Run)

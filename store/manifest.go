@@ -1,12 +1,19 @@
 package store
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/zopeer/zopeer/zo"
 )
@@ -20,10 +27,15 @@ const FormatVersion = 1
 // same manifest; Open refuses a store whose manifest differs from the one the
 // node was started with, because replaying a log under other hyperparameters
 // silently yields other weights.
+//
+// A manifest travels and is stored in one canonical serialisation
+// (Canonical, docs/PROTOCOL.md §9): the bytes a daemon serves to joiners, the
+// bytes of the home's manifest.json and of the store's copy are the same, so
+// peers can compare manifests byte for byte.
 type Manifest struct {
-	FormatVersion int               `json:"format_version"` // set by Open
+	FormatVersion int               `json:"format_version"` // ManifestVersion once canonical; 0 in homes written before it
 	Run           string            `json:"run"`
-	BaseDigest    [32]byte          `json:"base_digest"` // hash of the base weights
+	BaseDigest    Digest            `json:"base_digest"` // weights hash (PROTOCOL.md §7) of the base weights
 	Dist          string            `json:"dist"`        // perturbation distribution (zo.Dist.String)
 	Eps           float64           `json:"eps"`
 	LR            float64           `json:"lr"`
@@ -133,18 +145,306 @@ func (m Manifest) diff(o Manifest) string {
 	return ""
 }
 
-func encodeManifest(m Manifest) ([]byte, error) {
-	b, err := json.Marshal(m)
+func encodeManifest(m Manifest) ([]byte, error) { return m.Canonical() }
+
+func decodeManifest(b []byte) (Manifest, error) {
+	m, err := ParseManifest(b)
 	if err != nil {
-		return nil, fmt.Errorf("store: encode manifest: %w", err)
+		return Manifest{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+// ManifestVersion is the manifest format this build writes (the manifest's
+// format_version): the schema and canonical serialisation of
+// docs/PROTOCOL.md §9. Manifests written before it carry 0 (or 1, the store
+// format, in a store's own copy) and the same fields; they are read as this
+// version. Any other version is refused.
+const ManifestVersion = 1
+
+// Digest is a 32-byte hash. Its JSON form is 64 lower-case hex digits; an
+// array of 32 numbers (how manifests were written before format 1 was made
+// canonical) is read too.
+type Digest [32]byte
+
+// MarshalJSON writes d as a hex string.
+func (d Digest) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + hex.EncodeToString(d[:]) + `"`), nil
+}
+
+// UnmarshalJSON reads a hex string, or the older array of 32 numbers.
+func (d *Digest) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		if len(s) != 64 || s != strings.ToLower(s) {
+			return fmt.Errorf("digest %q: want 64 lower-case hex digits", s)
+		}
+		_, err := hex.Decode(d[:], []byte(s))
+		return err
+	}
+	var a [32]byte
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) != 32 {
+		return fmt.Errorf("digest %s: want 64 hex digits", b)
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return fmt.Errorf("digest: %w", err)
+	}
+	*d = a
+	return nil
+}
+
+// manifestKeys are the manifest's members, in the canonical (sorted) order.
+var manifestKeys = []string{"admission", "admit", "base_digest", "dist", "eps", "format_version", "grad_bound",
+	"lr", "lr_decay", "lr_warmup", "max_samples", "params", "pow_bits", "quant", "run"}
+
+// ErrManifestFormat reports bytes that are not a manifest this build reads.
+var ErrManifestFormat = errors.New("store: not a valid run manifest")
+
+// maxExactInt is 2^53: integers below it are exact in binary64, so every
+// JSON implementation reads them alike (RFC 8785 needs that of integers).
+const maxExactInt = 1 << 53
+
+// Canonical is the one serialisation of m (docs/PROTOCOL.md §9): the RFC 8785
+// JSON Canonicalization Scheme of the object whose members are the manifest's
+// fields, format_version set to ManifestVersion, the optional members
+// (lr_warmup, lr_decay, params, grad_bound, max_samples, admission, pow_bits,
+// admit) omitted when zero or empty. Members are sorted by key, there is no
+// whitespace, strings are UTF-8 with only '"', '\\' and control characters
+// escaped, and binary64 numbers are written as ECMAScript writes them
+// (shortest round-trip digits). It fails on a value with no canonical form:
+// a non-finite number, an integer ≥ 2^53, a string that is not UTF-8.
+func (m Manifest) Canonical() ([]byte, error) {
+	var b []byte
+	var errs []error
+	member := func(key string) {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, key)
+		b = append(b, ':')
+	}
+	str := func(key, v string, omit bool) {
+		if omit && v == "" {
+			return
+		}
+		if !utf8.ValidString(v) {
+			errs = append(errs, fmt.Errorf("%s is not UTF-8", key))
+		}
+		member(key)
+		b = appendJSONString(b, v)
+	}
+	num := func(key string, v float64, omit bool) {
+		if omit && v == 0 {
+			return
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			errs = append(errs, fmt.Errorf("%s is %g", key, v))
+			v = 0
+		}
+		member(key)
+		b = appendJSONNumber(b, v)
+	}
+	integer := func(key string, v uint64, omit bool) {
+		if omit && v == 0 {
+			return
+		}
+		if v >= maxExactInt {
+			errs = append(errs, fmt.Errorf("%s %d is not below 2^53", key, v))
+		}
+		member(key)
+		b = strconv.AppendUint(b, v, 10)
+	}
+	b = append(b, '{')
+	str("admission", m.Admission, true)
+	if len(m.Admit) > 0 {
+		member("admit")
+		b = append(b, '[')
+		for i, a := range m.Admit {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if !utf8.ValidString(a) {
+				errs = append(errs, errors.New("admit is not UTF-8"))
+			}
+			b = appendJSONString(b, a)
+		}
+		b = append(b, ']')
+	}
+	member("base_digest")
+	b = append(b, '"')
+	b = hex.AppendEncode(b, m.BaseDigest[:])
+	b = append(b, '"')
+	str("dist", m.Dist, false)
+	num("eps", m.Eps, false)
+	integer("format_version", ManifestVersion, false)
+	num("grad_bound", m.GradBound, true)
+	num("lr", m.LR, false)
+	integer("lr_decay", m.LRDecay, true)
+	integer("lr_warmup", m.LRWarmup, true)
+	integer("max_samples", m.MaxSamples, true)
+	if len(m.Params) > 0 {
+		member("params")
+		keys := slices.Collect(maps.Keys(m.Params))
+		slices.SortFunc(keys, compareUTF16)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if !utf8.ValidString(k) || !utf8.ValidString(m.Params[k]) {
+				errs = append(errs, fmt.Errorf("params %q is not UTF-8", k))
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, m.Params[k])
+		}
+		b = append(b, '}')
+	}
+	if m.PowBits < 0 {
+		errs = append(errs, fmt.Errorf("pow_bits %d", m.PowBits))
+	}
+	integer("pow_bits", uint64(max(m.PowBits, 0)), true)
+	str("quant", m.Quant, false)
+	str("run", m.Run, false)
+	b = append(b, '}')
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrManifestFormat, errors.Join(errs...))
 	}
 	return b, nil
 }
 
-func decodeManifest(b []byte) (Manifest, error) {
+// CanonicalDigest is SHA-256 of the canonical serialisation: the manifest's
+// identity, as status and logs print it.
+func (m Manifest) CanonicalDigest() ([32]byte, error) {
+	b, err := m.Canonical()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+// ParseManifest reads a manifest in any JSON layout (the canonical form,
+// indented files of older homes, base_digest as hex or as the older array).
+// It is strict where leniency could make two peers read different runs:
+// members must be spelled exactly (no case folding), appear once, and be
+// known to this build (a member it does not know could change the weights);
+// format_version must be 0 (older homes) or ManifestVersion. The result's
+// FormatVersion is ManifestVersion.
+func ParseManifest(b []byte) (Manifest, error) {
 	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var obj map[string]json.RawMessage
+	if err := dec.Decode(&obj); err != nil {
+		return m, fmt.Errorf("%w: %v", ErrManifestFormat, err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return m, fmt.Errorf("%w: trailing data", ErrManifestFormat)
+	}
+	if err := checkMembers(b); err != nil {
+		return m, err
+	}
+	for k := range obj {
+		if _, ok := slices.BinarySearch(manifestKeys, k); !ok {
+			return m, fmt.Errorf("%w: unknown member %q (a newer manifest format? upgrade zopeer)", ErrManifestFormat, k)
+		}
+	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+		return Manifest{}, fmt.Errorf("%w: %v", ErrManifestFormat, err)
+	}
+	switch m.FormatVersion {
+	case 0, ManifestVersion:
+		m.FormatVersion = ManifestVersion
+	default:
+		return Manifest{}, fmt.Errorf("%w: format_version %d, this build reads %d", ErrManifestFormat, m.FormatVersion, ManifestVersion)
+	}
+	if len(m.Params) == 0 {
+		m.Params = nil
+	}
+	if len(m.Admit) == 0 {
+		m.Admit = nil
 	}
 	return m, nil
+}
+
+// checkMembers refuses a top-level object with a repeated member.
+func checkMembers(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		return fmt.Errorf("%w: %v", ErrManifestFormat, err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrManifestFormat, err)
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			return fmt.Errorf("%w: member %q appears twice", ErrManifestFormat, k)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("%w: %v", ErrManifestFormat, err)
+		}
+	}
+	return nil
+}
+
+// compareUTF16 orders strings by their UTF-16 code units (RFC 8785 §3.2.3).
+func compareUTF16(a, b string) int {
+	return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+}
+
+// appendJSONString writes s as JSON.stringify does: '"' and '\\' escaped,
+// \b \f \n \r \t for those controls, \u00xx (lower-case hex) for the other
+// controls below U+0020, everything else as its UTF-8 bytes.
+func appendJSONString(b []byte, s string) []byte {
+	const hexd = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\b':
+			b = append(b, '\\', 'b')
+		case c == '\f':
+			b = append(b, '\\', 'f')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// appendJSONNumber writes a finite binary64 as ECMAScript's Number::toString
+// (RFC 8785 §3.2.2.3): the shortest digits that round-trip, in plain notation
+// for 1e-6 ≤ |v| < 1e21 and as d.ddde±x otherwise; −0 is written 0.
+func appendJSONNumber(b []byte, v float64) []byte {
+	if v == 0 {
+		return append(b, '0')
+	}
+	abs := math.Abs(v)
+	if abs >= 1e-6 && abs < 1e21 {
+		return strconv.AppendFloat(b, v, 'f', -1, 64)
+	}
+	n := len(b)
+	b = strconv.AppendFloat(b, v, 'e', -1, 64)
+	// Go writes e-07 / e+21; ECMAScript writes e-7 / e+21.
+	if m := len(b); m-n >= 4 && b[m-4] == 'e' && b[m-2] == '0' {
+		b[m-2] = b[m-1]
+		b = b[:m-1]
+	}
+	return b
 }
