@@ -159,7 +159,7 @@ func DecodeBatch(data []byte, run RunTag) (*Batch, error) {
 		codes[i] = int8(c)
 	}
 	body := len(data) - ed25519.SignatureSize
-	if !ed25519.Verify(pub, signed(batchDomain, data[:body]), data[body:]) {
+	if !verifySig(pub, signed(batchDomain, data[:body]), data[body:]) {
 		return nil, ErrSignature
 	}
 	return &Batch{
@@ -223,7 +223,7 @@ func DecodeState(data []byte, run RunTag) (State, error) {
 	copy(s.Digest[:], rest[:32])
 	copy(s.WeightsHash[:], rest[32:64])
 	body := len(data) - ed25519.SignatureSize
-	if !ed25519.Verify(s.PubKey, signed(stateDomain, data[:body]), data[body:]) {
+	if !verifySig(s.PubKey, signed(stateDomain, data[:body]), data[body:]) {
 		return State{}, ErrSignature
 	}
 	s.Machine = MachineOf(s.PubKey)
