@@ -83,9 +83,9 @@ type Stats struct {
 	// and Ignored gossip above count messages of both kinds.
 	// The node's status shows both at its top level.
 	Refused         map[string]uint64 `json:"-"`
-	RefusedMachines []Refused         `json:"-"` // most refused first, at most 256
-	Peers           int               `json:"peers"`            // connected peers
-	MeshPeers       int               `json:"mesh_peers"`       // peers in our gossip mesh of the updates topic
+	RefusedMachines []Refused         `json:"-"`          // most refused first, at most 256
+	Peers           int               `json:"peers"`      // connected peers
+	MeshPeers       int               `json:"mesh_peers"` // peers in our gossip mesh of the updates topic
 	BytesIn         int64             `json:"bytes_in"`
 	BytesOut        int64             `json:"bytes_out"`
 	RateIn          float64           `json:"rate_in"` // bytes per second
