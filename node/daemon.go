@@ -408,7 +408,9 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	if popts.Rules, err = m.Rules(); err != nil {
 		return err
 	}
-	popts.PowBits = m.PowBits
+	if !m.Closed() {
+		popts.PowBits = m.PowBits // a closed run's list is its admission; pow_bits is ignored (PROTOCOL.md §8)
+	}
 	if popts.Manifest, err = m.Canonical(); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

@@ -59,8 +59,8 @@ func FuzzDecodeState(f *testing.F) {
 
 func FuzzDecodeRequest(f *testing.F) {
 	tag := NewRunTag("fuzz")
-	f.Add(encodeRequest(tag, syncRequest{Kind: kindDigest}))
-	f.Add(encodeRequest(tag, syncRequest{Kind: kindFetch, Machine: 5, Lo: 1, Hi: 1 << 50}))
+	f.Add(encodeRequest(tag, SyncRequest{Kind: kindDigest}))
+	f.Add(encodeRequest(tag, SyncRequest{Kind: kindFetch, Machine: 5, Lo: 1, Hi: 1 << 50}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		q, err := decodeRequest(data, tag)
 		if err != nil {

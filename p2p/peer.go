@@ -620,20 +620,35 @@ const penaltyTime = 10 * time.Minute
 // run's rules and the signer's proof of work, counting a refusal's reason.
 // Gossip and sync both use it.
 func (p *Peer) admitBatch(data []byte) (*Batch, error) {
-	b, err := DecodeBatch(data, p.run)
+	b, reason, err := checkBatch(data, p.run, p.opts.Rules, func(b *Batch) bool {
+		return p.pol.powOK(p.opts.Run, b.PubKey, b.Machine, p.opts.PowBits)
+	})
 	if err != nil {
-		p.pol.refuse(0, false, reasonOf(err))
+		var machine uint64
+		if b != nil {
+			machine = b.Machine
+		}
+		p.pol.refuse(machine, b != nil, reason)
 		return nil, err
-	}
-	if err := p.opts.Rules.CheckBatch(b.Machine, b.First, b.Exp, b.Codes); err != nil {
-		p.pol.refuse(b.Machine, true, reasonOf(err))
-		return nil, err
-	}
-	if !p.pol.powOK(p.opts.Run, b.PubKey, b.Machine, p.opts.PowBits) {
-		p.pol.refuse(b.Machine, true, ReasonPow)
-		return nil, fmt.Errorf("%w: machine %016x", errPow, b.Machine)
 	}
 	return b, nil
+}
+
+// checkBatch runs every Reject row of docs/PROTOCOL-WIRE.md §3.2 in order:
+// decoding and the signature, the run's rules, the proof of work. On a
+// refusal after decoding it returns the batch too, with the reason.
+func checkBatch(data []byte, run RunTag, rules zo.Rules, powOK func(*Batch) bool) (*Batch, string, error) {
+	b, err := DecodeBatch(data, run)
+	if err != nil {
+		return nil, reasonOf(err), err
+	}
+	if err := rules.CheckBatch(b.Machine, b.First, b.Exp, b.Codes); err != nil {
+		return b, reasonOf(err), err
+	}
+	if !powOK(b) {
+		return b, ReasonPow, fmt.Errorf("%w: machine %016x", errPow, b.Machine)
+	}
+	return b, "", nil
 }
 
 // evidenceAgainst builds the evidence that b conflicts, at sample s, with

@@ -281,7 +281,7 @@ func (p *Peer) pullFrom(ctx context.Context, d *donor, q *workQueue) {
 }
 
 // syncStream opens a sync stream to id with the round's deadline.
-func (p *Peer) syncStream(ctx context.Context, id peer.ID, q syncRequest) (network.Stream, *bufio.Reader, error) {
+func (p *Peer) syncStream(ctx context.Context, id peer.ID, q SyncRequest) (network.Stream, *bufio.Reader, error) {
 	s, err := p.host.NewStream(network.WithNoDial(ctx, "sync"), id, protocol.ID(SyncProtocol))
 	if err != nil {
 		return nil, nil, fmt.Errorf("p2p: sync stream: %w", err)
@@ -302,7 +302,7 @@ func (p *Peer) syncStream(ctx context.Context, id peer.ID, q syncRequest) (netwo
 }
 
 func (p *Peer) fetchDigest(ctx context.Context, id peer.ID) ([]Holding, []uint64, error) {
-	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindDigest})
+	s, r, err := p.syncStream(ctx, id, SyncRequest{Kind: kindDigest})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -358,7 +358,7 @@ func (p *Peer) fetchEvidence(ctx context.Context, donors []*donor) {
 }
 
 func (p *Peer) fetchEvidenceFrom(ctx context.Context, id peer.ID, machine uint64) (*Evidence, error) {
-	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindEvidence, Machine: machine})
+	s, r, err := p.syncStream(ctx, id, SyncRequest{Kind: kindEvidence, Machine: machine})
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +425,7 @@ func (p *Peer) FetchManifest(ctx context.Context) ([]byte, error) {
 }
 
 func (p *Peer) fetchManifest(ctx context.Context, id peer.ID) ([]byte, error) {
-	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindManifest})
+	s, r, err := p.syncStream(ctx, id, SyncRequest{Kind: kindManifest})
 	if err != nil {
 		return nil, err
 	}
@@ -443,7 +443,7 @@ func (p *Peer) fetchManifest(ctx context.Context, id peer.ID) ([]byte, error) {
 // decoded and verified as gossip is; a batch that is forged, from another run
 // or machine, outside the range, or over the response limit ends the stream.
 func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (Ranges, error) {
-	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindFetch, Machine: machine, Lo: lo, Hi: hi})
+	s, r, err := p.syncStream(ctx, id, SyncRequest{Kind: kindFetch, Machine: machine, Lo: lo, Hi: hi})
 	if err != nil {
 		return nil, err
 	}

@@ -33,14 +33,14 @@ const (
 	maxDigestExclusions = 4096
 )
 
-// syncRequest is the single request on a sync stream.
-type syncRequest struct {
+// SyncRequest is the single request on a sync stream.
+type SyncRequest struct {
 	Kind    byte
 	Machine uint64 // fetch and evidence only
 	Lo, Hi  uint64 // fetch only: the inclusive sample range wanted
 }
 
-func encodeRequest(run RunTag, q syncRequest) []byte {
+func encodeRequest(run RunTag, q SyncRequest) []byte {
 	b := make([]byte, 0, maxRequestSize)
 	b = append(b, WireVersion)
 	b = append(b, run[:]...)
@@ -56,8 +56,8 @@ func encodeRequest(run RunTag, q syncRequest) []byte {
 	return b
 }
 
-func decodeRequest(b []byte, run RunTag) (syncRequest, error) {
-	var q syncRequest
+func decodeRequest(b []byte, run RunTag) (SyncRequest, error) {
+	var q SyncRequest
 	if len(b) < 10 {
 		return q, fmt.Errorf("%w: short request", ErrMalformed)
 	}

@@ -172,7 +172,7 @@ func TestStateRoundTrip(t *testing.T) {
 
 func TestSyncMessagesRoundTrip(t *testing.T) {
 	tag := NewRunTag("run")
-	for _, q := range []syncRequest{
+	for _, q := range []SyncRequest{
 		{Kind: kindDigest},
 		{Kind: kindFetch, Machine: math.MaxUint64, Lo: 0, Hi: math.MaxUint64},
 		{Kind: kindFetch, Machine: 1, Lo: 300, Hi: 300},
@@ -182,7 +182,7 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 			t.Errorf("request %+v: got %+v, %v", q, got, err)
 		}
 	}
-	if _, err := decodeRequest(encodeRequest(tag, syncRequest{Kind: kindFetch, Lo: 2, Hi: 1}), tag); err == nil {
+	if _, err := decodeRequest(encodeRequest(tag, SyncRequest{Kind: kindFetch, Lo: 2, Hi: 1}), tag); err == nil {
 		t.Error("empty fetch range accepted")
 	}
 	hs := []Holding{
