@@ -50,3 +50,7 @@ func appendUvarint(b []byte, v uint64) []byte {
 	}
 	return append(b, byte(v))
 }
+
+// ReasonOf names the Reject row (Reason*) an error of DecodeBatch,
+// DecodeState, DecodeEvidence or the run's rules falls under.
+func ReasonOf(err error) string { return reasonOf(err) }

@@ -325,3 +325,7 @@ func (p *applyPlan) applyGauss(d []int32, first uint64) {
 		}
 	}
 }
+
+// EpsGrid is ε on tensor ti's grid in units of the integer-valued z
+// (docs/PROTOCOL.md §6: ε_t); 0 for a frozen tensor.
+func (e *Engine) EpsGrid(ti int) int32 { return e.epsQ[ti] }

@@ -62,3 +62,7 @@ func (s Seed) uniform(b uint64) float64 {
 // gradient to its one-byte code. Deriving it from the seed keeps quantisation
 // reproducible and lets anyone re-check a peer's rounding given its float g.
 func (s Seed) CodeUniform() float64 { return s.uniform(auxBlockCode) }
+
+// CoeffUniform is the uniform that stochastically rounds an update's
+// coefficient on tensor t (its index in the layout): docs/PROTOCOL.md §2.
+func (s Seed) CoeffUniform(t int) float64 { return s.uniform(auxBlockCoeff + uint64(t)) }
