@@ -31,6 +31,7 @@ var commands = []command{
 	{"start", "run a peer: join the run's network, train, gossip, serve the HTTP API", startCommand},
 	{"status", "print a running peer's status", statusCommand},
 	{"id", "print the machine id and peer ID of a home's identity (creating it if needed)", idCommand},
+	{"log", "log export: write a stopped peer's update log as JSON lines (docs/STORE.md)", logCommand},
 	{"bench", "measure forward passes, ZO steps, updates and memory", benchCommand},
 }
 
