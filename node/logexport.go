@@ -35,6 +35,9 @@ type ExportSummary struct {
 // (Badger allows one process per store): stop the peer first.
 func ExportLog(ctx context.Context, home string, w io.Writer) (ExportSummary, error) {
 	var sum ExportSummary
+	if _, err := os.Stat(filepath.Join(home, ManifestFile)); err != nil {
+		return sum, fmt.Errorf("node: %s is not a peer's home: %w", home, err) // and create nothing there
+	}
 	lock, err := lockHome(home)
 	if err != nil {
 		return sum, fmt.Errorf("%w (stop the peer to export its log)", err)
