@@ -37,7 +37,7 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	fs.StringVar(&s.Home, "home", s.Home, "the node's home directory; the manifest goes there")
 	fs.StringVar(&s.Model, "model", s.Model, "base model directory (default: the embedded model)")
 	fs.StringVar(&s.Data, "data", s.Data, "data to calibrate --grad-bound on (default with the embedded model: its task)")
-	fs.Float64Var(&s.GradBound, "grad-bound", s.GradBound, "bound on every update's |projected gradient| (0: calibrate on the base model and --data)")
+	fs.Float64Var(&s.GradBound, "grad-bound", s.GradBound, "bound on every update's |projected gradient| (0: calibrate: a quarter of the base model's median |g| on --data, as a power of two)")
 	fs.Uint64Var(&s.MaxSamples, "max-samples", s.MaxSamples, "samples one machine may contribute at most (0: no cap)")
 	fs.StringVar(&s.Admission, "admission", s.Admission, "open (anyone with --pow-bits of proof of work) or closed (only --admit machines)")
 	fs.IntVar(&s.PowBits, "pow-bits", s.PowBits, "open runs: proof of work every contributing key must carry, in bits")
