@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zopeer/zopeer/node/dashboard"
 )
 
 // The API's timeouts: requests are tiny GETs, answers a few kilobytes; an
@@ -34,6 +36,14 @@ func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
 		enc.Encode(d.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/history", d.handleHistory)
+	mux.HandleFunc("GET /api/peers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(d.Peers())
+	})
+	mux.HandleFunc("POST /api/export", d.handleExport)
+	mux.Handle("GET /{$}", dashboard.Handler())
+	mux.Handle("GET /dashboard/", dashboard.Handler())
 	// /healthz answers 200 while the peer works or gets ready (its state on
 	// the line: starting, replaying, catching_up, training, serving) and 503
 	// once it failed or is stopping.

@@ -30,6 +30,7 @@ var commands = []command{
 	{"init", "create a run: write its manifest (base-model digest, hyperparameters) in --home", initCommand},
 	{"start", "run a peer: join the run's network, train, gossip, serve the HTTP API", startCommand},
 	{"status", "print a running peer's status", statusCommand},
+	{"export", "write the current model of a home (train or start, running or not) in Hugging Face layout", exportCommand},
 	{"id", "print the machine id and peer ID of a home's identity (creating it if needed)", idCommand},
 	{"bench", "measure forward passes, ZO steps, updates and memory", benchCommand},
 }
@@ -84,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx = context.WithValue(ctx, stderrKey{}, stderr)
 	if err := runCmd(ctx, log, stdout, fs.Args()); err != nil {
 		fmt.Fprintf(stderr, "zopeer %s: %v\n", cmd.name, err)
 		var ue usageError

@@ -138,7 +138,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 		if err != nil {
 			return usageError{err}
 		}
-		return node.Start(ctx, s, ps, log)
+		return node.Start(node.WithProgress(ctx, progressBar(stderrOf(ctx))), s, ps, log)
 	}
 }
 

@@ -55,7 +55,7 @@ func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 		if err != nil {
 			return usageError{err}
 		}
-		r, err := node.OpenRun(ctx, s, nil, log)
+		r, err := node.OpenRun(node.WithProgress(ctx, progressBar(stderrOf(ctx))), s, nil, log)
 		if err != nil {
 			return err
 		}
