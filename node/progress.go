@@ -57,4 +57,3 @@ func replayReporter(ctx context.Context, log *slog.Logger) func(store.ReplayProg
 		}
 	}
 }
-

@@ -11,7 +11,7 @@ import (
 )
 
 func exportCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
-	home := fs.String("home", node.Defaults.Home, "the home to export (of `zopeer train` or `zopeer start`)")
+	home := fs.String("home", node.Defaults.Home, "the home to export (of zopeer train or zopeer start)")
 	out := fs.String("out", "", "directory to write the model to (Hugging Face layout)")
 	dir := fs.String("model", "", "the run's base model directory, when the home does not record where it is")
 	return func(ctx context.Context, log *slog.Logger, w io.Writer, args []string) error {
