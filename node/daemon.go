@@ -219,6 +219,7 @@ type Daemon struct {
 	wakeC      chan struct{}  // asks the catch-up goroutine for a verified round
 	exportC    chan exportReq // POST /api/export, answered by the loop between steps
 	watch      watch          // history, rates and per-peer activity for the dashboard (watch.go)
+	met        *metrics       // latency histograms (metrics.go)
 
 	mu          sync.Mutex // guards snap, states and discredited
 	snap        Status
@@ -324,7 +325,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer cancel()
 
 	d := &Daemon{s: s, ps: ps, log: log, states: map[uint64]heard{}, discredited: map[uint64]time.Time{},
-		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), start: time.Now()}
+		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), met: newMetrics(), start: time.Now()}
 	// A peer starts by catching up, and says so before its loop first runs:
 	// a status read then must not look finished.
 	d.catchingUp.Store(true)
@@ -388,6 +389,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 	defer run.Close()
 	d.run = run
+	run.Trainer.observeForward = d.met.observeForward
 
 	popts := p2p.DefaultOptions()
 	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, logAdapter{run.Log}, log.With("component", "p2p")

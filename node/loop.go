@@ -198,6 +198,8 @@ func (d *Daemon) contributing() bool {
 
 // contribute runs one step: propose, sign, log durably, apply, then publish.
 func (d *Daemon) contribute(ctx context.Context) error {
+	t0 := time.Now()
+	defer func() { d.met.step.Observe(time.Since(t0).Seconds()) }()
 	p, err := d.run.Trainer.Propose(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -457,6 +459,7 @@ func (d *Daemon) catchUpRounds(ctx context.Context, start time.Time) {
 	for ctx.Err() == nil {
 		t0 := time.Now()
 		got := d.peer.SyncNow(ctx)
+		d.met.syncRound.Observe(time.Since(t0).Seconds())
 		have := d.run.Log.Stats().Updates
 		if got > 0 {
 			d.mu.Lock()
