@@ -105,7 +105,7 @@ func TestHistoryKeptInHome(t *testing.T) {
 	var w watch
 	w.open(home)
 	for i := range 5 {
-		w.record(Point{Time: float64(i), Updates: uint64(64 * i), EvalLoss: 3 - float64(i)/10})
+		w.record(Point{Time: float64(i + 1), Updates: uint64(64 * i), EvalLoss: 3 - float64(i)/10})
 	}
 	w.record(Point{Time: 9, EvalLoss: math.NaN()}) // never written: JSON has no NaN
 	f, _ := os.OpenFile(filepath.Join(home, HistoryFile), os.O_APPEND|os.O_WRONLY, 0)
@@ -117,7 +117,7 @@ func TestHistoryKeptInHome(t *testing.T) {
 	if len(got) != 5 || got[4].Updates != 256 || got[4].EvalLoss != 2.6 {
 		t.Fatalf("reloaded history %+v", got)
 	}
-	if len(w2.history(2)) != 2 {
+	if len(w2.history(3)) != 2 {
 		t.Fatal("since does not filter")
 	}
 }
