@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -114,6 +115,9 @@ func OpenModel(dir string) (*model.Model, *tokenizer.Tokenizer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := checkFinite(lm); err != nil {
+		return nil, nil, fmt.Errorf("node: %s: %w", dir, err)
+	}
 	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		return nil, nil, err
@@ -122,6 +126,19 @@ func OpenModel(dir string) (*model.Model, *tokenizer.Tokenizer, error) {
 		return nil, nil, fmt.Errorf("node: %s: %w", dir, err)
 	}
 	return lm, tok, nil
+}
+
+// checkFinite refuses weights that hold NaN or ±Inf: every loss would be
+// NaN or +Inf, and ZO steps on them are meaningless.
+func checkFinite(lm *model.Model) error {
+	for _, p := range lm.Params() {
+		for i, v := range p.Data {
+			if v != v || v > math.MaxFloat32 || v < -math.MaxFloat32 {
+				return fmt.Errorf("weight %s[%d] is %v: the model's weights must be finite", p.Name, i, v)
+			}
+		}
+	}
+	return nil
 }
 
 // LoadData reads a dataset, logging what was skipped.
