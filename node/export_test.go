@@ -183,11 +183,12 @@ func TestManifestModelSource(t *testing.T) {
 	src := *m.Model
 	src.Path = filepath.Join(dir, "elsewhere")
 	gone.Model = &src
-	j, err := Defaults.WithEmbeddedDefault()
+	j := Defaults
+	j.Home = filepath.Join(dir, "joiner")
+	j, err = j.WithEmbeddedDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.Home = dir
 	if _, err := j.withRunModel(gone, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "HuggingFaceTB/SmolLM-135M@main") {
 		t.Fatalf("joiner error %v; want it to name the model", err)
 	}

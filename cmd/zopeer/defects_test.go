@@ -69,7 +69,7 @@ func TestDefaultHomeIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "/zopeer-home/") {
+	if !strings.Contains(string(b), "zopeer-home/") {
 		t.Fatal(".gitignore does not ignore zopeer-home/")
 	}
 }
