@@ -93,7 +93,7 @@ func TestStatusHome(t *testing.T) {
 	os.WriteFile(filepath.Join(home, "api.addr"), []byte("127.0.0.1:1\n"), 0o644)
 	for _, cmd := range []string{"status", "peers"} {
 		code, _, errs = zopeer(t, cmd, "--home", home)
-		if code != 1 || !strings.Contains(errs, "no zopeer peer answers at 127.0.0.1:1") {
+		if code != 1 || !strings.Contains(errs, "no zopeer node answers at 127.0.0.1:1") {
 			t.Fatalf("%s: exit %d: %s", cmd, code, errs)
 		}
 	}

@@ -50,7 +50,7 @@ func getJSON(ctx context.Context, api, path string, v any) ([]byte, error) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("no zopeer peer answers at %s: %w", api, err)
+		return nil, fmt.Errorf("no zopeer node answers at %s: %w", api, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
