@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zopeer/zopeer/node/dashboard"
 )
 
 // The API's timeouts: requests are tiny GETs, answers a few kilobytes; an
@@ -26,6 +28,7 @@ var (
 func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statusCollector{d})
+	d.met.register(reg, d.start)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -34,6 +37,14 @@ func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
 		enc.Encode(d.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/history", d.handleHistory)
+	mux.HandleFunc("GET /api/peers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(d.Peers())
+	})
+	mux.HandleFunc("POST /api/export", d.handleExport)
+	mux.Handle("GET /{$}", dashboard.Handler())
+	mux.Handle("GET /dashboard/", dashboard.Handler())
 	// /healthz answers 200 while the peer works or gets ready (its state on
 	// the line: starting, replaying, catching_up, training, serving) and 503
 	// once it failed or is stopping.
@@ -73,31 +84,34 @@ func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
 type statusCollector struct{ d *Daemon }
 
 var (
-	mUpdates   = prometheus.NewDesc("zopeer_updates", "Updates in the log.", nil, nil)
-	mOwn       = prometheus.NewDesc("zopeer_own_updates", "Updates this peer contributed.", nil, nil)
-	mSteps     = prometheus.NewDesc("zopeer_steps_total", "Steps contributed since start.", nil, nil)
-	mPeers     = prometheus.NewDesc("zopeer_peers", "Connected peers.", nil, nil)
-	mEval      = prometheus.NewDesc("zopeer_eval_loss", "Latest held-out loss (nats per target token).", nil, nil)
-	mContrib   = prometheus.NewDesc("zopeer_contributing", "1 while the peer trains.", nil, nil)
-	mCatching  = prometheus.NewDesc("zopeer_catching_up", "1 while the peer catches up.", nil, nil)
-	mBest      = prometheus.NewDesc("zopeer_best_peer_updates", "Largest update count a peer announced.", nil, nil)
-	mMismatch  = prometheus.NewDesc("zopeer_hash_mismatches", "Peers that announced our set digest with another weights hash.", nil, nil)
-	mFlagged   = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
-	mDiscred   = prometheus.NewDesc("zopeer_discredited_machines", "Machines whose announced counts anti-entropy did not bear out (ignored for a while).", nil, nil)
-	mState     = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
-	mBytes     = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
-	mGossip    = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
-	mSync      = prometheus.NewDesc("zopeer_sync_total", "Anti-entropy events.", []string{"event"}, nil)
-	mPublished = prometheus.NewDesc("zopeer_published_batches_total", "Batches this peer published.", nil, nil)
-	mUptime    = prometheus.NewDesc("zopeer_uptime_seconds", "Seconds since start.", nil, nil)
-	mRefused   = prometheus.NewDesc("zopeer_refused_batches_total", "Batches refused, by the rule they broke.", []string{"reason"}, nil)
-	mExcluded  = prometheus.NewDesc("zopeer_excluded_machines", "Machines excluded from the run (equivocation evidence held).", nil, nil)
-	mOverflow  = prometheus.NewDesc("zopeer_overflow", "1 while the run's updates hold a weight past int32 (the peer refuses to train).", nil, nil)
+	mUpdates  = prometheus.NewDesc("zopeer_updates", "Updates in the log.", nil, nil)
+	mOwn      = prometheus.NewDesc("zopeer_own_updates", "Updates this peer contributed.", nil, nil)
+	mSteps    = prometheus.NewDesc("zopeer_steps_total", "Steps contributed since start.", nil, nil)
+	mPeers    = prometheus.NewDesc("zopeer_peers", "Connected peers.", nil, nil)
+	mEval     = prometheus.NewDesc("zopeer_eval_loss", "Latest held-out loss (nats per target token).", nil, nil)
+	mContrib  = prometheus.NewDesc("zopeer_contributing", "1 while the peer trains.", nil, nil)
+	mCatching = prometheus.NewDesc("zopeer_catching_up", "1 while the peer catches up.", nil, nil)
+	mBest     = prometheus.NewDesc("zopeer_best_peer_updates", "Largest update count a peer announced.", nil, nil)
+	mMismatch = prometheus.NewDesc("zopeer_hash_mismatches", "Peers that announced our set digest with another weights hash.", nil, nil)
+	mFlagged  = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
+	mDiscred  = prometheus.NewDesc("zopeer_discredited_machines", "Machines whose announced counts anti-entropy did not bear out (ignored for a while).", nil, nil)
+	mState    = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
+	mBytes    = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
+	mGossip   = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
+	// Anti-entropy, each counter counting one kind of thing.
+	mSyncReq      = prometheus.NewDesc("zopeer_sync_requests_total", "Sync requests from peers: served, or refused as busy (too many at once).", []string{"outcome"}, nil)
+	mSyncBatches  = prometheus.NewDesc("zopeer_sync_fetched_batches_total", "Signed batches fetched from peers by anti-entropy.", nil, nil)
+	mSyncUpdates  = prometheus.NewDesc("zopeer_sync_fetched_updates_total", "Updates in the batches anti-entropy fetched.", nil, nil)
+	mSyncRejected = prometheus.NewDesc("zopeer_sync_rejected_responses_total", "Sync responses cut off for a protocol violation.", nil, nil)
+	mPublished    = prometheus.NewDesc("zopeer_published_batches_total", "Batches this peer published.", nil, nil)
+	mRefused      = prometheus.NewDesc("zopeer_refused_batches_total", "Batches refused, by the rule they broke.", []string{"reason"}, nil)
+	mExcluded     = prometheus.NewDesc("zopeer_excluded_machines", "Machines excluded from the run (equivocation evidence held).", nil, nil)
+	mOverflow     = prometheus.NewDesc("zopeer_overflow", "1 while the run's updates hold a weight past int32 (the peer refuses to train).", nil, nil)
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
-		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSync, mPublished, mUptime, mRefused, mExcluded, mOverflow} {
+		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSyncReq, mSyncBatches, mSyncUpdates, mSyncRejected, mPublished, mRefused, mExcluded, mOverflow} {
 		ch <- d
 	}
 }
@@ -137,12 +151,12 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		"undeliverable": st.P2P.Undeliverable} {
 		n(mGossip, float64(v), outcome)
 	}
-	for event, v := range map[string]uint64{"served": st.P2P.SyncServed, "busy": st.P2P.SyncBusy,
-		"fetched_batches": st.P2P.SyncFetched, "rejected": st.P2P.SyncRejected} {
-		n(mSync, float64(v), event)
-	}
+	n(mSyncReq, float64(st.P2P.SyncServed), "served")
+	n(mSyncReq, float64(st.P2P.SyncBusy), "busy")
+	n(mSyncBatches, float64(st.P2P.SyncFetched))
+	n(mSyncUpdates, float64(st.P2P.SyncUpdates))
+	n(mSyncRejected, float64(st.P2P.SyncRejected))
 	n(mPublished, float64(st.P2P.Published))
-	g(mUptime, st.Uptime)
 	for reason, v := range st.Refused {
 		n(mRefused, float64(v), reason)
 	}

@@ -28,6 +28,7 @@ type BenchResult struct {
 	Params         int     `json:"params"`
 	BLAS           string  `json:"blas"`
 	Tokens         int     `json:"tokens"`
+	WarmupSeconds  float64 `json:"warmup_seconds"` // the untimed cold forward pass and ZO step
 	ForwardSeconds float64 `json:"forward_seconds"`
 	TokensPerSec   float64 `json:"tokens_per_second"`
 	GFLOPs         float64 `json:"gflop_per_second"`
@@ -87,6 +88,18 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	if err != nil {
 		return res, err
 	}
+
+	// One untimed forward pass and ZO step first: the cold pass (page
+	// faults on the weights, buffer allocation, BLAS start-up) is not what
+	// a running peer sees.
+	warm := time.Now()
+	if _, err := batch.Loss(); err != nil {
+		return res, err
+	}
+	if _, err := e.Step(batch, zo.DeriveSeed("bench", 0, 0)); err != nil {
+		return res, err
+	}
+	res.WarmupSeconds = time.Since(warm).Seconds()
 
 	// Both memory phases run 2·reps forward passes from a collected heap, so
 	// their peaks differ only by what a ZO step adds.

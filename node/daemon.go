@@ -113,7 +113,7 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 		if err != nil {
 			return store.Manifest{}, err
 		}
-		s.Model, s.Data, s.EvalData = d.Model, d.Data, d.EvalData
+		s.Model, s.Data, s.EvalData, s.embedded = d.Model, d.Data, d.EvalData, true
 	}
 	if s.GradBound < 0 || math.IsNaN(s.GradBound) || math.IsInf(s.GradBound, 0) {
 		return store.Manifest{}, fmt.Errorf("node: grad bound %g: want a positive number, or 0 to calibrate it", s.GradBound)
@@ -132,6 +132,7 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 	}
 	base := w.Hash()
 	m := s.Manifest(base)
+	m.Model = s.modelSource(true)
 	if _, err := m.Rules(); err != nil {
 		return m, err
 	}
@@ -234,7 +235,10 @@ type Daemon struct {
 	hashAt     zo.SetDigest
 	lastHash   time.Time
 	catchingUp atomic.Bool
-	wakeC      chan struct{} // asks the catch-up goroutine for a verified round
+	wakeC      chan struct{}  // asks the catch-up goroutine for a verified round
+	exportC    chan exportReq // POST /api/export, answered by the loop between steps
+	watch      watch          // history, rates and per-peer activity for the dashboard (watch.go)
+	met        *metrics       // latency histograms (metrics.go)
 
 	mu          sync.Mutex // guards snap, states and discredited
 	snap        Status
@@ -301,6 +305,10 @@ type Status struct {
 	Mismatches  []Mismatch `json:"hash_mismatches"`
 	P2P         p2p.Stats  `json:"p2p"`
 	Uptime      float64    `json:"uptime_seconds"`
+	// Rates, StartedAt and CatchUp are for watching the run (watch.go).
+	Rates     Rates    `json:"rates"`
+	StartedAt string   `json:"started_at"`         // RFC 3339, UTC
+	CatchUp   *CatchUp `json:"catch_up,omitempty"` // while catching up with a target
 }
 
 // Excluded is a machine excluded from the run.
@@ -336,7 +344,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer cancel()
 
 	d := &Daemon{s: s, ps: ps, log: log, states: map[uint64]heard{}, discredited: map[uint64]time.Time{},
-		wakeC: make(chan struct{}, 1), start: time.Now()}
+		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), met: newMetrics(), start: time.Now()}
 	// A peer starts by catching up, and says so before its loop first runs:
 	// a status read then must not look finished.
 	d.catchingUp.Store(true)
@@ -348,6 +356,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return err
 	}
 	defer stopAPI()
+	d.watch.open(s.Home)
 
 	key, err := p2p.LoadIdentity(filepath.Join(s.Home, "identity.key"))
 	if err != nil {
@@ -383,6 +392,9 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return err
 	}
 	s = s.ApplyManifest(m)
+	if s, err = s.withRunModel(m, log); err != nil {
+		return err
+	}
 	if key, err = admitIdentity(ctx, s, key, log); err != nil {
 		return err
 	}
@@ -403,6 +415,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 	defer run.Close()
 	d.run = run
+	run.Trainer.observeForward = d.met.observeForward
 
 	popts := p2p.DefaultOptions()
 	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, logAdapter{run.Log}, log.With("component", "p2p")
@@ -597,5 +610,6 @@ func (d *Daemon) Status() Status {
 		st.Refused, st.RefusedMachines = st.P2P.Refused, st.P2P.RefusedMachines
 	}
 	st.Uptime = time.Since(d.start).Seconds()
+	d.fillWatch(&st)
 	return st
 }

@@ -29,11 +29,15 @@ func (d *Daemon) loop(ctx context.Context) error {
 				return err
 			}
 			d.progress()
+			d.serveExport()
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case req := <-d.exportC:
+			r, err := d.exportNow(req.out)
+			req.done <- exportAnswer{r, err}
 		case b := <-d.peer.Batches():
 			if err := d.take(ctx, b); err != nil {
 				return err
@@ -46,6 +50,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			d.compare(st)
 		case <-tick.C:
 			d.refresh(ctx, false)
+			d.progress() // counts stay current while catching up
 		}
 	}
 }
@@ -193,6 +198,8 @@ func (d *Daemon) contributing() bool {
 
 // contribute runs one step: propose, sign, log durably, apply, then publish.
 func (d *Daemon) contribute(ctx context.Context) error {
+	t0 := time.Now()
+	defer func() { d.met.step.Observe(time.Since(t0).Seconds()) }()
 	p, err := d.run.Trainer.Propose(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -251,6 +258,7 @@ func (d *Daemon) refresh(ctx context.Context, force bool) {
 		}
 		d.lastEval, d.evalAt = time.Now(), n
 		d.snapshot(func(st *Status) { st.EvalLoss, st.EvalUpdates = &loss, n })
+		d.watch.record(Point{Time: float64(d.lastEval.UnixMilli()) / 1000, Updates: n, Own: d.run.Log.Held(d.s.Machine).Count(), EvalLoss: loss})
 	}
 }
 
@@ -314,6 +322,7 @@ func (d *Daemon) compare(st p2p.State) {
 			})
 		}
 	}
+	d.watch.heardFrom(st, now)
 	d.mu.Lock()
 	d.states[st.Machine] = heard{st: st, at: now}
 	best := d.bestLocked(now)
@@ -428,6 +437,9 @@ func (d *Daemon) catchUp(ctx context.Context) {
 		}
 		if d.catchingUp.Load() {
 			d.catchUpRounds(ctx, start)
+			if have := d.run.Log.Stats().Updates; !d.catchingUp.Load() {
+				progressFrom(ctx)(Progress{Task: "catch-up", Done: have, Total: have, Unit: "updates", Finished: true})
+			}
 		}
 		if !wait.Stop() {
 			select {
@@ -447,8 +459,13 @@ func (d *Daemon) catchUpRounds(ctx context.Context, start time.Time) {
 	for ctx.Err() == nil {
 		t0 := time.Now()
 		got := d.peer.SyncNow(ctx)
+		d.met.syncRound.Observe(time.Since(t0).Seconds())
 		have := d.run.Log.Stats().Updates
 		if got > 0 {
+			d.mu.Lock()
+			best := d.snap.BestPeer
+			d.mu.Unlock()
+			progressFrom(ctx)(Progress{Task: "catch-up", Done: have, Total: max(best, have), Unit: "updates"})
 			empty = 0
 			d.log.Info("catching up", "fetched", got, "have", have,
 				"updates_per_s", int(float64(got)/time.Since(t0).Seconds()))
@@ -500,6 +517,7 @@ func (d *Daemon) progress() {
 	d.snapshot(func(st *Status) {
 		st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
 	})
+	d.watch.count(time.Now(), n, own)
 }
 
 func (d *Daemon) caughtUp(have uint64, how string) {

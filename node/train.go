@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -40,6 +41,12 @@ type Settings struct {
 	Context   int     // tokens per record at most; 0 uses the model's context
 	Machine   uint64  // this machine's id in the run
 	Export    string  // write the trained model here at the end (HF layout)
+
+	// Where the base model comes from, as `zopeer init` records it in the
+	// manifest (store.ModelSource); embedded is set by WithEmbeddedDefault.
+	ModelName     string // e.g. a Hugging Face repository id
+	ModelRevision string // e.g. a commit or tag
+	embedded      bool
 
 	// Admission and bounds of a run (manifest fields; docs/DESIGN.md, "Open runs").
 	GradBound  float64  // |ĝ| bound of every update; 0: none (zopeer init calibrates it)
@@ -92,7 +99,7 @@ func (s Settings) WithEmbeddedDefault() (Settings, error) {
 	if err := defaults.WriteTo(dir); err != nil {
 		return s, err
 	}
-	s.Model, s.Data = dir, filepath.Join(dir, defaults.TrainFile)
+	s.Model, s.Data, s.embedded = dir, filepath.Join(dir, defaults.TrainFile), true
 	if s.EvalData == "" {
 		s.EvalData = filepath.Join(dir, defaults.EvalFile)
 	}
@@ -108,6 +115,9 @@ func OpenModel(dir string) (*model.Model, *tokenizer.Tokenizer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := checkFinite(lm); err != nil {
+		return nil, nil, fmt.Errorf("node: %s: %w", dir, err)
+	}
 	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		return nil, nil, err
@@ -116,6 +126,19 @@ func OpenModel(dir string) (*model.Model, *tokenizer.Tokenizer, error) {
 		return nil, nil, fmt.Errorf("node: %s: %w", dir, err)
 	}
 	return lm, tok, nil
+}
+
+// checkFinite refuses weights that hold NaN or ±Inf: every loss would be
+// NaN or +Inf, and ZO steps on them are meaningless.
+func checkFinite(lm *model.Model) error {
+	for _, p := range lm.Params() {
+		for i, v := range p.Data {
+			if v != v || v > math.MaxFloat32 || v < -math.MaxFloat32 {
+				return fmt.Errorf("weight %s[%d] is %v: the model's weights must be finite", p.Name, i, v)
+			}
+		}
+	}
+	return nil
 }
 
 // LoadData reads a dataset, logging what was skipped.
@@ -146,6 +169,7 @@ func (s Settings) Manifest(base [32]byte) store.Manifest {
 	return store.Manifest{
 		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Quant: quantScheme,
 		Params:    map[string]string{"trainable": s.Trainable},
+		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,
 	}
 }
@@ -158,10 +182,13 @@ func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 
 // openRun is OpenRun; with memory, the log lives in memory (s.Home unused).
 func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Logger, memory bool) (*Run, error) {
+	rep := progressFrom(ctx)
+	rep(Progress{Task: "load", Unit: "model"})
 	lm, tok, err := OpenModel(s.Model)
 	if err != nil {
 		return nil, err
 	}
+	rep(Progress{Task: "load", Done: 1, Total: 1, Unit: "model", Finished: true})
 	ctxLen := s.Context
 	if ctxLen <= 0 || ctxLen > lm.Config().MaxPos {
 		ctxLen = lm.Config().MaxPos
@@ -192,8 +219,8 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	m := s.Manifest(w.Hash())
 	if want != nil {
 		if m.BaseDigest != want.BaseDigest {
-			return nil, fmt.Errorf("node: base model %s has digest %x but run %q was created from a base with digest %x: refusing to train on another model",
-				s.Model, m.BaseDigest, want.Run, want.BaseDigest)
+			return nil, fmt.Errorf("node: base model %s has digest %x but run %q was created from %s%s (base digest %x): refusing to train on another model; "+
+				"fetch it and give --model DIR", s.Model, m.BaseDigest, want.Run, want.Model, sourceDetail(want.Model), want.BaseDigest)
 		}
 		if m.Quant != want.Quant {
 			return nil, fmt.Errorf("node: run %q uses update scheme %q, this zopeer speaks %q", want.Run, want.Quant, m.Quant)
@@ -224,9 +251,7 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 		return nil, err
 	}
 	tr, res, err := NewTrainer(ctx, eng, lm, st, train, held, TrainerConfig{Machine: s.Machine, BatchSize: s.BatchSize, Samples: s.Samples, GradBound: s.GradBound},
-		func(p store.ReplayProgress) {
-			log.Info("replaying", "applied", p.Applied, "total", p.Total, "updates_per_s", int(p.UpdatesPerSec))
-		})
+		replayReporter(ctx, log))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -304,21 +329,14 @@ func (r *Run) Train(ctx context.Context) (before, after float64, err error) {
 }
 
 // Export writes the current weights as a Hugging Face directory, with the
-// tokenizer, in the base checkpoint's dtype.
+// base model's tokenizer and generation files, in the base checkpoint's dtype.
 func (r *Run) Export(dir string) error {
 	if err := r.Trainer.Overflow(); err != nil {
 		return fmt.Errorf("node: export: %w", err)
 	}
 	r.Engine.SyncViews()
-	if err := r.Model.Save(dir, r.Model.DType()); err != nil {
+	if err := writeExport(r.Model, r.Settings.Model, dir); err != nil {
 		return err
-	}
-	tok, err := os.ReadFile(filepath.Join(r.Settings.Model, "tokenizer.json"))
-	if err != nil {
-		return fmt.Errorf("node: export: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tok, 0o644); err != nil {
-		return fmt.Errorf("node: export: %w", err)
 	}
 	r.log.Info("exported", "dir", dir, "dtype", r.Model.DType())
 	return nil

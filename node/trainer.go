@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"time"
 
 	"github.com/zopeer/zopeer/model"
 	"github.com/zopeer/zopeer/model/dataset"
@@ -23,6 +24,10 @@ import (
 // per sample, logs the updates durably and applies them. Not safe for
 // concurrent use.
 type Trainer struct {
+	// observeForward, when set, is told the time of each forward pass of a
+	// training mini-batch (the daemon's histogram).
+	observeForward func(time.Duration)
+
 	eng       *zo.Engine
 	lm        *model.Model
 	log       *store.Store
@@ -162,9 +167,13 @@ func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64
 			return nil, 0, err
 		}
 		sample := first + uint64(k)
+		t0 := time.Now()
 		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(sample)}, zo.DeriveSeed(t.run, t.machine, sample))
 		if err != nil {
 			return nil, 0, fmt.Errorf("node: sample %d: %w", sample, err)
+		}
+		if t.observeForward != nil {
+			t.observeForward(time.Since(t0) / 2) // a projected gradient is two forward passes
 		}
 		g[k] = r.G
 		loss += (r.LossPlus + r.LossMinus) / 2 / float64(n)

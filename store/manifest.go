@@ -43,6 +43,10 @@ type Manifest struct {
 	LRDecay       uint64            `json:"lr_decay,omitempty"`  // zo.Config.Decay
 	Quant         string            `json:"quant"`               // quantisation scheme of updates and weights
 	Params        map[string]string `json:"params,omitempty"`
+	// Model says where the base model came from (ModelSource). It is a
+	// hint for joiners, not a rule: BaseDigest decides, and diff ignores it,
+	// so homes made before it existed keep opening.
+	Model *ModelSource `json:"model,omitempty"`
 
 	// Admission and bounds (docs/DESIGN.md, "Open runs"). Every rule they
 	// set is a pure function of an update (or its signer's key) and the

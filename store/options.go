@@ -19,6 +19,7 @@ type options struct {
 	minFree    uint64
 	memtable   int64
 	log        *slog.Logger
+	adopt      bool // take the stored manifest, whatever Open was given
 }
 
 // Defaults for a small node: one store per peer next to a model that needs
@@ -116,3 +117,9 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a.
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "src", "badger") }
 func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...), "src", "badger") }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(fmt.Sprintf(f, a...), "src", "badger") }
+
+// WithStoredManifest makes Open of an existing store take the manifest the
+// store holds instead of checking the one it is given (which is recorded
+// only when the store is new). It is for tools that read a home whose
+// settings they do not know, such as `zopeer export`; Manifest returns it.
+func WithStoredManifest() Option { return func(o *options) { o.adopt = true } }

@@ -289,9 +289,9 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		if err != nil {
 			return err
 		}
-		switch f := stored.diff(m); f {
-		case "":
-		case "run":
+		switch f := stored.diff(m); {
+		case s.opts.adopt, f == "":
+		case f == "run":
 			return fmt.Errorf("%w: store is of run %q, node is of run %q", ErrOtherRun, stored.Run, m.Run)
 		default:
 			return fmt.Errorf("%w: field %s", ErrManifest, f)

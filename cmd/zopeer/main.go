@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/zopeer/zopeer/config"
@@ -30,9 +31,12 @@ var commands = []command{
 	{"init", "create a run: write its manifest (base-model digest, hyperparameters) in --home", initCommand},
 	{"start", "run a peer: join the run's network, train, gossip, serve the HTTP API", startCommand},
 	{"status", "print a running peer's status", statusCommand},
+	{"export", "write the current model of a home (train or start, running or not) in Hugging Face layout", exportCommand},
 	{"id", "print the machine id and peer ID of a home's identity (creating it if needed)", idCommand},
 	{"log", "log export: write a stopped peer's update log as JSON lines (docs/STORE.md)", logCommand},
 	{"bench", "measure forward passes, ZO steps, updates and memory", benchCommand},
+	{"peers", "list a running peer's peers: machine, addresses, link, lag, agreement", peersCommand},
+	{"version", "print the version, commit and Go version", versionCommand},
 }
 
 func main() {
@@ -44,39 +48,54 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery flag --x-y also reads $ZOPEER_X_Y and the key x-y of the TOML file given by --config\n(top level, or a [command] table); flags win over the environment, which wins over the file.")
+	fmt.Fprintln(w, "\n`zopeer help <command>` describes a command, its flags and examples.")
+	fmt.Fprintln(w, "Every flag --x-y also reads $ZOPEER_X_Y and the key x-y of the TOML file given by --config\n(top level, or a [command] table); flags win over the environment, which wins over the file.")
+}
+
+func lookup(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
 		return 0
 	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == args[0] {
-			cmd = &commands[i]
+	if args[0] == "help" {
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
 		}
+		if c := lookup(args[1]); c != nil && len(args) == 2 {
+			commandHelp(stdout, c)
+			return 0
+		}
+		fmt.Fprintf(stderr, "zopeer help: unknown command %q; `zopeer help` lists them\n", strings.Join(args[1:], " "))
+		return 2
 	}
+	cmd := lookup(args[0])
 	if cmd == nil {
 		fmt.Fprintf(stderr, "zopeer: unknown command %q\n\n", args[0])
 		usage(stderr)
 		return 2
 	}
-	fs := flag.NewFlagSet("zopeer "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.String(config.FileFlag, "", "TOML config file (also $ZOPEER_CONFIG)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	runCmd := cmd.flags(fs)
+	fs, runCmd := newFlagSet(cmd)
+	logLevel := fs.Lookup("log-level")
 	if err := config.Parse(fs, cmd.name, args[1:], knownKeys()); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			commandHelp(stdout, cmd)
 			return 0
 		}
-		fmt.Fprintf(stderr, "zopeer %s: %v\n", cmd.name, err)
+		fmt.Fprintln(stderr, flagError(cmd, fs, err))
 		return 2
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(logLevel.Value.String())); err != nil {
 		fmt.Fprintf(stderr, "zopeer %s: --log-level: %v\n", cmd.name, err)
 		return 2
 	}
@@ -85,6 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx = context.WithValue(ctx, stderrKey{}, stderr)
 	if err := runCmd(ctx, log, stdout, fs.Args()); err != nil {
 		fmt.Fprintf(stderr, "zopeer %s: %v\n", cmd.name, err)
 		var ue usageError

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/zopeer/zopeer/node"
 )
@@ -36,6 +34,8 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	runFlags(fs, &s)
 	fs.StringVar(&s.Home, "home", s.Home, "the node's home directory; the manifest goes there")
 	fs.StringVar(&s.Model, "model", s.Model, "base model directory (default: the embedded model)")
+	fs.StringVar(&s.ModelName, "model-name", s.ModelName, "where joiners get --model, e.g. a Hugging Face repository id (recorded in the manifest)")
+	fs.StringVar(&s.ModelRevision, "model-revision", s.ModelRevision, "revision of --model-name (recorded in the manifest)")
 	fs.StringVar(&s.Data, "data", s.Data, "data to calibrate --grad-bound on (default with the embedded model: its task)")
 	fs.Float64Var(&s.GradBound, "grad-bound", s.GradBound, "bound on every update's |projected gradient| (0: calibrate: a quarter of the base model's median |g| on --data, as a power of two)")
 	fs.Uint64Var(&s.MaxSamples, "max-samples", s.MaxSamples, "samples one machine may contribute at most (0: no cap)")
@@ -91,6 +91,8 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 
 func idCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	home := fs.String("home", node.Defaults.Home, "the node's home directory")
+	listen := listFlag(node.PeerDefaults.Listen)
+	fs.Var(&listen, "listen", "the --listen the peer is started with, for the addresses printed when it is not running")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
@@ -100,6 +102,18 @@ func idCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, 
 			return err
 		}
 		fmt.Fprintf(out, "machine %016x\npeer    %s\n", machine, id)
+		// The running peer's own addresses, else those --listen implies.
+		var st node.Status
+		addrs, from := shareableAddrs(listen, id), "--listen"
+		if b, err := os.ReadFile(filepath.Join(*home, node.APIAddrFile)); err == nil {
+			if _, err := getJSON(ctx, strings.TrimSpace(string(b)), "/api/status", &st); err == nil && st.PeerID == id && len(st.Addrs) > 0 {
+				addrs, from = st.Addrs, "the running peer"
+			}
+		}
+		fmt.Fprintf(out, "addresses to give to --bootstrap (from %s):\n", from)
+		for _, a := range addrs {
+			fmt.Fprintf(out, "  %s\n", a)
+		}
 		return nil
 	}
 }
@@ -138,42 +152,29 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 		if err != nil {
 			return usageError{err}
 		}
-		return node.Start(ctx, s, ps, log)
+		return node.Start(node.WithProgress(ctx, progressBar(stderrOf(ctx))), s, ps, log)
 	}
 }
 
 func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
-	api := fs.String("api", node.PeerDefaults.API, "address of the node's HTTP API")
+	addr := apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
 		}
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*api+"/api/status", nil)
-		if err != nil {
-			return usageError{err}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("no zopeer node answers at %s: %w", *api, err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		api, err := addr()
 		if err != nil {
 			return err
 		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", *api, resp.Status)
+		var st node.Status
+		body, err := getJSON(ctx, api, "/api/status", &st)
+		if err != nil {
+			return err
 		}
 		if *asJSON {
 			_, err := out.Write(body)
 			return err
-		}
-		var st node.Status
-		if err := json.Unmarshal(body, &st); err != nil {
-			return fmt.Errorf("%s: %w", *api, err)
 		}
 		eval := "-"
 		if st.EvalLoss != nil {
@@ -183,6 +184,7 @@ func statusCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writ
 			"set digest    %s\nweights hash  %s (at %d updates)\neval loss     %s\ncontributing  %v\ncatching up   %v\n",
 			st.PeerID, st.Run, st.Machine, st.Updates, st.OwnUpdates, st.Peers, st.SetDigest, st.WeightsHash,
 			st.HashUpdates, eval, st.Contributing, st.CatchingUp)
+		printWatch(out, st)
 		if len(st.Flagged) > 0 {
 			fmt.Fprintf(out, "FLAGGED       %s (equivocating machines)\n", strings.Join(st.Flagged, ", "))
 		}

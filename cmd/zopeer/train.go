@@ -11,7 +11,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 
+	"github.com/zopeer/zopeer/model/tokenizer"
 	"github.com/zopeer/zopeer/node"
 )
 
@@ -55,7 +57,7 @@ func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 		if err != nil {
 			return usageError{err}
 		}
-		r, err := node.OpenRun(ctx, s, nil, log)
+		r, err := node.OpenRun(node.WithProgress(ctx, progressBar(stderrOf(ctx))), s, nil, log)
 		if err != nil {
 			return err
 		}
@@ -146,7 +148,7 @@ func generateCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Wr
 			v := lm.Config().Vocab
 			ids = append(ids, sampleToken(logits[len(logits)-v:], *temp, *topK, rng))
 		}
-		text, err := tok.Decode(ids[start:], true)
+		text, err := continuation(tok, ids, start)
 		if err != nil {
 			return err
 		}
@@ -181,4 +183,23 @@ func sampleToken(logits []float32, temp float64, k int, rng *rand.Rand) int {
 		}
 	}
 	return idx[len(idx)-1]
+}
+
+// continuation decodes the generated ids[start:] as they read after the
+// prompt ids[:start]: decoding them alone loses the space a SentencePiece
+// tokenizer (Llama's "▁") puts at the start of the first generated word,
+// since a decoder strips the leading space of the text it decodes.
+func continuation(tok *tokenizer.Tokenizer, ids []int, start int) (string, error) {
+	all, err := tok.Decode(ids, true)
+	if err != nil {
+		return "", err
+	}
+	pre, err := tok.Decode(ids[:start], true)
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(all, pre) {
+		return all[len(pre):], nil
+	}
+	return tok.Decode(ids[start:], true)
 }

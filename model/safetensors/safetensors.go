@@ -416,7 +416,8 @@ func Write(w io.Writer, d DType, tensors []Tensor, metadata map[string]string) e
 	return nil
 }
 
-// WriteFile writes tensors to path (see Write), replacing it atomically.
+// WriteFile writes tensors to path (see Write), replacing it atomically;
+// the file is 0644.
 func WriteFile(path string, d DType, tensors []Tensor, metadata map[string]string) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".safetensors-*")
 	if err != nil {
@@ -430,6 +431,11 @@ func WriteFile(path string, d DType, tensors []Tensor, metadata map[string]strin
 	}()
 	if err = Write(tmp, d, tensors, metadata); err != nil {
 		return err
+	}
+	// CreateTemp makes the file 0600; a model is as readable as the rest of
+	// its directory (config.json and the tokenizer are written 0644).
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("safetensors: %w", err)
 	}
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("safetensors: %w", err)

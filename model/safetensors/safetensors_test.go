@@ -198,3 +198,18 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// A written model is 0644 like the rest of its directory, not CreateTemp's 0600.
+func TestWriteFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "model.safetensors")
+	if err := WriteFile(path, F32, []Tensor{{Name: "w", Shape: []int{2}, Data: []float32{1, 2}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v, want 0644", fi.Mode().Perm())
+	}
+}
