@@ -200,7 +200,10 @@ func (d *Digest) UnmarshalJSON(b []byte) error {
 
 // manifestKeys are the manifest's members, in the canonical (sorted) order.
 var manifestKeys = []string{"admission", "admit", "base_digest", "dist", "eps", "format_version", "grad_bound",
-	"lr", "lr_decay", "lr_warmup", "max_samples", "params", "pow_bits", "quant", "run"}
+	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pow_bits", "quant", "run"}
+
+// modelKeys are the members of the manifest's model source (ModelSource).
+var modelKeys = []string{"embedded", "name", "path", "revision", "safetensors_sha256"}
 
 // ErrManifestFormat reports bytes that are not a manifest this build reads.
 var ErrManifestFormat = errors.New("store: not a valid run manifest")
@@ -287,6 +290,20 @@ func (m Manifest) Canonical() ([]byte, error) {
 	integer("lr_decay", m.LRDecay, true)
 	integer("lr_warmup", m.LRWarmup, true)
 	integer("max_samples", m.MaxSamples, true)
+	if src := m.Model; src != nil && *src != (ModelSource{}) {
+		member("model")
+		outer := b
+		b = []byte{'{'}
+		if src.Embedded {
+			member("embedded")
+			b = append(b, "true"...)
+		}
+		str("name", src.Name, true)
+		str("path", src.Path, true)
+		str("revision", src.Revision, true)
+		str("safetensors_sha256", src.SHA256, true)
+		b = append(outer, append(b, '}')...)
+	}
 	if len(m.Params) > 0 {
 		member("params")
 		keys := slices.Collect(maps.Keys(m.Params))
@@ -352,6 +369,17 @@ func ParseManifest(b []byte) (Manifest, error) {
 	for k := range obj {
 		if _, ok := slices.BinarySearch(manifestKeys, k); !ok {
 			return m, fmt.Errorf("%w: unknown member %q (a newer manifest format? upgrade zopeer)", ErrManifestFormat, k)
+		}
+	}
+	if raw, ok := obj["model"]; ok {
+		var src map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &src); err != nil {
+			return m, fmt.Errorf("%w: model: %v", ErrManifestFormat, err)
+		}
+		for k := range src {
+			if !slices.Contains(modelKeys, k) {
+				return m, fmt.Errorf("%w: unknown member %q of model", ErrManifestFormat, k)
+			}
 		}
 	}
 	if err := json.Unmarshal(b, &m); err != nil {

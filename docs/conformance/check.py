@@ -318,7 +318,8 @@ def pow_bits(run, pub):
 
 # ---- PROTOCOL.md §9 the manifest ----
 KEYS = ["admission", "admit", "base_digest", "dist", "eps", "format_version", "grad_bound", "lr", "lr_decay",
-        "lr_warmup", "max_samples", "params", "pow_bits", "quant", "run"]
+        "lr_warmup", "max_samples", "model", "params", "pow_bits", "quant", "run"]
+MODEL_KEYS = ["embedded", "name", "path", "revision", "safetensors_sha256"]
 
 
 class Bad(Exception):
@@ -357,8 +358,10 @@ def parse_manifest(text):
         "dist": m.get("dist", ""), "eps": float(m.get("eps", 0)), "grad_bound": float(m.get("grad_bound", 0)),
         "lr": float(m.get("lr", 0)), "lr_decay": m.get("lr_decay", 0), "lr_warmup": m.get("lr_warmup", 0),
         "max_samples": m.get("max_samples", 0), "params": m.get("params") or {}, "pow_bits": m.get("pow_bits", 0),
-        "quant": m.get("quant", ""), "run": m.get("run", ""),
+        "quant": m.get("quant", ""), "run": m.get("run", ""), "model": m.get("model") or {},
     }
+    if not isinstance(out["model"], dict) or any(k not in MODEL_KEYS for k in out["model"]):
+        return None
     return out
 
 
@@ -422,6 +425,9 @@ def canonical_manifest(m):
     for k in ("lr_decay", "lr_warmup", "max_samples"):
         if m[k]:
             parts.append('"%s":%d' % (k, m[k]))
+    model = [(k, v) for k, v in sorted(m["model"].items()) if v]
+    if model:
+        parts.append('"model":{' + ",".join(es_string(k) + ":" + ("true" if v is True else es_string(v)) for k, v in model) + "}")
     if m["params"]:
         ks = sorted(m["params"], key=lambda k: k.encode("utf-16-be"))
         parts.append('"params":{' + ",".join(es_string(k) + ":" + es_string(m["params"][k]) for k in ks) + "}")

@@ -455,8 +455,13 @@ func manifestVectors() ([]obj, error) {
 	closed.Run, closed.Eps, closed.LR, closed.GradBound = "ünï\"code\n", 1.5e-7, 3e21, 0
 	closed.Params = map[string]string{"trainable": "", "é": "x", "z": "\u0001"}
 	oldDigest, _ := json.Marshal([32]byte(m.BaseDigest))
+	sourced := m
+	sourced.Model = &store.ModelSource{Name: "HuggingFaceTB/SmolLM-135M", Revision: "main", Path: "/models/smollm", SHA256: hx(m.BaseDigest[:])}
+	embedded := m
+	embedded.Model = &store.ModelSource{Embedded: true}
 	inputs := []string{
-		mustCanon(m), mustCanon(closed),
+		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded),
+		`{"run":"x","dist":"rademacher","eps":1,"lr":0,"quant":"q","base_digest":"` + hx(m.BaseDigest[:]) + `","model":{"nmae":"typo"}}`,
 		`{
   "format_version": 0,
   "run": "example",
