@@ -54,6 +54,10 @@ var helps = map[string]helpText{
 		"the base model's tokenizer and generation files) without changing the home. Works for train and\n" +
 		"start homes; while a peer runs on the home, the peer writes it between two steps.",
 		examples: []string{"zopeer export --home h1 --out ./tuned", "zopeer generate --model ./tuned --prompt hi"}},
+	"log": {args: "export", desc: "Writes a stopped peer's update log (every logged update and exclusion) as JSON lines, format\n" +
+		"zopeer-log/1 (docs/STORE.md), checked against the log's set digest. With --model (or the home's\n" +
+		"default-model/) it first checks that the directory holds the run's base weights.",
+		examples: []string{"zopeer log export --home h1 --out run.jsonl", "zopeer log export --home h1 --model ./smollm > run.jsonl"}},
 	"bench": {desc: "Measures forward passes, ZO steps, update application and memory (after one untimed warm-up pass).",
 		examples: []string{"zopeer bench", "zopeer bench --model smollm-135m --tokens 128 --json"}},
 	"version": {desc: "Prints zopeer's module version, VCS commit and Go version.", examples: []string{"zopeer version"}},
