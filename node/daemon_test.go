@@ -225,7 +225,7 @@ func (n *testNet) fillLog(home string, count int) uint64 {
 		for i := range g {
 			g[i], u[i] = rng.NormFloat64()*0.5, rng.Float64()
 		}
-		exp, err := zo.Quantize(g, u, codes)
+		exp, err := zo.QuantizeBounded(g, u, codes, n.m.GradBound) // admissible in the run
 		if err != nil {
 			n.t.Fatal(err)
 		}
