@@ -539,6 +539,20 @@ func smallCodes(rng *rand.Rand, n int) []int8 {
 	return c
 }
 
+// codesAt codes n projected gradients of random sign and magnitude in
+// [mag/2, mag] (within the run's bound G when it has one): updates that move
+// the weights, so that an equivocation's two halves give different weights.
+func codesAt(rng *rand.Rand, n int, mag, bound float64) (uint8, []int8, error) {
+	g, u := make([]float64, n), make([]float64, n)
+	for i := range g {
+		g[i] = mag * (0.5 + rng.Float64()/2) * float64(1-2*rng.IntN(2))
+		u[i] = rng.Float64()
+	}
+	codes := make([]int8, n)
+	exp, err := zo.QuantizeBounded(g, u, codes, bound)
+	return exp, codes, err
+}
+
 // flood publishes valid, admissible batches of one identity, consecutive
 // samples, from --workers goroutines, as fast as they go.
 func (a *adversary) flood(ctx context.Context) error {
@@ -618,8 +632,19 @@ func (a *adversary) equivocate(ctx context.Context) error {
 	}
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
 	first := uint64(0)
+	mag := a.c.GradBound
+	if mag == 0 {
+		mag = a.m.GradBound
+	}
+	if mag == 0 {
+		mag = 1 // no bound: about an honest projected gradient of the default task
+	}
 	for range a.c.Pre {
-		b, err := p2p.SignBatch(a.keys[0], a.tag, first, 0, smallCodes(rng, a.c.Samples))
+		exp, codes, err := codesAt(rng, a.c.Samples, mag, a.m.GradBound)
+		if err != nil {
+			return err
+		}
+		b, err := p2p.SignBatch(a.keys[0], a.tag, first, exp, codes)
 		if err != nil {
 			return err
 		}
@@ -633,14 +658,22 @@ func (a *adversary) equivocate(ctx context.Context) error {
 		return ctx.Err()
 	case <-time.After(3 * time.Second):
 	}
-	codes := [2][]int8{smallCodes(rng, a.c.Samples), smallCodes(rng, a.c.Samples)}
-	codes[1][0] = codes[0][0] ^ 1 // differ at least in the first sample
-	if codes[1][0] == -128 {
-		codes[1][0] = 0
+	// Two halves with the same exponent and opposite codes: their weights
+	// differ wherever the samples' perturbations reach.
+	exp, codes, err := codesAt(rng, a.c.Samples, mag, a.m.GradBound)
+	if err != nil {
+		return err
+	}
+	other := make([]int8, len(codes))
+	for i, c := range codes {
+		other[i] = -c
+	}
+	if other[0] == codes[0] { // both 0
+		other[0] = 1
 	}
 	var bs [2]*p2p.Batch
-	for i := range bs {
-		if bs[i], err = p2p.SignBatch(a.keys[0], a.tag, first, 0, codes[i]); err != nil {
+	for i, cs := range [][]int8{codes, other} {
+		if bs[i], err = p2p.SignBatch(a.keys[0], a.tag, first, exp, cs); err != nil {
 			return err
 		}
 	}
