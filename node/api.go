@@ -13,6 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// The API's timeouts: requests are tiny GETs, answers a few kilobytes; an
+// idle keep-alive connection is closed after apiIdleTimeout.
+var (
+	apiReadTimeout  = 10 * time.Second
+	apiWriteTimeout = 30 * time.Second
+	apiIdleTimeout  = 60 * time.Second
+)
+
 // serveAPI serves the local HTTP API on addr until the returned stop is called:
 // GET /api/status (JSON), GET /metrics (Prometheus), GET /healthz.
 func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
@@ -26,12 +34,24 @@ func (d *Daemon) serveAPI(addr string) (stop func(), err error) {
 		enc.Encode(d.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// /healthz answers 200 while the peer works or gets ready (its state on
+	// the line: starting, replaying, catching_up, training, serving) and 503
+	// once it failed or is stopping.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		st := d.Status()
+		if st.State == StateFailed || st.State == StateStopping {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, st.State, st.Error)
+			return
+		}
+		fmt.Fprintln(w, "ok", st.State)
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("node: api: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: apiReadTimeout,
+		WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -63,6 +83,8 @@ var (
 	mBest      = prometheus.NewDesc("zopeer_best_peer_updates", "Largest update count a peer announced.", nil, nil)
 	mMismatch  = prometheus.NewDesc("zopeer_hash_mismatches", "Peers that announced our set digest with another weights hash.", nil, nil)
 	mFlagged   = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
+	mDiscred   = prometheus.NewDesc("zopeer_discredited_machines", "Machines whose announced counts anti-entropy did not bear out (ignored for a while).", nil, nil)
+	mState     = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
 	mBytes     = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
 	mGossip    = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
 	mSync      = prometheus.NewDesc("zopeer_sync_total", "Anti-entropy events.", []string{"event"}, nil)
@@ -72,7 +94,7 @@ var (
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
-		mMismatch, mFlagged, mBytes, mGossip, mSync, mPublished, mUptime} {
+		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSync, mPublished, mUptime} {
 		ch <- d
 	}
 }
@@ -103,6 +125,8 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	g(mBest, float64(st.BestPeer))
 	g(mMismatch, float64(len(st.Mismatches)))
 	g(mFlagged, float64(len(st.Flagged)))
+	g(mDiscred, float64(len(st.Discredited)))
+	g(mState, 1, st.State)
 	n(mBytes, float64(st.P2P.BytesIn), "in")
 	n(mBytes, float64(st.P2P.BytesOut), "out")
 	for outcome, v := range map[string]uint64{"accepted": st.P2P.GossipAccepted, "rejected": st.P2P.GossipRejected,

@@ -149,7 +149,7 @@ type Daemon struct {
 	s    Settings
 	ps   PeerSettings
 	run  *Run
-	peer *p2p.Peer
+	peer *p2p.Peer // set once, under mu, before the loop starts
 	log  *slog.Logger
 
 	// Owned by the loop goroutine.
@@ -159,15 +159,39 @@ type Daemon struct {
 	hashAt     zo.SetDigest
 	lastHash   time.Time
 	catchingUp atomic.Bool
+	wakeC      chan struct{} // asks the catch-up goroutine for a verified round
 
-	mu     sync.Mutex // guards snap
-	snap   Status
-	states map[uint64]p2p.State // latest announcement per machine; guarded by mu
-	start  time.Time
+	mu          sync.Mutex // guards snap, states and discredited
+	snap        Status
+	states      map[uint64]heard     // latest announcement per machine, while fresh
+	discredited map[uint64]time.Time // machines whose claims a round did not bear out, until when
+	start       time.Time
 }
+
+// heard is an announcement and when it arrived.
+type heard struct {
+	st p2p.State
+	at time.Time
+}
+
+// Daemon states, in the order a peer goes through them (status "state").
+const (
+	StateStarting   = "starting"    // home, identity, manifest
+	StateReplaying  = "replaying"   // rebuilding the weights from the log
+	StateCatchingUp = "catching_up" // verifying with donors that nothing is missing before contributing
+	StateTraining   = "training"    // contributing steps
+	StateServing    = "serving"     // caught up, --steps done or -1: takes and serves updates only
+	StateFailed     = "failed"      // a fatal error: the process is exiting with it
+	StateStopping   = "stopping"    // asked to stop
+)
 
 // Status is what GET /api/status returns.
 type Status struct {
+	// State says what the peer is doing (Starting, Replaying, …). Until it
+	// reaches catching_up, the counts and hashes below are not yet known and
+	// read as zero.
+	State        string     `json:"state"`
+	Error        string     `json:"error,omitempty"` // the fatal error, in state failed
 	PeerID       string     `json:"peer_id"`
 	API          string     `json:"api"`
 	Machine      string     `json:"machine"`
@@ -187,6 +211,7 @@ type Status struct {
 	CatchingUp   bool       `json:"catching_up"`
 	BestPeer     uint64     `json:"best_peer_updates"` // largest update count a peer announced
 	Flagged      []string   `json:"flagged_machines"`
+	Discredited  []string   `json:"discredited_machines"` // announced counts anti-entropy did not bear out; ignored for a while
 	Mismatches   []Mismatch `json:"hash_mismatches"`
 	P2P          p2p.Stats  `json:"p2p"`
 	Uptime       float64    `json:"uptime_seconds"`
@@ -201,14 +226,33 @@ type Mismatch struct {
 	ObservedAt string `json:"observed_at"`
 }
 
-// Start runs a peer until ctx ends: lock home, identity, manifest, model and
-// data, log and replay, network, API, then the training loop.
+// Start runs a peer until ctx ends: lock home, API, identity, manifest, model
+// and data, log and replay, network, then the training loop. A fatal error
+// of the loop ends it promptly: it is logged at ERROR, the status says
+// "failed", every goroutine stops and Start returns the error.
 func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) error {
 	lock, err := lockHome(s.Home)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	d := &Daemon{s: s, ps: ps, log: log, states: map[uint64]heard{}, discredited: map[uint64]time.Time{},
+		wakeC: make(chan struct{}, 1), start: time.Now()}
+	// A peer starts by catching up, and says so before its loop first runs:
+	// a status read then must not look finished.
+	d.catchingUp.Store(true)
+	d.snap.CatchingUp, d.snap.State = true, StateStarting
+	// The API serves from the start, so "starting" and "replaying" are seen
+	// as such; api.addr is written once the peer has an ID.
+	stopAPI, err := d.serveAPI(ps.API)
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+
 	key, err := p2p.LoadIdentity(filepath.Join(s.Home, "identity.key"))
 	if err != nil {
 		return err
@@ -218,6 +262,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return fmt.Errorf("node: identity: %w", err)
 	}
 	s.Machine = p2p.MachineOf(ed25519.PublicKey(raw))
+	d.snapshot(func(st *Status) { st.Machine = fmt.Sprintf("%016x", s.Machine) })
 
 	mpath := filepath.Join(s.Home, ManifestFile)
 	m, err := ReadManifest(mpath)
@@ -232,17 +277,15 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return err
 	}
 	s = s.ApplyManifest(m)
+	d.s = s
+	d.snapshot(func(st *Status) { st.Run, st.State = s.Run, StateReplaying })
 	run, err := OpenRun(ctx, s, &m, log)
 	if err != nil {
 		return err
 	}
 	defer run.Close()
+	d.run = run
 
-	d := &Daemon{s: s, ps: ps, run: run, log: log, states: map[uint64]p2p.State{}, start: time.Now()}
-	// A peer starts by catching up, and says so before its loop first runs:
-	// a status read then must not look finished.
-	d.catchingUp.Store(true)
-	d.snap.CatchingUp = true
 	popts := p2p.DefaultOptions()
 	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, logAdapter{run.Log}, log.With("component", "p2p")
 	popts.ListenAddrs, popts.Bootstrap = ps.Listen, ps.Bootstrap
@@ -254,20 +297,18 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return fmt.Errorf("node: %w", err)
 	}
 	popts.State = d.announce
-	if d.peer, err = p2p.New(ctx, popts); err != nil {
-		return err
-	}
-	defer d.peer.Close()
-	d.snapshot(func(st *Status) {
-		st.PeerID, st.Machine, st.Run, st.Addrs = d.peer.ID().String(), fmt.Sprintf("%016x", s.Machine), s.Run, d.peer.Addrs()
-	})
-	log.Info("peer started", "peer_id", d.peer.ID(), "machine", fmt.Sprintf("%016x", s.Machine), "addrs", d.peer.Addrs())
-
-	stopAPI, err := d.serveAPI(ps.API)
+	peer, err := p2p.New(ctx, popts)
 	if err != nil {
 		return err
 	}
-	defer stopAPI()
+	defer peer.Close()
+	// The counts and the weights hash, before the status leaves "replaying".
+	d.hashNow()
+	d.snapshot(func(st *Status) {
+		d.peer = peer
+		st.PeerID, st.Addrs, st.State = peer.ID().String(), peer.Addrs(), StateCatchingUp
+	})
+	log.Info("peer started", "peer_id", peer.ID(), "machine", fmt.Sprintf("%016x", s.Machine), "addrs", peer.Addrs())
 	// Tools (zopeer status, the testnet) find the API here, even on a port
 	// the kernel chose.
 	if err := os.WriteFile(filepath.Join(s.Home, APIAddrFile), []byte(d.Status().API+"\n"), 0o644); err != nil {
@@ -277,12 +318,33 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	var wg sync.WaitGroup
 	wg.Go(func() { d.catchUp(ctx) })
 	err = d.loop(ctx)
-	wg.Wait()
-	if ctx.Err() != nil && err == nil || errors.Is(err, context.Canceled) {
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		d.snapshot(func(st *Status) { st.State, st.Contributing = StateStopping, false })
+		cancel()
+		wg.Wait()
 		log.Info("stopping", "updates", run.Log.Stats().Updates)
 		return nil
 	}
+	// A fatal error: nothing may keep serving a healthy-looking API.
+	d.snapshot(func(st *Status) { st.State, st.Error, st.Contributing = StateFailed, err.Error(), false })
+	log.Error("fatal: the peer stops", "err", err, "updates", run.Log.Stats().Updates)
+	cancel()
+	wg.Wait()
 	return err
+}
+
+// hashNow records the log's counts and the weights hash in the status (the
+// loop keeps them current from then on). Only before the loop starts, or from it.
+func (d *Daemon) hashNow() {
+	dig := d.run.Log.Digest()
+	n := d.run.Log.Stats().Updates
+	h := d.run.Engine.Weights().Hash()
+	d.hashAt, d.lastHash = dig, time.Now()
+	own := d.run.Log.Held(d.s.Machine).Count()
+	d.snapshot(func(st *Status) {
+		st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
+		st.SetDigest, st.WeightsHash, st.HashUpdates = dig.String(), fmt.Sprintf("%x", h), n
+	})
 }
 
 // fetchManifest joins the run's network with an empty log just long enough to
@@ -345,9 +407,13 @@ func (d *Daemon) Status() Status {
 	st := d.snap
 	st.Flagged = append([]string(nil), st.Flagged...)
 	st.Mismatches = append([]Mismatch(nil), st.Mismatches...)
+	st.Discredited = append([]string(nil), st.Discredited...)
+	peer := d.peer
 	d.mu.Unlock()
-	st.P2P = d.peer.Stats()
-	st.Peers = st.P2P.Peers
+	if peer != nil {
+		st.P2P = peer.Stats()
+		st.Peers = st.P2P.Peers
+	}
 	st.Uptime = time.Since(d.start).Seconds()
 	return st
 }

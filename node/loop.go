@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/zopeer/zopeer/p2p"
@@ -75,10 +77,32 @@ func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 }
 
 // contributing reports whether this peer should train now: within its
-// --steps budget and not far behind the best peer it has heard of.
+// --steps budget and not catching up. Before it says yes, the machine's next
+// sample moves past any of its own samples that arrived from peers (a home
+// restored from an older copy learns them while catching up), so no sample
+// index is ever used twice.
 func (d *Daemon) contributing() bool {
-	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !d.catchingUp.Load() // Steps < 0: serve only
-	d.snapshot(func(st *Status) { st.Contributing, st.CatchingUp = ok, d.catchingUp.Load() })
+	catching := d.catchingUp.Load()
+	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !catching // Steps < 0: serve only
+	if ok {
+		if from, moved := d.run.Trainer.SkipPublished(); moved {
+			d.log.Warn("this machine's own updates came from peers: its next sample moves past them (was this home restored from an older copy?)",
+				"from", from, "next_sample", d.run.Trainer.NextSample())
+		}
+	}
+	state := StateTraining
+	switch {
+	case catching:
+		state = StateCatchingUp
+	case !ok:
+		state = StateServing
+	}
+	d.snapshot(func(st *Status) {
+		if st.State != StateFailed && st.State != StateStopping {
+			st.State = state
+		}
+		st.Contributing, st.CatchingUp = ok, catching
+	})
 	return ok
 }
 
@@ -156,9 +180,35 @@ func flaggedMachines(eqs []p2p.Equivocation) []string {
 	return out
 }
 
-// compare checks a peer's announcement against our own pair and tracks how
-// far ahead the best peer is.
+// Announcements are claims: a peer's count (or digest) can make this peer
+// run a verified anti-entropy round, never keep it from contributing by
+// itself. A state is forgotten stateTTL after it arrived; a machine whose
+// claim a verified round did not bear out is ignored for discreditFor.
+const (
+	stateTTLIntervals = 3
+	discreditFor      = 10 * time.Minute
+)
+
+func (d *Daemon) stateTTL() time.Duration {
+	return max(stateTTLIntervals*d.ps.StateEvery, time.Second)
+}
+
+// compare checks a peer's announcement against our own pair and, when it
+// claims more than MaxLag updates beyond ours, asks for a verified catch-up
+// round: only what donors can actually send decides whether we are behind.
 func (d *Daemon) compare(st p2p.State) {
+	now := time.Now()
+	d.mu.Lock()
+	until, bad := d.discredited[st.Machine]
+	if bad && now.After(until) {
+		delete(d.discredited, st.Machine)
+		d.snap.Discredited = d.discreditedList()
+		bad = false
+	}
+	d.mu.Unlock()
+	if bad {
+		return
+	}
 	if st.Digest == d.hashAt {
 		// Our hash for this digest is current: compare.
 		d.mu.Lock()
@@ -180,26 +230,99 @@ func (d *Daemon) compare(st p2p.State) {
 		}
 	}
 	d.mu.Lock()
-	d.states[st.Machine] = st
-	var best uint64
-	for _, s := range d.states {
-		best = max(best, s.Count)
-	}
-	d.snap.BestPeer = best
+	d.states[st.Machine] = heard{st: st, at: now}
+	best := d.bestLocked(now)
 	d.mu.Unlock()
-	if have := d.run.Log.Stats().Updates; have+d.ps.MaxLag < best && !d.catchingUp.Load() {
-		d.log.Info("behind the best peer: catching up before contributing", "have", have, "best", best)
+	if have := d.run.Log.Stats().Updates; have+d.ps.MaxLag < st.Count && !d.catchingUp.Load() {
+		d.log.Info("a peer announces more updates: verifying with donors before contributing", "have", have,
+			"announced", st.Count, "machine", fmt.Sprintf("%016x", st.Machine), "best", best)
 		d.catchingUp.Store(true)
+		d.wakeCatchUp()
 	}
 }
 
-// catchUp runs anti-entropy rounds back to back while the peer is catching
-// up, and declares it caught up once a round fetches nothing and no peer it
-// has heard of is more than MaxLag ahead. It exits with ctx.
+// bestLocked forgets expired states and returns the largest count among the
+// rest (status best_peer_updates). d.mu is held.
+func (d *Daemon) bestLocked(now time.Time) uint64 {
+	var best uint64
+	for m, h := range d.states {
+		if now.Sub(h.at) > d.stateTTL() {
+			delete(d.states, m)
+			continue
+		}
+		best = max(best, h.st.Count)
+	}
+	d.snap.BestPeer = best
+	return best
+}
+
+// discreditedList is the status's view of d.discredited. d.mu is held.
+func (d *Daemon) discreditedList() []string {
+	out := make([]string, 0, len(d.discredited))
+	for m := range d.discredited {
+		out = append(out, fmt.Sprintf("%016x", m))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// discredit ignores, for discreditFor, every machine whose fresh claim is
+// more than MaxLag beyond what a verified round left us holding: the round's
+// donors had nothing more to send, so the claim was not backed by anything.
+// Only claims heard before the round began (before) are judged by it.
+func (d *Daemon) discredit(have uint64, before time.Time) {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for m, h := range d.states {
+		if h.st.Count <= have+d.ps.MaxLag || now.Sub(h.at) > d.stateTTL() || !h.at.Before(before) {
+			continue
+		}
+		delete(d.states, m)
+		if _, already := d.discredited[m]; !already {
+			d.log.Warn("a peer's announcement was not borne out by anti-entropy: ignoring its announcements for a while",
+				"machine", fmt.Sprintf("%016x", m), "announced", h.st.Count, "have", have, "for", discreditFor)
+		}
+		d.discredited[m] = now.Add(discreditFor)
+	}
+	d.snap.Discredited = d.discreditedList()
+	d.bestLocked(now)
+}
+
+// wakeCatchUp asks the catch-up goroutine for a round now.
+func (d *Daemon) wakeCatchUp() {
+	select {
+	case d.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// donorWait bounds how long a peer that has connections, but no donor among
+// them, waits before contributing without catch-up (it logs a WARN then).
+func (d *Daemon) donorWait() time.Duration { return max(30*time.Second, 6*d.ps.SyncEvery) }
+
+// catchUp runs the catch-up state machine; it exits with ctx. While the peer
+// is catching up it runs anti-entropy rounds back to back and ends catch-up
+// only when a round fetched nothing and donors (peers on the run's topic
+// that speak the sync protocol, not mere connections) then confirm by their
+// digests that nothing, and nothing of this machine's own, is missing. What
+// peers announce never enters that decision: announcements only ask for a
+// round (compare), and claims the round does not bear out are discredited.
+// A peer with no connection at all after SyncEvery, or no donor after
+// donorWait, is alone: it contributes, with a WARN in the second case.
 func (d *Daemon) catchUp(ctx context.Context) {
-	// A round with no peer connected fetches nothing and would declare a
-	// joiner caught up: give discovery until the first connection, or SyncEvery.
-	for deadline := time.Now().Add(d.ps.SyncEvery); d.peer.Stats().Peers == 0 && time.Now().Before(deadline); {
+	start := time.Now()
+	for d.peer.Donors() == 0 {
+		waited := time.Since(start)
+		if d.peer.Stats().Peers == 0 && waited >= d.ps.SyncEvery {
+			d.log.Info("no peer reachable: contributing as the first peer of the run")
+			break
+		}
+		if waited >= d.donorWait() {
+			d.log.Warn("connected, but no peer of the run answers the sync protocol: contributing without catch-up",
+				"peers", d.peer.Stats().Peers, "waited", waited.Round(time.Second))
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -213,27 +336,80 @@ func (d *Daemon) catchUp(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-wait.C:
+		case <-d.wakeC:
+			// An announcement asked for a round (compare already paused
+			// contributing; this round may have just ended it).
+			d.catchingUp.Store(true)
 		}
-		for d.catchingUp.Load() && ctx.Err() == nil {
-			start := time.Now()
-			got := d.peer.SyncNow(ctx)
-			d.mu.Lock()
-			best := d.snap.BestPeer
-			d.mu.Unlock()
-			have := d.run.Log.Stats().Updates
-			if got > 0 {
-				d.log.Info("catching up", "fetched", got, "have", have, "best", best,
-					"updates_per_s", int(float64(got)/time.Since(start).Seconds()))
-				continue
+		if d.catchingUp.Load() {
+			d.catchUpRounds(ctx, start)
+		}
+		if !wait.Stop() {
+			select {
+			case <-wait.C:
+			default:
 			}
-			if have+d.ps.MaxLag >= best {
-				d.catchingUp.Store(false)
-				d.log.Info("caught up", "updates", have)
-			}
-			break
 		}
 		wait.Reset(d.ps.SyncEvery)
 	}
+}
+
+// catchUpRounds runs rounds until a verified one leaves nothing missing, or
+// no donor can be reached, or donors' digests list updates that rounds keep
+// failing to fetch (digests are claims too).
+func (d *Daemon) catchUpRounds(ctx context.Context, start time.Time) {
+	empty := 0 // rounds in a row that fetched nothing while donors listed something missing
+	for ctx.Err() == nil {
+		t0 := time.Now()
+		got := d.peer.SyncNow(ctx)
+		have := d.run.Log.Stats().Updates
+		if got > 0 {
+			empty = 0
+			d.log.Info("catching up", "fetched", got, "have", have,
+				"updates_per_s", int(float64(got)/time.Since(t0).Seconds()))
+			continue
+		}
+		v := d.peer.Verify(ctx, d.s.Machine)
+		if ctx.Err() != nil {
+			return
+		}
+		if v.Answered == 0 {
+			if d.peer.Donors() > 0 && time.Since(start) < d.donorWait() {
+				// Donors that did not answer (busy, slow): try again shortly.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(min(d.ps.SyncEvery, time.Second)):
+				}
+				continue
+			}
+			// Nobody can back any claim: they are all unverified.
+			d.discredit(have, t0)
+			d.caughtUp(have, "no donor reachable")
+			return
+		}
+		if v.Missing > 0 {
+			empty++
+			switch {
+			case v.MissingOf == 0 && v.Missing <= d.ps.MaxLag && empty >= 2:
+				// Peers keep training: new updates appear between a round
+				// and its check; this close, gossip delivers the rest.
+			case empty >= 5:
+				d.log.Warn("donors list updates that no round could fetch: ending catch-up without them",
+					"missing", v.Missing, "own_missing", v.MissingOf, "rounds", empty)
+			default:
+				continue
+			}
+		}
+		d.discredit(have, t0)
+		d.caughtUp(have, "verified by donors")
+		return
+	}
+}
+
+func (d *Daemon) caughtUp(have uint64, how string) {
+	d.catchingUp.Store(false)
+	d.log.Info("caught up", "updates", have, "by", how)
 }
 
 // logAdapter shows the store to p2p as the log it validates against and serves from.
@@ -251,7 +427,8 @@ func (a logAdapter) Holdings() ([]p2p.Holding, error) {
 		for _, r := range sum[m] {
 			rs = rs.Add(r.First, r.Last)
 		}
-		out = append(out, p2p.Holding{Machine: m, Samples: rs})
+		d := a.s.MachineDigest(m)
+		out = append(out, p2p.Holding{Machine: m, Samples: rs, Digest: binary.BigEndian.Uint64(d[:8])})
 	}
 	return out, nil
 }
@@ -260,9 +437,25 @@ func (a logAdapter) Batches(machine, lo, hi uint64, max int) ([][]byte, error) {
 	return a.s.Batches(machine, lo, hi, max)
 }
 
+func (a logAdapter) Excluded(machine uint64) bool { return a.s.Excluded(machine) }
+
+func (a logAdapter) Exclusions() []uint64 {
+	ex := a.s.Exclusions()
+	out := make([]uint64, len(ex))
+	for i, e := range ex {
+		out[i] = e.Machine
+	}
+	return out
+}
+
+func (a logAdapter) Evidence(machine uint64) ([]byte, bool) { return a.s.Evidence(machine) }
+
 // emptyLog is the log of a peer that only fetches the manifest.
 type emptyLog struct{}
 
 func (emptyLog) Get(uint64, uint64) (zo.Update, bool, error)           { return zo.Update{}, false, nil }
 func (emptyLog) Holdings() ([]p2p.Holding, error)                      { return nil, nil }
 func (emptyLog) Batches(uint64, uint64, uint64, int) ([][]byte, error) { return nil, nil }
+func (emptyLog) Excluded(uint64) bool                                  { return false }
+func (emptyLog) Exclusions() []uint64                                  { return nil }
+func (emptyLog) Evidence(uint64) ([]byte, bool)                        { return nil, false }

@@ -238,3 +238,16 @@ func EvalLoss(ctx context.Context, eng *zo.Engine, lm *model.Model, d *dataset.D
 func (t *Trainer) Checkpoint(ctx context.Context) (store.CheckpointInfo, error) {
 	return t.log.WriteCheckpoint(ctx, t.eng.Weights(), t.applied.Clone())
 }
+
+// SkipPublished moves the machine's next sample past every sample of its own
+// that the log holds: some may have come from peers (a home restored from an
+// older copy, or re-initialised, learns them by sync). It returns the old
+// next sample and whether it moved.
+func (t *Trainer) SkipPublished() (from uint64, moved bool) {
+	from = t.next
+	if held := t.log.Held(t.machine); len(held) > 0 && held[len(held)-1].Last+1 > t.next {
+		t.next = held[len(held)-1].Last + 1
+		return from, true
+	}
+	return from, false
+}

@@ -74,13 +74,13 @@ func FuzzDecodeRequest(f *testing.F) {
 }
 
 func FuzzDecodeDigest(f *testing.F) {
-	f.Add(encodeDigest(nil, MaxDigestSize))
+	f.Add(encodeDigest(nil, nil, MaxDigestSize))
 	f.Add(encodeDigest([]Holding{
 		{Machine: 1, Samples: Ranges{{0, 10}}},
-		{Machine: math.MaxUint64, Samples: Ranges{{0, 0}, {2, 1 << 40}, {1<<40 + 2, math.MaxUint64}}},
-	}, MaxDigestSize))
+		{Machine: math.MaxUint64, Samples: Ranges{{0, 0}, {2, 1 << 40}, {1<<40 + 2, math.MaxUint64}}, Digest: 0xdeadbeef},
+	}, []uint64{3, 9}, MaxDigestSize))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		hs, err := decodeDigest(data)
+		hs, excl, err := decodeDigest(data)
 		if err != nil {
 			return
 		}
@@ -89,7 +89,7 @@ func FuzzDecodeDigest(f *testing.F) {
 				t.Fatalf("invalid ranges %v", h.Samples)
 			}
 		}
-		if !bytes.Equal(encodeDigest(hs, MaxDigestSize), data) {
+		if !bytes.Equal(encodeDigest(hs, excl, MaxDigestSize), data) {
 			t.Fatal("digest re-encodes differently")
 		}
 	})

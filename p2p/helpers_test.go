@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"os"
@@ -22,10 +23,58 @@ type memLog struct {
 	holds   map[uint64]Ranges
 	batches map[uint64][]*Batch // per machine, by First
 	digest  zo.SetDigest
+	mdig    map[uint64]zo.SetDigest
+	excl    map[uint64][]byte // machine -> evidence
 }
 
 func newMemLog() *memLog {
-	return &memLog{ups: map[[2]uint64]zo.Update{}, holds: map[uint64]Ranges{}, batches: map[uint64][]*Batch{}}
+	return &memLog{ups: map[[2]uint64]zo.Update{}, holds: map[uint64]Ranges{}, batches: map[uint64][]*Batch{},
+		mdig: map[uint64]zo.SetDigest{}, excl: map[uint64][]byte{}}
+}
+
+func (l *memLog) Excluded(m uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.excl[m] != nil
+}
+
+func (l *memLog) Exclusions() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]uint64, 0, len(l.excl))
+	for m := range l.excl {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (l *memLog) Evidence(m uint64) ([]byte, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ev, ok := l.excl[m]
+	return ev, ok
+}
+
+// exclude drops machine ev.Machine as a node's store does.
+func (l *memLog) exclude(ev *Evidence) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.excl[ev.Machine] != nil {
+		return false
+	}
+	l.excl[ev.Machine] = ev.Raw
+	for k, u := range l.ups {
+		if k[0] == ev.Machine {
+			l.digest.Sub(u)
+			delete(l.ups, k)
+		}
+	}
+	l.digest.AddHash(zo.ExclusionHash(ev.Machine))
+	delete(l.holds, ev.Machine)
+	delete(l.batches, ev.Machine)
+	delete(l.mdig, ev.Machine)
+	return true
 }
 
 func (l *memLog) Get(m, s uint64) (zo.Update, bool, error) {
@@ -40,7 +89,8 @@ func (l *memLog) Holdings() ([]Holding, error) {
 	defer l.mu.Unlock()
 	hs := make([]Holding, 0, len(l.holds))
 	for m, rs := range l.holds {
-		hs = append(hs, Holding{Machine: m, Samples: append(Ranges(nil), rs...)})
+		d := l.mdig[m]
+		hs = append(hs, Holding{Machine: m, Samples: append(Ranges(nil), rs...), Digest: binary.BigEndian.Uint64(d[:8])})
 	}
 	sort.Slice(hs, func(i, j int) bool { return hs[i].Machine < hs[j].Machine })
 	return hs, nil
@@ -68,6 +118,9 @@ func (l *memLog) Batches(m, lo, hi uint64, max int) ([][]byte, error) {
 func (l *memLog) store(b *Batch) (added int, conflict bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.excl[b.Machine] != nil {
+		return 0, false
+	}
 	for _, u := range b.Updates() {
 		if h, ok := l.ups[[2]uint64{u.Machine, u.Sample}]; ok && h != u {
 			return 0, true
@@ -80,6 +133,9 @@ func (l *memLog) store(b *Batch) (added int, conflict bool) {
 		}
 		l.ups[k] = u
 		l.digest.Add(u)
+		d := l.mdig[u.Machine]
+		d.Add(u)
+		l.mdig[u.Machine] = d
 		l.holds[u.Machine] = l.holds[u.Machine].Add(u.Sample, u.Sample)
 		added++
 	}
@@ -158,6 +214,15 @@ func newTestPeer(t testing.TB, run string, edit func(*Options)) *testPeer {
 			}
 		}
 	}()
+	evDone := make(chan struct{})
+	go func() { // a node's handling of evidence: exclude, then tell everyone
+		defer close(evDone)
+		for ev := range p.Evidences() {
+			if log.exclude(ev) {
+				p.PublishEvidence(context.Background(), ev)
+			}
+		}
+	}()
 	go func() {
 		for s := range p.States() {
 			select {
@@ -171,6 +236,7 @@ func newTestPeer(t testing.TB, run string, edit func(*Options)) *testPeer {
 			t.Error(err)
 		}
 		<-done
+		<-evDone
 	})
 	return tp
 }

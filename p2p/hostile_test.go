@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"github.com/zopeer/zopeer/zo"
 	"math"
 	"sync/atomic"
 	"testing"
@@ -42,7 +43,7 @@ func newAttacker(t *testing.T, run string, subscribe bool) *attacker {
 	t.Cleanup(func() { cancel(); h.Close() })
 	ps, err := pubsub.NewGossipSub(ctx, h,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
-		pubsub.WithMessageIdFn(messageID), pubsub.WithFloodPublish(true))
+		pubsub.WithMessageIdFn(messageID), pubsub.WithFloodPublish(true), pubsub.WithPeerOutboundQueueSize(4096))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,13 +159,27 @@ func TestHostileGossip(t *testing.T) {
 	for _, m := range hostileB {
 		b.publish(t, m)
 	}
-	wantRejected := uint64(1 + len(hostileA) + len(hostileB))
+	// The equivocation is not rejected (an honest relayer may forward one
+	// half): it is ignored, and its evidence excludes a's machine everywhere.
+	wantRejected := uint64(len(hostileA) + len(hostileB))
 	waitFor(t, "rejections", func() bool {
 		return v1.Stats().GossipRejected == wantRejected && v2.Stats().GossipRejected == wantRejected
 	})
+	waitFor(t, "equivocator excluded", func() bool { return v1.log.Excluded(legit.Machine) && v2.log.Excluded(legit.Machine) })
 	for _, v := range []*testPeer{v1, v2} {
-		if n := v.log.count(); n != 8 {
-			t.Errorf("victim log holds %d updates, want the 8 legitimate ones", n)
+		if n := v.log.count(); n != 0 {
+			t.Errorf("victim log holds %d updates, want none: the 8 legitimate ones were the equivocator's", n)
+		}
+		var want zo.SetDigest
+		want.AddHash(zo.ExclusionHash(legit.Machine))
+		if v.log.sum() != want {
+			t.Errorf("digest %s, want the exclusion's alone", v.log.sum())
+		}
+		refused := v.Stats().Refused
+		for reason, n := range map[string]uint64{ReasonMalformed: 6, ReasonSignature: 2, ReasonWrongRun: 1, ReasonVersion: 1, ReasonEquivocation: 1} {
+			if refused[reason] < n {
+				t.Errorf("refused[%s] = %d, want ≥ %d (all: %v)", reason, refused[reason], n, refused)
+			}
 		}
 		st := v.Stats()
 		if st.GossipIgnored < 1 || st.GossipDuplicates < 1 {
@@ -195,13 +210,13 @@ func TestBogusSyncDonor(t *testing.T) {
 	var mode atomic.Int32
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
-	digest := encodeDigest([]Holding{{Machine: good.Machine, Samples: Ranges{{0, 99}}}}, MaxDigestSize)
+	digest := encodeDigest([]Holding{{Machine: good.Machine, Samples: Ranges{{0, 99}}}}, nil, MaxDigestSize)
 	// A digest claiming many machines, for a donor that then sends nothing.
 	var many []Holding
 	for m := range uint64(50) {
 		many = append(many, Holding{Machine: m, Samples: Ranges{{0, 1 << 30}}})
 	}
-	bigDigest := encodeDigest(many, MaxDigestSize)
+	bigDigest := encodeDigest(many, nil, MaxDigestSize)
 	var fetches atomic.Int32
 	a.h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
 		defer s.Close()

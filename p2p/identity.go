@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,6 +24,9 @@ func LoadIdentity(path string) (crypto.PrivKey, error) {
 		}
 		if key.Type() != crypto.Ed25519 {
 			return nil, fmt.Errorf("p2p: identity %s: key type %v, want Ed25519", path, key.Type())
+		}
+		if err := checkKeyPair(key); err != nil {
+			return nil, fmt.Errorf("p2p: identity %s: %w", path, err)
 		}
 		return key, nil
 	}
@@ -67,6 +72,26 @@ func SaveIdentity(path string, key crypto.PrivKey) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("p2p: write identity: %w", err)
+	}
+	return nil
+}
+
+// checkKeyPair verifies that an Ed25519 private key's stored public half is
+// the one its seed derives. A key file with flipped bytes would otherwise
+// load as a machine whose signatures nobody accepts (its handshakes and
+// batches all fail), with nothing logged.
+func checkKeyPair(key crypto.PrivKey) error {
+	raw, err := key.Raw()
+	if err != nil {
+		return err
+	}
+	if len(raw) != ed25519.PrivateKeySize {
+		return fmt.Errorf("Ed25519 key of %d bytes, want %d: the file is damaged", len(raw), ed25519.PrivateKeySize)
+	}
+	derived := ed25519.NewKeyFromSeed(raw[:ed25519.SeedSize]).Public().(ed25519.PublicKey)
+	if !bytes.Equal(derived, raw[ed25519.SeedSize:]) {
+		return errors.New("the public half of the key is not the one its private half derives: the file is damaged; " +
+			"restore it from a backup (a new key is a new machine: move the file away to create one)")
 	}
 	return nil
 }

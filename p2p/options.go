@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/zopeer/zopeer/zo"
 )
 
 // Options configures a Peer. Start from DefaultOptions: it is the one place
@@ -56,6 +58,16 @@ type Options struct {
 	// Manifest is the run manifest, served to joiners that lack it (opaque to
 	// p2p, at most MaxManifestSize bytes; nil serves nothing).
 	Manifest []byte
+	// Rules are the run's admission rules (manifest): a batch with any update
+	// outside them is rejected by the validator.
+	Rules zo.Rules
+	// PowBits is the proof of work every signer's key must carry (open runs).
+	PowBits int
+	// AuthorRate and AuthorBurst bound, per signing machine, the updates
+	// gossip delivers (a token bucket): more are ignored for anti-entropy to
+	// fetch later, and a machine that keeps exceeding it is scored down.
+	AuthorRate  float64
+	AuthorBurst float64
 	// DropInbound is the fraction of inbound gossip dropped on purpose, in
 	// [0, 1): a test hook that simulates loss; anti-entropy must repair it.
 	DropInbound float64
@@ -81,6 +93,8 @@ func DefaultOptions() Options {
 		SyncTimeout:       30 * time.Second,
 		SyncInbound:       16,
 		StateInterval:     30 * time.Second,
+		AuthorRate:        8192,
+		AuthorBurst:       65536,
 		Logger:            slog.Default(),
 	}
 }
@@ -109,6 +123,10 @@ func (o *Options) check() error {
 		return fmt.Errorf("p2p: options: manifest of %d bytes, limit %d", len(o.Manifest), MaxManifestSize)
 	case o.Logger == nil:
 		return fmt.Errorf("p2p: options: nil Logger")
+	case o.PowBits < 0 || o.PowBits > 64:
+		return fmt.Errorf("p2p: options: PowBits %d outside [0, 64]", o.PowBits)
+	case !(o.AuthorRate > 0) || !(o.AuthorBurst >= 1):
+		return fmt.Errorf("p2p: options: AuthorRate must be positive and AuthorBurst at least 1")
 	}
 	return nil
 }

@@ -39,6 +39,13 @@ type Log interface {
 	// machine that hold any sample in [lo, hi], in increasing order of First.
 	// It may stop once they total max updates or more.
 	Batches(machine, lo, hi uint64, max int) ([][]byte, error)
+	// Excluded reports whether machine is excluded from the run; Holdings
+	// and Batches leave excluded machines out.
+	Excluded(machine uint64) bool
+	// Exclusions lists the excluded machines in increasing order.
+	Exclusions() []uint64
+	// Evidence returns the evidence (Evidence.Raw) that excluded machine.
+	Evidence(machine uint64) ([]byte, bool)
 }
 
 // Equivocation is evidence that a machine signed two different updates for one
@@ -56,32 +63,38 @@ type Equivocation struct {
 // (stream payloads, so above yamux and the security layer; totals are folded
 // in once a second).
 type Stats struct {
-	Published        uint64  `json:"published"`         // batches this peer published
-	GossipAccepted   uint64  `json:"gossip_accepted"`   // messages validated and delivered
-	GossipRejected   uint64  `json:"gossip_rejected"`   // messages failing validation (penalises the sender)
-	GossipIgnored    uint64  `json:"gossip_ignored"`    // stale, replayed or already-logged messages
-	GossipDuplicates uint64  `json:"gossip_duplicates"` // messages seen before (pubsub seen-cache)
-	ValidateDropped  uint64  `json:"validate_dropped"`  // inbound messages dropped: validation queue full or throttled
-	GossipDropped    uint64  `json:"gossip_dropped"`    // outbound RPCs dropped on full queues
-	Undeliverable    uint64  `json:"undeliverable"`     // messages our subscription was too slow to take
-	SyncServed       uint64  `json:"sync_served"`       // sync requests answered
-	SyncBusy         uint64  `json:"sync_busy"`         // sync requests refused: too many at once
-	SyncFetched      uint64  `json:"sync_fetched"`      // batches delivered from sync responses
-	SyncUpdates      uint64  `json:"sync_updates"`      // updates in those batches
-	SyncRejected     uint64  `json:"sync_rejected"`     // sync responses cut off for a protocol violation
-	StatesDropped    uint64  `json:"states_dropped"`    // state announcements the caller did not take in time
-	Equivocations    uint64  `json:"equivocations"`     // conflicting updates detected
-	Peers            int     `json:"peers"`             // connected peers
-	MeshPeers        int     `json:"mesh_peers"`        // peers in our gossip mesh of the updates topic
-	BytesIn          int64   `json:"bytes_in"`
-	BytesOut         int64   `json:"bytes_out"`
-	RateIn           float64 `json:"rate_in"` // bytes per second
-	RateOut          float64 `json:"rate_out"`
+	Published        uint64 `json:"published"`         // batches this peer published
+	GossipAccepted   uint64 `json:"gossip_accepted"`   // messages validated and delivered
+	GossipRejected   uint64 `json:"gossip_rejected"`   // messages failing validation (penalises the sender)
+	GossipIgnored    uint64 `json:"gossip_ignored"`    // stale, replayed or already-logged messages
+	GossipDuplicates uint64 `json:"gossip_duplicates"` // messages seen before (pubsub seen-cache)
+	ValidateDropped  uint64 `json:"validate_dropped"`  // inbound messages dropped: validation queue full or throttled
+	GossipDropped    uint64 `json:"gossip_dropped"`    // outbound RPCs dropped on full queues
+	Undeliverable    uint64 `json:"undeliverable"`     // messages our subscription was too slow to take
+	SyncServed       uint64 `json:"sync_served"`       // sync requests answered
+	SyncBusy         uint64 `json:"sync_busy"`         // sync requests refused: too many at once
+	SyncFetched      uint64 `json:"sync_fetched"`      // batches delivered from sync responses
+	SyncUpdates      uint64 `json:"sync_updates"`      // updates in those batches
+	SyncRejected     uint64 `json:"sync_rejected"`     // sync responses cut off for a protocol violation
+	StatesDropped    uint64 `json:"states_dropped"`    // state announcements the caller did not take in time
+	Equivocations    uint64 `json:"equivocations"`     // conflicting updates detected
+	EvidenceReceived uint64 `json:"evidence_received"` // verified evidence delivered (gossip and sync)
+	// Refused counts refused batches by reason (Reason* constants); Rejected
+	// and Ignored gossip above count messages of both kinds.
+	Refused         map[string]uint64 `json:"refused"`
+	RefusedMachines []Refused         `json:"refused_machines"` // most refused first, at most 256
+	Peers           int               `json:"peers"`            // connected peers
+	MeshPeers       int               `json:"mesh_peers"`       // peers in our gossip mesh of the updates topic
+	BytesIn         int64             `json:"bytes_in"`
+	BytesOut        int64             `json:"bytes_out"`
+	RateIn          float64           `json:"rate_in"` // bytes per second
+	RateOut         float64           `json:"rate_out"`
 }
 
 type counters struct {
 	published, accepted, rejected, ignored, duplicates, valDropped, dropped, undeliverable atomic.Uint64
 	served, busy, fetched, syncUpdates, syncRejected, statesDropped, equivocations         atomic.Uint64
+	evidence                                                                               atomic.Uint64
 }
 
 // Peer is the node's presence on the network: a libp2p host in one run's
@@ -98,11 +111,15 @@ type Peer struct {
 	states  *pubsub.Topic
 	updSub  *pubsub.Subscription
 	stSub   *pubsub.Subscription
+	evTopic *pubsub.Topic
+	evSub   *pubsub.Subscription
+	pol     *police
 	kdht    *dht.IpfsDHT
 	mdns    mdns.Service
 
 	batches  chan *Batch
 	statesCh chan State
+	evidence chan *Evidence
 	trigger  chan struct{}   // wakes the anti-entropy loop
 	roundMu  sync.Mutex      // held by the anti-entropy round in progress
 	inbound  chan struct{}   // semaphore on served sync streams
@@ -127,6 +144,9 @@ type Peer struct {
 // Topic names of a run.
 func updatesTopic(run string) string { return "zopeer/" + run + "/updates/1" }
 func statesTopic(run string) string  { return "zopeer/" + run + "/state/1" }
+func evidenceTopic(run string) string {
+	return "zopeer/" + run + "/evidence/1"
+}
 
 // New starts a peer: host, gossip, sync protocol, discovery and the
 // anti-entropy loop. ctx bounds start-up only (the first bootstrap dials);
@@ -145,6 +165,8 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		bw:        metrics.NewBandwidthCounter(),
 		batches:   make(chan *Batch, opts.Deliver),
 		statesCh:  make(chan State, opts.Deliver),
+		evidence:  make(chan *Evidence, opts.Deliver),
+		pol:       newPolice(opts.AuthorRate, opts.AuthorBurst),
 		trigger:   make(chan struct{}, 1),
 		inbound:   make(chan struct{}, opts.SyncInbound),
 		serving:   map[peer.ID]int{},
@@ -200,7 +222,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	}
 	p.host = h
 
-	ut, st := updatesTopic(o.Run), statesTopic(o.Run)
+	ut, st, et := updatesTopic(o.Run), statesTopic(o.Run), evidenceTopic(o.Run)
 	p.tr = newTracer(&p.c, ut)
 	p.ps, err = pubsub.NewGossipSub(life, h,
 		// Authenticity comes from the batch's own signature: pubsub's per-message
@@ -211,7 +233,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 		pubsub.WithPeerOutboundQueueSize(o.OutboundQueue),
 		pubsub.WithValidateQueueSize(o.ValidateQueue),
 		pubsub.WithRawTracer(p.tr),
-		pubsub.WithPeerScore(scoreParams(ut, st), scoreThresholds()),
+		pubsub.WithPeerScore(scoreParams(p.pol.appScore, ut, st, et), scoreThresholds()),
 		pubsub.WithGossipSubParams(meshParams(o.MeshDegree)),
 	)
 	if err != nil {
@@ -222,6 +244,15 @@ func (p *Peer) start(ctx, life context.Context) error {
 	}
 	if err := p.ps.RegisterTopicValidator(st, p.validateState); err != nil {
 		return fmt.Errorf("p2p: validator: %w", err)
+	}
+	if err := p.ps.RegisterTopicValidator(et, p.validateEvidence); err != nil {
+		return fmt.Errorf("p2p: validator: %w", err)
+	}
+	if p.evTopic, err = p.ps.Join(et); err != nil {
+		return fmt.Errorf("p2p: join %s: %w", et, err)
+	}
+	if p.evSub, err = p.evTopic.Subscribe(pubsub.WithBufferSize(o.Deliver)); err != nil {
+		return fmt.Errorf("p2p: subscribe: %w", err)
 	}
 	if p.updates, err = p.ps.Join(ut); err != nil {
 		return fmt.Errorf("p2p: join %s: %w", ut, err)
@@ -274,6 +305,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 
 	p.spawn(func() { p.readBatches(life) })
 	p.spawn(func() { p.readStates(life) })
+	p.spawn(func() { p.readEvidence(life) })
 	p.spawn(func() { p.syncLoop(life) })
 	p.spawn(func() { p.watchJoins(life, events) })
 	if len(boot) > 0 || p.kdht != nil {
@@ -345,6 +377,9 @@ func (p *Peer) Close() error {
 		if p.stSub != nil {
 			p.stSub.Cancel()
 		}
+		if p.evSub != nil {
+			p.evSub.Cancel()
+		}
 		if p.mdns != nil {
 			p.mdns.Close()
 		}
@@ -362,6 +397,7 @@ func (p *Peer) Close() error {
 		p.wg.Wait()
 		close(p.batches)
 		close(p.statesCh)
+		close(p.evidence)
 	})
 	return err
 }
@@ -466,7 +502,10 @@ func (p *Peer) ReportEquivocation(e Equivocation) {
 // Stats returns the counters.
 func (p *Peer) Stats() Stats {
 	bw := p.bw.GetBandwidthTotals()
+	refused, machines := p.pol.stats()
 	return Stats{
+		Refused:          refused,
+		RefusedMachines:  machines,
 		Published:        p.c.published.Load(),
 		GossipAccepted:   p.c.accepted.Load(),
 		GossipRejected:   p.c.rejected.Load(),
@@ -482,6 +521,7 @@ func (p *Peer) Stats() Stats {
 		SyncRejected:     p.c.syncRejected.Load(),
 		StatesDropped:    p.c.statesDropped.Load(),
 		Equivocations:    p.c.equivocations.Load(),
+		EvidenceReceived: p.c.evidence.Load(),
 		Peers:            len(p.host.Network().Peers()),
 		MeshPeers:        p.tr.meshSize(),
 		BytesIn:          bw.TotalIn,
@@ -520,12 +560,22 @@ func (p *Peer) judge(b *Batch, from peer.ID) verdict {
 				Got:   zo.Update{Machine: b.Machine, Sample: s, Exp: b.Exp, Code: c},
 				Batch: b.Raw, From: from,
 			})
+			if ev := p.evidenceAgainst(b, s); ev != nil {
+				p.offerEvidence(ev)
+			}
 			return conflict
 		}
 	}
 	return v
 }
 
+// validateBatch is the gossip validator of the updates topic. What breaks a
+// rule of the run (a pure function of the batch and the manifest, so an
+// honest relayer never forwards it) is rejected and penalises the forwarder;
+// what depends on what this peer holds (a replay, one half of an
+// equivocation, a machine it has excluded) is ignored, so honest relayers
+// that have not seen as much are never penalised, and the author, not the
+// relayer, is scored down where it misbehaved.
 func (p *Peer) validateBatch(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if from == p.host.ID() {
 		return pubsub.ValidationAccept // our own, made by NewBatch
@@ -533,19 +583,131 @@ func (p *Peer) validateBatch(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if p.opts.DropInbound > 0 && rand.Float64() < p.opts.DropInbound {
 		return pubsub.ValidationIgnore
 	}
-	b, err := DecodeBatch(msg.Data, p.run)
+	b, err := p.admitBatch(msg.Data)
 	if err != nil {
 		p.opts.Logger.Debug("p2p: rejected batch", "from", from, "err", err)
 		return pubsub.ValidationReject
+	}
+	if p.opts.Log.Excluded(b.Machine) {
+		p.pol.refuse(b.Machine, true, ReasonExcluded)
+		p.pol.penalise(b.PubKey, penaltyTime)
+		return pubsub.ValidationIgnore
+	}
+	if ok, abusive := p.pol.allow(b.Machine, len(b.Codes), time.Now()); !ok {
+		p.pol.refuse(b.Machine, true, ReasonRate)
+		if abusive {
+			p.pol.penalise(b.PubKey, penaltyTime)
+		}
+		return pubsub.ValidationIgnore // anti-entropy fetches it later, at our pace
 	}
 	switch p.judge(b, from) {
 	case fresh:
 		msg.ValidatorData = b
 		return pubsub.ValidationAccept
 	case conflict:
-		return pubsub.ValidationReject
+		p.pol.refuse(b.Machine, true, ReasonEquivocation)
+		return pubsub.ValidationIgnore
 	default:
 		return pubsub.ValidationIgnore
+	}
+}
+
+// penaltyTime is how long an author that floods or was excluded stays graylisted.
+const penaltyTime = 10 * time.Minute
+
+// admitBatch decodes and authenticates a batch and checks it against the
+// run's rules and the signer's proof of work, counting a refusal's reason.
+// Gossip and sync both use it.
+func (p *Peer) admitBatch(data []byte) (*Batch, error) {
+	b, err := DecodeBatch(data, p.run)
+	if err != nil {
+		p.pol.refuse(0, false, reasonOf(err))
+		return nil, err
+	}
+	if err := p.opts.Rules.CheckBatch(b.Machine, b.First, b.Exp, b.Codes); err != nil {
+		p.pol.refuse(b.Machine, true, reasonOf(err))
+		return nil, err
+	}
+	if !p.pol.powOK(p.opts.Run, b.PubKey, b.Machine, p.opts.PowBits) {
+		p.pol.refuse(b.Machine, true, ReasonPow)
+		return nil, fmt.Errorf("%w: machine %016x", errPow, b.Machine)
+	}
+	return b, nil
+}
+
+// evidenceAgainst builds the evidence that b conflicts, at sample s, with
+// the batch the log holds; nil if the log keeps no signed batch for s (an
+// update logged without one cannot convict anybody).
+func (p *Peer) evidenceAgainst(b *Batch, s uint64) *Evidence {
+	raws, err := p.opts.Log.Batches(b.Machine, s, s, 1)
+	if err != nil {
+		return nil
+	}
+	for _, raw := range raws {
+		if ev, err := NewEvidence(p.run, raw, b.Raw); err == nil {
+			return ev
+		}
+	}
+	return nil
+}
+
+// offerEvidence hands evidence to the caller without blocking a validator;
+// if the caller is behind, the next conflict found makes it again.
+func (p *Peer) offerEvidence(ev *Evidence) {
+	select {
+	case p.evidence <- ev:
+		p.c.evidence.Add(1)
+	default:
+	}
+}
+
+// Evidences delivers verified evidence of machines this peer's log has not
+// excluded (from gossip, sync, or conflicts it caught itself). The caller
+// excludes the machine (a pure function of the evidence) and publishes it
+// with PublishEvidence.
+func (p *Peer) Evidences() <-chan *Evidence { return p.evidence }
+
+// PublishEvidence gossips evidence so every peer excludes the machine.
+func (p *Peer) PublishEvidence(ctx context.Context, ev *Evidence) error {
+	if err := p.evTopic.Publish(ctx, ev.Raw); err != nil {
+		return fmt.Errorf("p2p: publish evidence: %w", err)
+	}
+	return nil
+}
+
+func (p *Peer) validateEvidence(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if from == p.host.ID() {
+		return pubsub.ValidationAccept
+	}
+	ev, err := DecodeEvidence(msg.Data, p.run)
+	if err != nil {
+		p.opts.Logger.Debug("p2p: rejected evidence", "from", from, "err", err)
+		return pubsub.ValidationReject
+	}
+	if p.opts.Log.Excluded(ev.Machine) {
+		return pubsub.ValidationIgnore // known: relaying it again helps nobody
+	}
+	msg.ValidatorData = ev
+	return pubsub.ValidationAccept
+}
+
+// readEvidence hands gossiped evidence to the caller; exits when life ends.
+func (p *Peer) readEvidence(life context.Context) {
+	for {
+		msg, err := p.evSub.Next(life)
+		if err != nil {
+			return
+		}
+		ev, ok := msg.ValidatorData.(*Evidence)
+		if !ok || msg.ReceivedFrom == p.host.ID() {
+			continue
+		}
+		select {
+		case p.evidence <- ev:
+			p.c.evidence.Add(1)
+		case <-life.Done():
+			return
+		}
 	}
 }
 

@@ -98,4 +98,8 @@ func (rs Ranges) Hull(lo, hi uint64) (Range, bool) {
 type Holding struct {
 	Machine uint64
 	Samples Ranges
+	// Digest is the first 8 bytes (big-endian) of the set digest of the
+	// machine's held updates: two peers holding the same samples with
+	// different values find out by comparing it.
+	Digest uint64
 }

@@ -3,6 +3,7 @@ package p2p
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -79,8 +80,10 @@ func (p *Peer) SyncNow(ctx context.Context) uint64 {
 
 // donor is a peer and what it says it holds.
 type donor struct {
-	id    peer.ID
-	holds map[uint64]Ranges
+	id       peer.ID
+	holds    map[uint64]Ranges
+	digests  map[uint64]uint64 // per-machine digest prefixes (Holding.Digest)
+	excluded []uint64
 }
 
 // chunk is a piece of missing samples of one machine.
@@ -88,6 +91,10 @@ type chunk struct {
 	machine uint64
 	r       Range
 	tried   map[peer.ID]bool
+	// only, if set, is the one donor to ask: it holds these samples with
+	// values other than ours, and fetching them from it brings the
+	// conflicting batch, i.e. the evidence of an equivocation.
+	only peer.ID
 }
 
 func (p *Peer) syncRound(ctx context.Context) {
@@ -104,25 +111,27 @@ func (p *Peer) syncRound(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hs, err := p.fetchDigest(ctx, id)
+			hs, excl, err := p.fetchDigest(ctx, id)
 			if err != nil {
 				p.opts.Logger.Debug("p2p: sync digest", "peer", id, "err", err)
 				return
 			}
-			d := &donor{id: id, holds: make(map[uint64]Ranges, len(hs))}
+			d := &donor{id: id, holds: make(map[uint64]Ranges, len(hs)), digests: make(map[uint64]uint64, len(hs)), excluded: excl}
 			for _, h := range hs {
 				d.holds[h.Machine] = h.Samples
+				d.digests[h.Machine] = h.Digest
 			}
 			donors[i] = d
 		}()
 	}
 	wg.Wait()
+	p.fetchEvidence(ctx, donors)
 	mine, err := p.opts.Log.Holdings()
 	if err != nil {
 		p.opts.Logger.Warn("p2p: sync: log holdings", "err", err)
 		return
 	}
-	q := &workQueue{chunks: plan(mine, donors, maxChunks)}
+	q := &workQueue{chunks: plan(mine, donors, p.opts.Log.Excluded, maxChunks)}
 	if len(q.chunks) == 0 {
 		return
 	}
@@ -158,38 +167,58 @@ func (p *Peer) syncPeers() []peer.ID {
 const maxChunks = 1024
 
 // plan lists what the donors hold and mine lacks, in at most limit chunks of
-// at most MaxFetch samples each, lowest machines and samples first.
-func plan(mine []Holding, donors []*donor, limit int) []*chunk {
+// at most MaxFetch samples each, lowest machines and samples first, leaving
+// out excluded machines. A donor that holds exactly a machine's samples we
+// hold but with another digest holds some of them with other values: those
+// samples are planned again, from that donor only, so the conflict surfaces.
+func plan(mine []Holding, donors []*donor, excluded func(uint64) bool, limit int) []*chunk {
 	have := make(map[uint64]Ranges, len(mine))
+	digest := make(map[uint64]uint64, len(mine))
 	for _, h := range mine {
-		have[h.Machine] = h.Samples
+		have[h.Machine], digest[h.Machine] = h.Samples, h.Digest
 	}
 	missing := map[uint64]Ranges{}
+	type split struct {
+		machine uint64
+		donor   peer.ID
+	}
+	var splits []split
 	for _, d := range donors {
 		if d == nil {
 			continue
 		}
 		for m, rs := range d.holds {
+			if excluded(m) {
+				continue
+			}
 			if lack := rs.Sub(have[m]); len(lack) > 0 {
 				missing[m] = missing[m].Union(lack)
+			} else if d.digests[m] != digest[m] && slices.Equal(rs, have[m]) {
+				splits = append(splits, split{m, d.id})
 			}
 		}
 	}
-	machines := slices.Sorted(maps.Keys(missing))
 	var out []*chunk
-	for _, m := range machines {
-		for _, r := range missing[m] {
+	add := func(m uint64, rs Ranges, only peer.ID) {
+		for _, r := range rs {
 			for lo := r.Lo; len(out) < limit; lo += MaxFetch {
 				hi := min(r.Hi, lo+MaxFetch-1)
 				if hi < lo { // lo+MaxFetch-1 overflowed
 					hi = r.Hi
 				}
-				out = append(out, &chunk{machine: m, r: Range{lo, hi}, tried: map[peer.ID]bool{}})
+				out = append(out, &chunk{machine: m, r: Range{lo, hi}, tried: map[peer.ID]bool{}, only: only})
 				if hi == r.Hi {
 					break
 				}
 			}
 		}
+	}
+	for _, m := range slices.Sorted(maps.Keys(missing)) {
+		add(m, missing[m], "")
+	}
+	slices.SortFunc(splits, func(a, b split) int { return cmp.Compare(a.machine, b.machine) })
+	for _, s := range splits {
+		add(s.machine, have[s.machine], s.donor)
 	}
 	return out
 }
@@ -205,7 +234,7 @@ func (q *workQueue) take(d *donor) (*chunk, Range, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i, c := range q.chunks {
-		if c.tried[d.id] {
+		if c.tried[d.id] || c.only != "" && c.only != d.id {
 			continue
 		}
 		part, ok := d.holds[c.machine].Hull(c.r.Lo, c.r.Hi)
@@ -272,25 +301,84 @@ func (p *Peer) syncStream(ctx context.Context, id peer.ID, q syncRequest) (netwo
 	return s, bufio.NewReader(s), nil
 }
 
-func (p *Peer) fetchDigest(ctx context.Context, id peer.ID) ([]Holding, error) {
+func (p *Peer) fetchDigest(ctx context.Context, id peer.ID) ([]Holding, []uint64, error) {
 	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindDigest})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer s.Close()
 	body, err := readFrame(r, MaxDigestSize)
 	if err != nil {
 		p.countViolation(err)
 		s.Reset()
+		return nil, nil, err
+	}
+	hs, excl, err := decodeDigest(body)
+	if err != nil {
+		p.c.syncRejected.Add(1)
+		s.Reset()
+		return nil, nil, err
+	}
+	return hs, excl, nil
+}
+
+// maxEvidenceFetches bounds the evidence one round asks donors for.
+const maxEvidenceFetches = 64
+
+// fetchEvidence asks donors for the evidence against machines they excluded
+// and we did not, and delivers what verifies. A donor that lists a machine
+// without convincing evidence is asked nothing more this round.
+func (p *Peer) fetchEvidence(ctx context.Context, donors []*donor) {
+	asked := map[uint64]bool{}
+	for _, d := range donors {
+		if d == nil {
+			continue
+		}
+		for _, m := range d.excluded {
+			if len(asked) >= maxEvidenceFetches || ctx.Err() != nil {
+				return
+			}
+			if asked[m] || p.opts.Log.Excluded(m) {
+				continue
+			}
+			asked[m] = true
+			ev, err := p.fetchEvidenceFrom(ctx, d.id, m)
+			if err != nil {
+				p.opts.Logger.Debug("p2p: sync evidence", "peer", d.id, "machine", machineHex(m), "err", err)
+				break
+			}
+			select {
+			case p.evidence <- ev:
+				p.c.evidence.Add(1)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (p *Peer) fetchEvidenceFrom(ctx context.Context, id peer.ID, machine uint64) (*Evidence, error) {
+	s, r, err := p.syncStream(ctx, id, syncRequest{Kind: kindEvidence, Machine: machine})
+	if err != nil {
 		return nil, err
 	}
-	hs, err := decodeDigest(body)
+	defer s.Close()
+	body, err := readFrame(r, MaxEvidenceSize)
+	if err != nil {
+		p.countViolation(err)
+		s.Reset()
+		return nil, err
+	}
+	ev, err := DecodeEvidence(body, p.run)
+	if err == nil && ev.Machine != machine {
+		err = fmt.Errorf("%w: evidence against another machine", errBogus)
+	}
 	if err != nil {
 		p.c.syncRejected.Add(1)
 		s.Reset()
 		return nil, err
 	}
-	return hs, nil
+	return ev, nil
 }
 
 // FetchManifest asks the connected peers for the run manifest (Options.Manifest)
@@ -372,7 +460,7 @@ func (p *Peer) fetch(ctx context.Context, id peer.ID, machine, lo, hi uint64) (R
 			s.Close()
 			return got, nil
 		}
-		b, err := DecodeBatch(frame, p.run)
+		b, err := p.admitBatch(frame)
 		if err == nil && (b.Machine != machine || b.Last() < lo || b.First > hi) {
 			err = fmt.Errorf("%w: batch outside the request", errBogus)
 		}
@@ -481,7 +569,7 @@ func (p *Peer) answer(s network.Stream) error {
 		if err != nil {
 			return fmt.Errorf("p2p: sync: log holdings: %w", err)
 		}
-		if err := writeFrame(w, encodeDigest(hs, MaxDigestSize)); err != nil {
+		if err := writeFrame(w, encodeDigest(hs, p.opts.Log.Exclusions(), MaxDigestSize)); err != nil {
 			return err
 		}
 	case kindFetch:
@@ -504,6 +592,11 @@ func (p *Peer) answer(s network.Stream) error {
 		}
 	case kindManifest:
 		if err := writeFrame(w, p.opts.Manifest); err != nil {
+			return err
+		}
+	case kindEvidence:
+		ev, _ := p.opts.Log.Evidence(q.Machine)
+		if err := writeFrame(w, ev); err != nil {
 			return err
 		}
 	}

@@ -10,7 +10,7 @@ import (
 // Sync protocol limits. A peer that exceeds one is cut off.
 const (
 	// SyncProtocol is the libp2p protocol ID of the anti-entropy stream.
-	SyncProtocol = "/zopeer/sync/1"
+	SyncProtocol = "/zopeer/sync/2"
 	// MaxFetch bounds the updates a donor sends for one fetch request; the
 	// requester asks again for whatever is still missing.
 	MaxFetch = 4096
@@ -27,12 +27,16 @@ const (
 	kindDigest   = 1
 	kindFetch    = 2
 	kindManifest = 3
+	kindEvidence = 4
+
+	// maxDigestExclusions bounds the excluded machines one digest lists.
+	maxDigestExclusions = 4096
 )
 
 // syncRequest is the single request on a sync stream.
 type syncRequest struct {
 	Kind    byte
-	Machine uint64 // fetch only
+	Machine uint64 // fetch and evidence only
 	Lo, Hi  uint64 // fetch only: the inclusive sample range wanted
 }
 
@@ -41,10 +45,13 @@ func encodeRequest(run RunTag, q syncRequest) []byte {
 	b = append(b, WireVersion)
 	b = append(b, run[:]...)
 	b = append(b, q.Kind)
-	if q.Kind == kindFetch {
+	switch q.Kind {
+	case kindFetch:
 		b = binary.BigEndian.AppendUint64(b, q.Machine)
 		b = binary.AppendUvarint(b, q.Lo)
 		b = binary.AppendUvarint(b, q.Hi)
+	case kindEvidence:
+		b = binary.BigEndian.AppendUint64(b, q.Machine)
 	}
 	return b
 }
@@ -64,6 +71,11 @@ func decodeRequest(b []byte, run RunTag) (syncRequest, error) {
 	rest := b[10:]
 	switch q.Kind {
 	case kindDigest, kindManifest:
+	case kindEvidence:
+		if len(rest) < 8 {
+			return q, fmt.Errorf("%w: short evidence request", ErrMalformed)
+		}
+		q.Machine, rest = binary.BigEndian.Uint64(rest), rest[8:]
 	case kindFetch:
 		if len(rest) < 8 {
 			return q, fmt.Errorf("%w: short fetch", ErrMalformed)
@@ -89,13 +101,20 @@ func decodeRequest(b []byte, run RunTag) (syncRequest, error) {
 }
 
 // encodeDigest encodes what a log holds, as many machines as fit in limit
-// bytes. Machines must be strictly increasing and each machine's ranges valid
-// and non-empty; Log implementations promise it.
-func encodeDigest(hs []Holding, limit int) []byte {
+// bytes, then the machines it excluded (at most maxDigestExclusions).
+// Machines must be strictly increasing and each machine's ranges valid and
+// non-empty; Log implementations promise it.
+func encodeDigest(hs []Holding, excluded []uint64, limit int) []byte {
+	excluded = excluded[:min(len(excluded), maxDigestExclusions)]
+	tail := binary.AppendUvarint(nil, uint64(len(excluded)))
+	for _, m := range excluded {
+		tail = binary.BigEndian.AppendUint64(tail, m)
+	}
 	var body []byte
 	n := 0
 	for _, h := range hs {
 		e := binary.BigEndian.AppendUint64(nil, h.Machine)
+		e = binary.BigEndian.AppendUint64(e, h.Digest)
 		e = binary.AppendUvarint(e, uint64(len(h.Samples)))
 		var prev uint64
 		for i, r := range h.Samples {
@@ -107,40 +126,40 @@ func encodeDigest(hs []Holding, limit int) []byte {
 			e = binary.AppendUvarint(e, r.Hi-r.Lo)
 			prev = r.Hi
 		}
-		if binary.MaxVarintLen64+len(body)+len(e) > limit {
+		if binary.MaxVarintLen64+len(body)+len(e)+len(tail) > limit {
 			break
 		}
 		body = append(body, e...)
 		n++
 	}
-	return append(binary.AppendUvarint(nil, uint64(n)), body...)
+	return append(append(binary.AppendUvarint(nil, uint64(n)), body...), tail...)
 }
 
-func decodeDigest(b []byte) ([]Holding, error) {
+func decodeDigest(b []byte) (hs []Holding, excl []uint64, err error) {
 	n, b, err := uvarint(b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// Every machine takes at least 11 bytes: a cheap bound before allocating.
-	if n > uint64(len(b))/11 {
-		return nil, fmt.Errorf("%w: digest machine count", ErrMalformed)
+	// Every machine takes at least 19 bytes: a cheap bound before allocating.
+	if n > uint64(len(b))/19 {
+		return nil, nil, fmt.Errorf("%w: digest machine count", ErrMalformed)
 	}
-	hs := make([]Holding, 0, n)
+	hs = make([]Holding, 0, n)
 	total := 0
 	for i := uint64(0); i < n; i++ {
-		if len(b) < 8 {
-			return nil, fmt.Errorf("%w: short digest", ErrMalformed)
+		if len(b) < 16 {
+			return nil, nil, fmt.Errorf("%w: short digest", ErrMalformed)
 		}
-		m := binary.BigEndian.Uint64(b)
+		m, dig := binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
 		if i > 0 && m <= hs[i-1].Machine {
-			return nil, fmt.Errorf("%w: digest machines out of order", ErrMalformed)
+			return nil, nil, fmt.Errorf("%w: digest machines out of order", ErrMalformed)
 		}
 		var nr uint64
-		if nr, b, err = uvarint(b[8:]); err != nil {
-			return nil, err
+		if nr, b, err = uvarint(b[16:]); err != nil {
+			return nil, nil, err
 		}
 		if nr == 0 || nr > uint64(len(b))/2 || total+int(nr) > maxDigestRanges {
-			return nil, fmt.Errorf("%w: digest range count", ErrMalformed)
+			return nil, nil, fmt.Errorf("%w: digest range count", ErrMalformed)
 		}
 		total += int(nr)
 		rs := make(Ranges, nr)
@@ -148,31 +167,42 @@ func decodeDigest(b []byte) ([]Holding, error) {
 		for j := range rs {
 			var gap, span uint64
 			if gap, b, err = uvarint(b); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if span, b, err = uvarint(b); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			lo := gap
 			if j > 0 {
 				// Ranges are disjoint and non-adjacent: a gap of at least 2.
 				if gap < 2 || prev+gap < prev {
-					return nil, fmt.Errorf("%w: digest ranges", ErrMalformed)
+					return nil, nil, fmt.Errorf("%w: digest ranges", ErrMalformed)
 				}
 				lo = prev + gap
 			}
 			if lo+span < lo {
-				return nil, fmt.Errorf("%w: digest range overflow", ErrMalformed)
+				return nil, nil, fmt.Errorf("%w: digest range overflow", ErrMalformed)
 			}
 			rs[j] = Range{lo, lo + span}
 			prev = lo + span
 		}
-		hs = append(hs, Holding{Machine: m, Samples: rs})
+		hs = append(hs, Holding{Machine: m, Samples: rs, Digest: dig})
 	}
-	if len(b) != 0 {
-		return nil, fmt.Errorf("%w: trailing bytes", ErrMalformed)
+	ne, b, err := uvarint(b)
+	if err != nil {
+		return nil, nil, err
 	}
-	return hs, nil
+	if ne > maxDigestExclusions || ne*8 != uint64(len(b)) {
+		return nil, nil, fmt.Errorf("%w: digest exclusions", ErrMalformed)
+	}
+	excl = make([]uint64, ne)
+	for i := range excl {
+		excl[i] = binary.BigEndian.Uint64(b[8*i:])
+		if i > 0 && excl[i] <= excl[i-1] {
+			return nil, nil, fmt.Errorf("%w: digest exclusions out of order", ErrMalformed)
+		}
+	}
+	return hs, excl, nil
 }
 
 // writeFrame writes a uvarint length and the body.

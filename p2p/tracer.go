@@ -78,14 +78,17 @@ func (t *tracer) SendRPC(*pubsub.RPC, peer.ID)             {}
 // scoreParams turns Reject verdicts into a penalty: P4 (invalid messages) on
 // both topics, and nothing else, so scoring never punishes honest peers for
 // being slow or new.
-func scoreParams(topics ...string) *pubsub.PeerScoreParams {
+func scoreParams(app func(peer.ID) float64, topics ...string) *pubsub.PeerScoreParams {
 	ps := &pubsub.PeerScoreParams{
 		SkipAtomicValidation: true,
 		Topics:               map[string]*pubsub.TopicScoreParams{},
-		AppSpecificScore:     func(peer.ID) float64 { return 0 },
-		DecayInterval:        pubsub.DefaultDecayInterval,
-		DecayToZero:          pubsub.DefaultDecayToZero,
-		RetainScore:          time.Hour,
+		// The application score graylists authors that flood or were
+		// excluded (police.appScore), not the honest peers relaying them.
+		AppSpecificScore:  app,
+		AppSpecificWeight: 1,
+		DecayInterval:     pubsub.DefaultDecayInterval,
+		DecayToZero:       pubsub.DefaultDecayToZero,
+		RetainScore:       time.Hour,
 	}
 	for _, t := range topics {
 		ps.Topics[t] = &pubsub.TopicScoreParams{

@@ -189,19 +189,19 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 		{Machine: 1, Samples: Ranges{{0, 0}}},
 		{Machine: 7, Samples: Ranges{{0, 99}, {101, 101}, {1 << 40, math.MaxUint64}}},
 	}
-	enc := encodeDigest(hs, MaxDigestSize)
-	got, err := decodeDigest(enc)
+	enc := encodeDigest(hs, nil, MaxDigestSize)
+	got, _, err := decodeDigest(enc)
 	if err != nil || len(got) != 2 || len(got[1].Samples) != 3 || got[1].Samples[2] != hs[1].Samples[2] {
 		t.Fatalf("digest: %+v, %v", got, err)
 	}
-	if short := encodeDigest(hs, 30); len(short) >= len(enc) {
+	if short := encodeDigest(hs, nil, 30); len(short) >= len(enc) {
 		t.Error("digest limit not applied")
 	}
 	for name, bad := range map[string][]Holding{
 		"adjacent":  {{Machine: 1, Samples: Ranges{{0, 1}, {2, 3}}}},
 		"unordered": {{Machine: 2, Samples: Ranges{{0, 0}}}, {Machine: 1, Samples: Ranges{{0, 0}}}},
 	} {
-		if _, err := decodeDigest(encodeDigest(bad, MaxDigestSize)); err == nil {
+		if _, _, err := decodeDigest(encodeDigest(bad, nil, MaxDigestSize)); err == nil {
 			t.Errorf("%s digest accepted", name)
 		}
 	}

@@ -17,7 +17,7 @@ func benchUpdates(start, n int) []zo.Update {
 	us := make([]zo.Update, n)
 	for i := range us {
 		k := start + i
-		us[i] = zo.Update{Machine: uint64(k % 64), Sample: uint64(k / 64), Exp: 120, Code: int8(k)}
+		us[i] = zo.Update{Machine: uint64(k % 64), Sample: uint64(k / 64), Exp: 120, Code: int8(k%255 - 127)}
 	}
 	return us
 }

@@ -69,11 +69,13 @@ func upd(machine, sample uint64) zo.Update {
 	binary.LittleEndian.PutUint64(b[:], machine)
 	binary.LittleEndian.PutUint64(b[8:], sample)
 	h := sha256.Sum256(b[:])
-	return zo.Update{Machine: machine, Sample: sample, Exp: 118 + h[0]%4, Code: int8(h[1])}
+	return zo.Update{Machine: machine, Sample: sample, Exp: 118 + h[0]%4, Code: int8(int(h[1]%255) - 127)}
 }
 
 func flip(u zo.Update) zo.Update {
-	u.Code ^= 1
+	if u.Code = -u.Code; u.Code == 0 {
+		u.Code = 1
+	}
 	return u
 }
 

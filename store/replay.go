@@ -95,6 +95,7 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 			if h := w.Hash(); h != c.Hash {
 				return res, fmt.Errorf("%w: checkpoint %d loads to weights hash %x, recorded %x", ErrCorrupt, c.ID, h[:8], c.Hash[:8])
 			}
+			w.SyncViews() // Q was overwritten: refresh the views and the engine's bound on |Q|
 			res.Checkpoint, res.Included, res.Verified = c.ID, c.Included.Clone(), 1
 			break
 		}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	bopts "github.com/dgraph-io/badger/v4/options"
 
 	"github.com/zopeer/zopeer/zo"
 )
@@ -55,6 +56,7 @@ const (
 	pfxEquiv    = 'e' // e machine sample exp code -> (empty): an offered value that contradicts the log
 	pfxCkpt     = 'c' // c id -> JSON CheckpointInfo
 	pfxBatch    = 'b' // b machine first -> u32be(count) raw: a signed batch as received
+	pfxExcl     = 'x' // x machine -> evidence: the machine is excluded from the run
 )
 
 // Cursor is a position in a store's arrival order: the sequence number of the
@@ -85,6 +87,7 @@ type AppendResult struct {
 	Added         int            // newly logged
 	Duplicates    int            // already logged with the same value
 	Equivocations []Equivocation // contradicting the log; not stored
+	Refused       []Refusal      // of excluded machines or outside the run's rules; not stored
 	Last          Cursor         // sequence number of the last update added, or 0
 }
 
@@ -107,9 +110,14 @@ type Store struct {
 	mu     sync.Mutex // serialises Append and checkpoint numbering; guards the fields below
 	seq    Cursor
 	sum    Summary
-	dig    zo.SetDigest
+	dig    zo.SetDigest // of the included updates and the exclusions (docs/PROTOCOL.md §7)
+	mdig   map[uint64]zo.SetDigest
+	excl   map[uint64][]byte // excluded machine -> evidence
+	rules  zo.Rules
 	count  uint64
 	nextCk uint64
+
+	created bool // Open found no format version: the store is new
 }
 
 // Open opens the store in dir, creating it if needed. A new store records m
@@ -132,11 +140,27 @@ func Open(ctx context.Context, dir string, m Manifest, opts ...Option) (*Store, 
 		unlockDir(lock)
 		return nil, err
 	}
-	bo := badgerOptions(filepath.Join(dir, "db"), o)
+	// Every table's checksums are verified as Badger opens it, so a damaged
+	// table is an error at start, not a wrong read later.
+	bo := badgerOptions(filepath.Join(dir, "db"), o).WithChecksumVerificationMode(bopts.OnTableRead)
+	files, err := checkDB(dir, bo, o.log)
+	if err != nil {
+		unlockDir(lock)
+		return nil, err
+	}
 	s, err := open(ctx, bo, m, o)
 	if err != nil {
 		unlockDir(lock)
 		return nil, err
+	}
+	if s.created && files.holdsData() {
+		// Whatever the cause, an empty log next to data is never a store to
+		// train on: the checkpoints would be deleted as orphans and the
+		// machine would re-use its sample indices.
+		s.Close()
+		unlockDir(lock)
+		return nil, fmt.Errorf("%w: %s opened as an empty log next to %s; restore the store from a backup, "+
+			"or move it aside and restart to fetch the run's updates from peers again", ErrCorrupt, dir, files.describe())
 	}
 	s.dir, s.lock = dir, lock
 	s.cks = dirBlobs{dir: filepath.Join(dir, ckptDir)}
@@ -191,12 +215,29 @@ func OpenMemory(m Manifest, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-func open(ctx context.Context, bo badger.Options, m Manifest, o options) (*Store, error) {
-	db, err := badger.Open(bo)
+func open(ctx context.Context, bo badger.Options, m Manifest, o options) (_ *Store, err error) {
+	var db *badger.DB
+	// Badger panics on some damaged files instead of returning an error:
+	// those in this goroutine end here (checkDB catches the known ones first).
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				func() {
+					defer func() { recover() }()
+					db.Close()
+				}()
+			}
+			err = fmt.Errorf("%w: Badger failed on the files in %s: %v", ErrCorrupt, bo.Dir, r)
+		}
+	}()
+	db, err = badger.Open(bo)
 	if err != nil {
+		if isCorruption(err) {
+			return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, bo.Dir, err)
+		}
 		return nil, fmt.Errorf("store: open %s: %w", bo.Dir, err)
 	}
-	s := &Store{opts: o, log: o.log, db: db, sum: Summary{}, nextCk: 1}
+	s := &Store{opts: o, log: o.log, db: db, sum: Summary{}, mdig: map[uint64]zo.SetDigest{}, excl: map[uint64][]byte{}, nextCk: 1}
 	if err := s.load(ctx, m); err != nil {
 		db.Close()
 		return nil, err
@@ -210,6 +251,7 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 	err := s.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{keyVersion})
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			s.created = true
 			enc, err := encodeManifest(m)
 			if err != nil {
 				return err
@@ -261,18 +303,32 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		return wrap("open", err)
 	}
 	s.man = m
+	if s.rules, err = m.Rules(); err != nil {
+		return err
+	}
 	// The summary and the set digest are rebuilt from one scan of the log
 	// (update values sit next to their keys in the LSM tree), the newest
 	// sequence number and checkpoint id from one reverse seek each.
-	return wrap("open", s.db.View(func(txn *badger.Txn) error {
+	leftover := map[uint64]bool{} // excluded machines a crash left updates of
+	err = wrap("open", s.db.View(func(txn *badger.Txn) error {
+		if err := s.loadExclusions(txn); err != nil {
+			return err
+		}
 		var scanErr error
 		s.scanUpdates(ctx, txn, Key{}, func(u zo.Update, err error) bool {
 			if err != nil {
 				scanErr = err
 				return false
 			}
+			if s.excl[u.Machine] != nil {
+				leftover[u.Machine] = true
+				return true
+			}
 			s.sum.Add(u.Machine, u.Sample)
 			s.dig.Add(u)
+			d := s.mdig[u.Machine]
+			d.Add(u)
+			s.mdig[u.Machine] = d
 			s.count++
 			return true
 		})
@@ -287,6 +343,16 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		}
 		return nil
 	}))
+	if err != nil {
+		return err
+	}
+	for m := range leftover {
+		if _, err := s.purge(ctx, m); err != nil {
+			return err
+		}
+		s.log.Warn("finished removing an excluded machine's updates", "machine", fmt.Sprintf("%016x", m))
+	}
+	return nil
 }
 
 // lastKey returns a copy of the greatest 9-byte key with the given prefix.
@@ -498,6 +564,10 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 			return res, err
 		}
 	}
+	us, res.Refused = s.admit(us, raw != nil)
+	if len(us) == 0 {
+		return res, nil
+	}
 	for len(us) > 0 {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("store: append: %w", err)
@@ -574,6 +644,9 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 		for _, u := range added {
 			s.sum.Add(u.Machine, u.Sample)
 			s.dig.Add(u)
+			d := s.mdig[u.Machine]
+			d.Add(u)
+			s.mdig[u.Machine] = d
 		}
 		s.count += uint64(len(added))
 		res.Added += len(added)
@@ -589,6 +662,31 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 			"offered_exp", e.Offered.Exp, "offered_code", e.Offered.Code)
 	}
 	return res, nil
+}
+
+// admit splits us into the updates the run admits and the refused ones. The
+// updates of one signed batch stand or fall together. Called with s.mu held.
+func (s *Store) admit(us []zo.Update, batch bool) ([]zo.Update, []Refusal) {
+	var refused []Refusal
+	ok := us[:0:0]
+	for _, u := range us {
+		err := s.rules.Check(u)
+		if err == nil && s.excl[u.Machine] != nil {
+			err = fmt.Errorf("%w: machine %016x", ErrExcluded, u.Machine)
+		}
+		if err != nil {
+			refused = append(refused, Refusal{Update: u, Err: err})
+			continue
+		}
+		ok = append(ok, u)
+	}
+	if batch && len(refused) > 0 && len(ok) > 0 {
+		for _, u := range ok {
+			refused = append(refused, Refusal{Update: u, Err: refused[0].Err})
+		}
+		ok = nil
+	}
+	return ok, refused
 }
 
 // Get returns the logged update (machine, sample), if any.

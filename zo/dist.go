@@ -34,6 +34,14 @@ func (d Dist) sigma() float64 {
 	return 1
 }
 
+// maxZ is max|zInt|: 1 for rademacher, 510 for gauss4 (four bytes of 255 less 510).
+func (d Dist) maxZ() int64 {
+	if d == Gauss4 {
+		return 510
+	}
+	return 1
+}
+
 func (d Dist) String() string {
 	switch d {
 	case Rademacher:

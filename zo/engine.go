@@ -3,6 +3,7 @@ package zo
 import (
 	"fmt"
 	"math"
+	"sync"
 	"unsafe"
 )
 
@@ -15,10 +16,14 @@ type Engine struct {
 	w     *Weights
 	epsQ  []int32 // ε on each tensor's grid, in units of the integer-valued z
 	stale bool    // views differ from the canonical weights (after Apply or Step)
+
+	exactOnly bool // tests: every apply takes the exact path
+	exactRuns int  // tensor applies that took the exact path (for tests)
 }
 
 // maxCoeff bounds one update's step on one tensor's grid (1/32 of the int32
-// range), so a hostile or broken ĝ cannot wrap the weights in a single update.
+// range); the gradient bound (CodeLimit) is the real limit on influence, and
+// any wrap is detected (Weights.Overflow).
 const maxCoeff = 1 << 26
 
 // maxEps bounds ε on a tensor's grid (1/16 of the int32 range) so that Q ± ε
@@ -79,8 +84,19 @@ func (e *Engine) Coeff(u Update, s Seed, ti int) int32 {
 // Apply adds every update in us to the weights: θ ← θ − η·ĝ·z(seed) for each,
 // in one pass over memory for the whole batch, in parallel over chunks. The
 // result does not depend on the order of us, nor on how updates are split
-// across calls.
-func (e *Engine) Apply(us []Update) {
+// across calls. Elements whose true value leaves int32 are wrapped and counted
+// exactly (see Tensor and Weights.Overflow), never silently.
+func (e *Engine) Apply(us []Update) { e.apply(us, 1) }
+
+// Remove subtracts exactly what Apply(us) added: the same coefficients,
+// negated, through the same kernels. Removing updates that were applied (in
+// any order and batching, interleaved with other applies) leaves the weights
+// equal to applying only the others. Removing an update that was not applied
+// is the caller's error; the engine cannot tell.
+func (e *Engine) Remove(us []Update) { e.apply(us, -1) }
+
+// apply adds sign·Coeff·zInt for every update in us.
+func (e *Engine) apply(us []Update, sign int32) {
 	if len(us) == 0 {
 		return
 	}
@@ -89,39 +105,140 @@ func (e *Engine) Apply(us []Update) {
 		seeds[k] = DeriveSeed(e.cfg.Run, u.Machine, u.Sample)
 	}
 	plans := make([]*applyPlan, len(e.w.Tensors))
+	rescan := false
 	for ti, t := range e.w.Tensors {
-		if t.Trainable {
-			plans[ti] = newApplyPlan(e, us, seeds, ti)
+		if !t.Trainable {
+			continue
+		}
+		p := newApplyPlan(e, us, seeds, ti, sign)
+		if p.delta == 0 {
+			continue // every coefficient is zero
+		}
+		plans[ti] = p
+		rescan = rescan || !fits(t.qmax, p.delta)
+	}
+	if rescan {
+		// The cached bound is conservative; the exact max|Q| usually leaves
+		// room (honest random walks grow like √N, the bound like N).
+		e.w.rescan(func(ti int, t *Tensor) bool { return plans[ti] != nil && !fits(t.qmax, plans[ti].delta) })
+	}
+	for ti, t := range e.w.Tensors {
+		if p := plans[ti]; p != nil {
+			if fits(t.qmax, p.delta) && !e.exactOnly {
+				t.qmax += p.delta
+			} else {
+				p.slow = &slowAcc{}
+				e.exactRuns++
+			}
 		}
 	}
-	e.w.forChunks(true, func(ti int, t *Tensor, lo, hi int) {
+	dist := e.cfg.Dist
+	e.w.forChunks(func(ti int, _ *Tensor) bool { return plans[ti] != nil }, func(ti int, t *Tensor, lo, hi int) {
 		p := plans[ti]
 		d := t.Q[lo:hi]
 		first := t.Offset + uint64(lo)
-		if e.cfg.Dist == Gauss4 {
+		switch {
+		case p.slow != nil:
+			p.applyExact(t, dist, lo, hi)
+		case dist == Gauss4:
 			p.applyGauss(d, first)
-		} else {
+		default:
 			p.applyRademacher(d, first)
 		}
 	})
+	for ti, t := range e.w.Tensors {
+		if p := plans[ti]; p != nil && p.slow != nil {
+			t.qmax = p.slow.qmax
+		}
+	}
 	e.stale = true
 }
 
+// qLimit is where int32 ends: |Q| ≤ qLimit−1 cannot have wrapped.
+const qLimit = 1 << 31
+
+// fits reports whether a tensor with max|Q| ≤ bound can take a batch whose
+// worst case per element is delta without any element crossing the int32
+// boundary, so that the wrapping fast kernels are exact.
+func fits(bound, delta int64) bool { return bound+delta < qLimit }
+
+// slowAcc gathers what the chunks of one tensor on the exact path report.
+type slowAcc struct {
+	mu   sync.Mutex
+	qmax int64
+}
+
+// applyExact is the exact path for one chunk: each element's batch sum in
+// int64, the wrapped int32 written back, every crossing of the int32 boundary
+// recorded in the tensor's net wrap counts (entries that return to zero are
+// deleted). It serves both distributions through the reference Dist.Fill.
+func (p *applyPlan) applyExact(t *Tensor, dist Dist, lo, hi int) {
+	d := t.Q[lo:hi]
+	sum := make([]int64, len(d))
+	z := make([]int32, len(d))
+	for k, s := range p.seeds {
+		c := int64(p.c[k])
+		if c == 0 {
+			continue
+		}
+		dist.Fill(s, t.Offset+uint64(lo), z)
+		for i, zi := range z {
+			sum[i] += c * int64(zi)
+		}
+	}
+	type crossing struct {
+		i int
+		k int64
+	}
+	var cross []crossing
+	var m int64
+	for i, q := range d {
+		v := int64(q) + sum[i]
+		w := int32(v) // two's-complement wrap
+		if k := (v - int64(w)) >> 32; k != 0 {
+			cross = append(cross, crossing{lo + i, k})
+		}
+		d[i] = w
+		m = max(m, absQ(w))
+	}
+	a := p.slow
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.qmax = max(a.qmax, m)
+	for _, c := range cross {
+		if t.wraps == nil {
+			t.wraps = make(map[int]int64)
+		}
+		if k := t.wraps[c.i] + c.k; k != 0 {
+			t.wraps[c.i] = k
+		} else {
+			delete(t.wraps, c.i)
+		}
+	}
+}
+
 // applyPlan holds what every chunk of one tensor needs for a batch of updates.
+// Its coefficients carry the batch's sign: Coeff for Apply, −Coeff for Remove
+// (the clamp is symmetric, so −Coeff never overflows).
 type applyPlan struct {
 	seeds []Seed
 	c     []int32
 	twoC  []int32
 	// sumC lets the kernels add ±c as sumC − Σ 2c·bit over the set bits.
 	sumC int32
+	// delta is the batch's worst case on one element, Σ|c|·max|zInt|
+	// (saturating; at most 2^35 per update).
+	delta int64
+	slow  *slowAcc // set when the tensor takes the exact path
 }
 
-func newApplyPlan(e *Engine, us []Update, seeds []Seed, ti int) *applyPlan {
+func newApplyPlan(e *Engine, us []Update, seeds []Seed, ti int, sign int32) *applyPlan {
 	p := &applyPlan{seeds: seeds, c: make([]int32, len(us)), twoC: make([]int32, len(us))}
 	for k, u := range us {
-		p.c[k] = e.Coeff(u, seeds[k], ti)
+		p.c[k] = sign * e.Coeff(u, seeds[k], ti)
 		p.twoC[k] = 2 * p.c[k]
 		p.sumC += p.c[k]
+		p.delta = min(p.delta+absQ(p.c[k])*e.cfg.Dist.maxZ(), 1<<62)
 	}
 	return p
 }

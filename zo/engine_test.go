@@ -1,7 +1,7 @@
 package zo
 
 import (
-	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -473,9 +473,14 @@ func TestSetDigestSubAndExclusion(t *testing.T) {
 	if ExclusionHash(m) == ExclusionHash(m+1) || ExclusionHash(m) == UpdateHash(Update{Machine: m}) {
 		t.Fatal("exclusion hashes collide")
 	}
-	// SHA-256("zopeer/exclusion/v1" || 0x00 || u64be(1)), computed independently.
-	h := sha256.Sum256(append([]byte("zopeer/exclusion/v1\x00"), 0, 0, 0, 0, 0, 0, 0, 1))
-	if ExclusionHash(1) != h {
-		t.Fatal("ExclusionHash does not follow its definition")
+	// Known answers, computed with Python's hashlib (docs/PROTOCOL.md §7).
+	for m, want := range map[uint64]string{
+		1:          "23a344b189d80531b019c1982b30a1c96c36ee910a840061b1155a465209711b",
+		^uint64(0): "30da8a4edc3be4b4d9bc5e1ae65cd10d46d98b3ae7b91caa4badbc64f1e27510",
+	} {
+		h := ExclusionHash(m)
+		if hex.EncodeToString(h[:]) != want {
+			t.Fatalf("ExclusionHash(%d) = %x, want %s", m, h, want)
+		}
 	}
 }

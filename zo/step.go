@@ -43,7 +43,7 @@ func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 
 // perturb writes view = (Q + sign·εQ·zInt)·2^−Exp for every trainable tensor.
 func (e *Engine) perturb(s Seed, sign int32) {
-	e.w.forChunks(true, func(ti int, t *Tensor, lo, hi int) {
+	e.w.forChunks(trainableSel(true), func(ti int, t *Tensor, lo, hi int) {
 		eps, sc := sign*e.epsQ[ti], t.scale()
 		q, v := t.Q[lo:hi], t.View[lo:hi]
 		first := t.Offset + uint64(lo)

@@ -23,8 +23,23 @@ type TensorSpec struct {
 // the engine re-derives from Q (it is never updated by subtraction).
 //
 // Offset and Exp are fixed by the base weights. A caller restoring a
-// checkpoint of the same layout may overwrite Q wholesale and then call
-// Weights.SyncViews: nothing (the engine included) caches anything derived from Q.
+// checkpoint of the same layout may overwrite Q wholesale, but must then call
+// Weights.SyncViews before the next Apply or Remove: the tensor caches an upper
+// bound on max|Q| (see below) that only NewWeights, SyncViews and the engine's
+// own applies keep true, and an Apply under a stale bound could wrap silently.
+// Restore only into weights whose Overflow is zero (fresh from NewWeights, say):
+// the net wrap counts describe the updates applied, not a restored Q, and a
+// checkpoint never holds weights that overflowed (callers refuse to write one).
+//
+// Overflow. Q holds each element's true value (base plus every applied update,
+// an exact integer) modulo 2^32, as int32. Wrapping addition is associative, so
+// Q is a function of the set of updates however they were batched; so is each
+// element's net wrap count k = (true − Q)/2^32. The engine keeps k exactly for
+// the rare elements where it is not zero: applies whose worst case, added to
+// the cached bound (rescanned once if needed), stays below 2^31 cannot cross
+// the int32 boundary and take the fast kernels; any other apply of the tensor
+// takes an exact int64 path that records every crossing. Weights.Overflow
+// counts the elements with k ≠ 0.
 type Tensor struct {
 	Name      string
 	Shape     []int
@@ -33,6 +48,9 @@ type Tensor struct {
 	Q         []int32
 	View      []float32
 	Trainable bool
+
+	qmax  int64         // ≥ max|Q[i]|: exact after NewWeights, SyncViews and slow applies
+	wraps map[int]int64 // element → net wrap count k ≠ 0
 }
 
 // Len is the number of elements.
@@ -96,6 +114,7 @@ func NewWeights(specs []TensorSpec) (*Weights, error) {
 		}
 		for i, v := range s.Data {
 			t.Q[i] = int32(math.RoundToEven(math.Ldexp(float64(v), t.Exp)))
+			t.qmax = max(t.qmax, absQ(t.Q[i]))
 		}
 		w.Tensors = append(w.Tensors, t)
 		w.n += (uint64(n) + alignElems - 1) / alignElems * alignElems
@@ -104,32 +123,97 @@ func NewWeights(specs []TensorSpec) (*Weights, error) {
 	return w, nil
 }
 
-// SyncViews re-derives every float32 view from the canonical weights.
+// SyncViews re-derives every float32 view from the canonical weights, and
+// each tensor's bound on max|Q| with it (required after overwriting Q).
 func (w *Weights) SyncViews() { w.syncViews(false) }
 
+// syncViews passes over every element of the selected tensors anyway, so it
+// also recomputes their bounds on max|Q| exactly.
 func (w *Weights) syncViews(trainableOnly bool) {
-	w.forChunks(trainableOnly, func(_ int, t *Tensor, lo, hi int) {
+	maxes := make([]int64, len(w.Tensors))
+	var mu sync.Mutex
+	w.forChunks(trainableSel(trainableOnly), func(ti int, t *Tensor, lo, hi int) {
 		sc, q, v := t.scale(), t.Q[lo:hi], t.View[lo:hi]
+		var m int64
 		for i := range q {
 			v[i] = float32(q[i]) * sc
+			m = max(m, absQ(q[i]))
 		}
+		mu.Lock()
+		maxes[ti] = max(maxes[ti], m)
+		mu.Unlock()
 	})
+	for ti, t := range w.Tensors {
+		if !trainableOnly || t.Trainable {
+			t.qmax = maxes[ti]
+		}
+	}
+}
+
+// rescan recomputes the exact max|Q| of the tensors sel selects.
+func (w *Weights) rescan(sel func(ti int, t *Tensor) bool) {
+	maxes := make([]int64, len(w.Tensors))
+	picked := make([]bool, len(w.Tensors))
+	for ti, t := range w.Tensors {
+		picked[ti] = sel(ti, t)
+	}
+	var mu sync.Mutex
+	w.forChunks(func(ti int, _ *Tensor) bool { return picked[ti] }, func(ti int, t *Tensor, lo, hi int) {
+		var m int64
+		for _, q := range t.Q[lo:hi] {
+			m = max(m, absQ(q))
+		}
+		mu.Lock()
+		maxes[ti] = max(maxes[ti], m)
+		mu.Unlock()
+	})
+	for ti, t := range w.Tensors {
+		if picked[ti] {
+			t.qmax = maxes[ti]
+		}
+	}
+}
+
+// absQ is |q| without int32 overflow at −2^31.
+func absQ(q int32) int64 {
+	v := int64(q)
+	return max(v, -v)
+}
+
+// Overflow reports how many elements (and in how many tensors) hold a true
+// value outside int32: the update set applied has left the representable
+// range. It is a function of the set, so every peer holding the same set
+// reaches the same verdict; callers must then refuse to train, checkpoint or
+// export, until removals (an exclusion) bring it back to zero.
+func (w *Weights) Overflow() (tensors, elements int) {
+	for _, t := range w.Tensors {
+		if len(t.wraps) > 0 {
+			tensors++
+			elements += len(t.wraps)
+		}
+	}
+	return tensors, elements
 }
 
 // chunkElems is the unit of parallel work: large enough to amortise scheduling,
 // small enough (64 KiB of Q) to stay in L2 while every update of a batch is added.
 const chunkElems = 16384
 
-// forChunks runs fn over every chunk of every tensor (only trainable ones if
-// trainable is set) on GOMAXPROCS goroutines. Chunks are disjoint, so the result
-// does not depend on scheduling.
-func (w *Weights) forChunks(trainable bool, fn func(ti int, t *Tensor, lo, hi int)) {
+// trainableSel selects the trainable tensors, or every tensor.
+func trainableSel(trainable bool) func(int, *Tensor) bool {
+	return func(_ int, t *Tensor) bool { return !trainable || t.Trainable }
+}
+
+// forChunks runs fn over every chunk of every tensor that sel selects on
+// GOMAXPROCS goroutines. Chunks are disjoint, so the result does not depend on
+// scheduling.
+func (w *Weights) forChunks(sel func(ti int, t *Tensor) bool, fn func(ti int, t *Tensor, lo, hi int)) {
 	type job struct {
 		ti, lo, hi int
 	}
 	var jobs []job
 	for ti, t := range w.Tensors {
-		if trainable && !t.Trainable {
+		if !sel(ti, t) {
 			continue
 		}
 		for lo := 0; lo < t.Len(); lo += chunkElems {

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/zopeer/zopeer/zo"
+)
+
+// ErrExcluded refuses an update of a machine excluded from the run.
+var ErrExcluded = errors.New("store: machine is excluded from the run")
+
+// Refusal is an offered update the log refused: of an excluded machine, or
+// outside the run's rules (zo.Rules: bound, sample cap, admission).
+type Refusal struct {
+	Update zo.Update
+	Err    error
+}
+
+// Exclusion is a machine excluded from the run and the evidence that
+// convicts it (opaque to the store: the caller verifies it before Exclude).
+type Exclusion struct {
+	Machine  uint64
+	Evidence []byte
+}
+
+func exclKey(machine uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = pfxExcl
+	binary.BigEndian.PutUint64(k[1:], machine)
+	return k
+}
+
+// Exclude removes machine from the run: the evidence is recorded durably
+// first, then the machine's logged updates and batches leave the log, the set
+// digest trades their hashes for the machine's exclusion hash
+// (docs/PROTOCOL.md §7), and its later updates are refused. It returns the
+// updates that left the log (the caller subtracts those its weights include)
+// and whether the machine was newly excluded; excluding it again does nothing.
+// A crash after the evidence is recorded finishes the removal at the next Open.
+func (s *Store) Exclude(ctx context.Context, machine uint64, evidence []byte) ([]zo.Update, bool, error) {
+	if !s.g.enter() {
+		return nil, false, ErrClosed
+	}
+	defer s.g.exit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.excl[machine] != nil {
+		return nil, false, nil
+	}
+	ev := append([]byte(nil), evidence...)
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(exclKey(machine), ev) }); err != nil {
+		return nil, false, wrap("exclude", err)
+	}
+	removed, err := s.purge(ctx, machine)
+	s.excl[machine] = ev
+	for _, u := range removed {
+		s.dig.Sub(u)
+	}
+	s.dig.AddHash(zo.ExclusionHash(machine))
+	s.count -= uint64(len(removed))
+	delete(s.sum, machine)
+	delete(s.mdig, machine)
+	if err != nil {
+		// The exclusion stands (it is durable); Open finishes the removal.
+		return removed, true, err
+	}
+	s.log.Warn("machine excluded", "machine", fmt.Sprintf("%016x", machine), "updates_removed", len(removed))
+	return removed, true, nil
+}
+
+// purge deletes machine's updates and batches, returning the updates.
+func (s *Store) purge(ctx context.Context, machine uint64) ([]zo.Update, error) {
+	var removed []zo.Update
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, pfx := range []byte{pfxUpdate, pfxBatch} {
+			p := make([]byte, 9)
+			p[0] = pfx
+			binary.BigEndian.PutUint64(p[1:], machine)
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: pfx == pfxUpdate})
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().KeyCopy(nil)
+				keys = append(keys, k)
+				if pfx != pfxUpdate {
+					continue
+				}
+				err := it.Item().Value(func(v []byte) error {
+					if len(k) != 17 || len(v) != 2 {
+						return fmt.Errorf("%w: update entry of %d+%d bytes", ErrCorrupt, len(k), len(v))
+					}
+					removed = append(removed, zo.Update{Machine: machine, Sample: binary.BigEndian.Uint64(k[9:]), Exp: v[0], Code: int8(v[1])})
+					return nil
+				})
+				if err != nil {
+					it.Close()
+					return err
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("exclude", err)
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i, k := range keys {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return removed, fmt.Errorf("store: exclude: %w", ctx.Err())
+		}
+		if err := wb.Delete(k); err != nil {
+			return removed, wrap("exclude", err)
+		}
+	}
+	return removed, wrap("exclude", wb.Flush())
+}
+
+// loadExclusions reads the excluded machines (at Open, before the log is scanned).
+func (s *Store) loadExclusions(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxExcl}, PrefetchValues: true})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != 9 {
+			return fmt.Errorf("%w: exclusion key of %d bytes", ErrCorrupt, len(k))
+		}
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		m := binary.BigEndian.Uint64(k[1:])
+		s.excl[m] = v
+		s.dig.AddHash(zo.ExclusionHash(m))
+	}
+	return nil
+}
+
+// Excluded reports whether machine is excluded from the run.
+func (s *Store) Excluded(machine uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.excl[machine] != nil
+}
+
+// Evidence returns the evidence that excluded machine, if it is excluded.
+func (s *Store) Evidence(machine uint64) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev := s.excl[machine]
+	return ev, ev != nil
+}
+
+// Exclusions returns every excluded machine with its evidence, by machine.
+func (s *Store) Exclusions() []Exclusion {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Exclusion, 0, len(s.excl))
+	for m, ev := range s.excl {
+		out = append(out, Exclusion{Machine: m, Evidence: ev})
+	}
+	slices.SortFunc(out, func(a, b Exclusion) int { return cmp.Compare(a.Machine, b.Machine) })
+	return out
+}
+
+// MachineDigest is the set digest of one machine's logged updates: peers
+// compare it to find a machine whose updates they hold with different values.
+func (s *Store) MachineDigest(machine uint64) zo.SetDigest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mdig[machine]
+}
