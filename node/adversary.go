@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/zopeer/zopeer/model"
+	"github.com/zopeer/zopeer/p2p"
+	"github.com/zopeer/zopeer/store"
 	"github.com/zopeer/zopeer/zo"
 )
 
@@ -46,3 +48,11 @@ func (t *Trainer) GradientsOf(ctx context.Context, machine, first uint64, n int)
 	}
 	return gr, nil
 }
+
+// LogOf shows a store to p2p as the log a peer validates against and serves
+// from, exactly as the daemon does: for tools (the testnet's adversary) that
+// track a run with a replica of their own.
+func LogOf(s *store.Store) p2p.Log { return logAdapter{s} }
+
+// EmptyLog is the log of a host that holds nothing.
+func EmptyLog() p2p.Log { return emptyLog{} }

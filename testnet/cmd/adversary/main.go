@@ -243,7 +243,7 @@ func (a *adversary) manifest(ctx context.Context) (store.Manifest, error) {
 	if err != nil {
 		return store.Manifest{}, err
 	}
-	p, err := a.newPeer(ctx, key, emptyLog{}, a.c.Bootstrap)
+	p, err := a.newPeer(ctx, key, node.EmptyLog(), a.c.Bootstrap)
 	if err != nil {
 		return store.Manifest{}, err
 	}
@@ -396,7 +396,7 @@ func (a *adversary) ascent(ctx context.Context) error {
 		return err
 	}
 	defer r.Close()
-	p, err := a.newPeer(ctx, a.keys[0], storeLog{r.Log}, a.c.Bootstrap)
+	p, err := a.newPeer(ctx, a.keys[0], node.LogOf(r.Log), a.c.Bootstrap)
 	if err != nil {
 		return err
 	}
@@ -556,7 +556,7 @@ func codesAt(rng *rand.Rand, n int, mag, bound float64) (uint8, []int8, error) {
 // flood publishes valid, admissible batches of one identity, consecutive
 // samples, from --workers goroutines, as fast as they go.
 func (a *adversary) flood(ctx context.Context) error {
-	p, err := a.newPeer(ctx, a.keys[0], emptyLog{}, a.c.Bootstrap)
+	p, err := a.newPeer(ctx, a.keys[0], node.EmptyLog(), a.c.Bootstrap)
 	if err != nil {
 		return err
 	}
@@ -619,7 +619,7 @@ func (a *adversary) equivocate(ctx context.Context) error {
 		if i == 1 {
 			k = key2
 		}
-		if ps[i], err = a.newPeer(ctx, k, emptyLog{}, boot); err != nil {
+		if ps[i], err = a.newPeer(ctx, k, node.EmptyLog(), boot); err != nil {
 			return err
 		}
 		defer ps[i].Close()
@@ -704,7 +704,7 @@ func (a *adversary) equivocate(ctx context.Context) error {
 // lie announces --lies signed states claiming 2^62 updates, one a second,
 // with a random digest and hash, then stays until --duration ends.
 func (a *adversary) lie(ctx context.Context) error {
-	p, err := a.newPeer(ctx, a.keys[0], emptyLog{}, a.c.Bootstrap)
+	p, err := a.newPeer(ctx, a.keys[0], node.EmptyLog(), a.c.Bootstrap)
 	if err != nil {
 		return err
 	}
@@ -745,34 +745,3 @@ func (a *adversary) lie(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()
 }
-
-// storeLog shows the tracking replica's store to p2p.
-type storeLog struct{ s *store.Store }
-
-func (l storeLog) Get(machine, sample uint64) (zo.Update, bool, error) {
-	return l.s.Get(machine, sample)
-}
-
-func (l storeLog) Holdings() ([]p2p.Holding, error) {
-	sum := l.s.Summary()
-	out := make([]p2p.Holding, 0, len(sum))
-	for _, m := range sum.Machines() {
-		var rs p2p.Ranges
-		for _, r := range sum[m] {
-			rs = rs.Add(r.First, r.Last)
-		}
-		out = append(out, p2p.Holding{Machine: m, Samples: rs})
-	}
-	return out, nil
-}
-
-func (l storeLog) Batches(machine, lo, hi uint64, max int) ([][]byte, error) {
-	return l.s.Batches(machine, lo, hi, max)
-}
-
-// emptyLog is the log of a host that holds nothing (flood, equivocate, lie).
-type emptyLog struct{}
-
-func (emptyLog) Get(uint64, uint64) (zo.Update, bool, error)           { return zo.Update{}, false, nil }
-func (emptyLog) Holdings() ([]p2p.Holding, error)                      { return nil, nil }
-func (emptyLog) Batches(uint64, uint64, uint64, int) ([][]byte, error) { return nil, nil }
