@@ -478,7 +478,10 @@ func TestAdversaryFlood(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	dur := envDuration("ZOPEER_ADV_FLOOD", time.Minute)
-	n := advNet(t, ctx, 4, RunFlags{PowBits: intp(8)}, "--steps", "0")
+	// The per-machine cap is far above what an honest peer contributes in the
+	// test (≈ 10k updates) and far below what the flood offers (millions).
+	const maxSamples = 1 << 16
+	n := advNet(t, ctx, 4, RunFlags{PowBits: intp(8), MaxSamples: maxSamples}, "--steps", "0")
 	waitOwn(t, ctx, n, 32)
 	before := statuses(t, ctx, n)
 	peak0 := map[*Node]int64{}
@@ -550,6 +553,20 @@ func TestAdversaryFlood(t *testing.T) {
 	}
 	sts := converged(t, ctx, n)
 	t.Logf("converged after the flood: %d updates, hash %.12s", sts[0].Updates, sts[0].WeightsHash)
+	if err := n.StopAll(30 * time.Second); err != nil {
+		t.Error(err)
+	}
+	for _, nd := range n.Nodes() {
+		ms, err := n.LogMachines(ctx, nd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := ms[sum.Machines[0]]; k > maxSamples {
+			t.Errorf("%s's log holds %d updates of the flooding machine, over the run's cap of %d", nd.Name, k, maxSamples)
+		} else {
+			t.Logf("%s's log holds %d updates of the flooding machine (cap %d)", nd.Name, k, maxSamples)
+		}
+	}
 }
 
 // An equivocating machine signs two batches for the same samples and
