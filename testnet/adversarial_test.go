@@ -256,6 +256,11 @@ func runAscent(t *testing.T, ctx context.Context, adv string, steps int, attack 
 	stopPoll := poll(ctx, n)
 	var r ascentRun
 	if attack {
+		if m, err := node.ReadManifest(n.ManifestPath()); err != nil {
+			t.Fatal(err)
+		} else if m.GradBound == 0 {
+			pending(t, "the run has no gradient bound (grad_bound 0): the attacker used its honest magnitude, while the largest admissible is unbounded")
+		}
 		a, err := n.StartAdversary(adv, "adversary", "--mode", "ascent", "--manifest", n.ManifestPath(),
 			"--bootstrap", Boot(n.Nodes()...), "--home", filepath.Join(n.Dir, "adversary"), "--batch-size", "4", "--samples", "16")
 		if err != nil {
