@@ -123,6 +123,11 @@ func advNet(t *testing.T, ctx context.Context, honest int, f RunFlags, args ...s
 			for _, nd := range n.Nodes() {
 				t.Logf("--- %s log tail:\n%s", nd.Name, tail(nd.Log))
 			}
+			for _, name := range []string{"mint", "adversary"} {
+				if _, err := os.Stat(filepath.Join(n.Dir, name+".log")); err == nil {
+					t.Logf("--- %s log tail:\n%s", name, tail(filepath.Join(n.Dir, name+".log")))
+				}
+			}
 		}
 	})
 	run := node.Defaults.Run

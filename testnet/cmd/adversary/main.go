@@ -423,11 +423,13 @@ func (a *adversary) ascent(ctx context.Context) error {
 			}
 		}
 	}
-	// Catch up before attacking, as a peer would.
-	for ctx.Err() == nil {
+	// Catch up before attacking, as a peer would; while the peers train, a
+	// round always fetches something, so a round that fetches little (or 10 s
+	// of rounds) is caught up: gossip brings the rest.
+	for deadline := time.Now().Add(10 * time.Second); ctx.Err() == nil && time.Now().Before(deadline); {
 		got := p.SyncNow(ctx)
 		drain()
-		if got == 0 {
+		if got <= uint64(16*a.c.Samples) {
 			break
 		}
 	}
