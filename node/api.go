@@ -90,11 +90,14 @@ var (
 	mSync      = prometheus.NewDesc("zopeer_sync_total", "Anti-entropy events.", []string{"event"}, nil)
 	mPublished = prometheus.NewDesc("zopeer_published_batches_total", "Batches this peer published.", nil, nil)
 	mUptime    = prometheus.NewDesc("zopeer_uptime_seconds", "Seconds since start.", nil, nil)
+	mRefused   = prometheus.NewDesc("zopeer_refused_batches_total", "Batches refused, by the rule they broke.", []string{"reason"}, nil)
+	mExcluded  = prometheus.NewDesc("zopeer_excluded_machines", "Machines excluded from the run (equivocation evidence held).", nil, nil)
+	mOverflow  = prometheus.NewDesc("zopeer_overflow", "1 while the run's updates hold a weight past int32 (the peer refuses to train).", nil, nil)
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
-		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSync, mPublished, mUptime} {
+		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSync, mPublished, mUptime, mRefused, mExcluded, mOverflow} {
 		ch <- d
 	}
 }
@@ -140,4 +143,9 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n(mPublished, float64(st.P2P.Published))
 	g(mUptime, st.Uptime)
+	for reason, v := range st.Refused {
+		n(mRefused, float64(v), reason)
+	}
+	g(mExcluded, float64(st.ExcludedTotal))
+	g(mOverflow, b(st.Overflow != ""))
 }

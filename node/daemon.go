@@ -8,14 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
@@ -88,14 +91,19 @@ func WriteManifest(path string, m store.Manifest) error {
 }
 
 // NewManifest creates the manifest of a new run from s: its base model (the
-// embedded default when s.Model is empty) and the settings that decide the weights.
-func NewManifest(s Settings) (store.Manifest, error) {
+// embedded default and its task when s.Model is empty), the settings that
+// decide the weights, and its admission rules. A zero s.GradBound is
+// calibrated on the base model and s.Data (CalibrateBound).
+func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 	if s.Model == "" {
 		d, err := s.WithEmbeddedDefault()
 		if err != nil {
 			return store.Manifest{}, err
 		}
-		s.Model = d.Model
+		s.Model, s.Data, s.EvalData = d.Model, d.Data, d.EvalData
+	}
+	if s.GradBound < 0 || math.IsNaN(s.GradBound) || math.IsInf(s.GradBound, 0) {
+		return store.Manifest{}, fmt.Errorf("node: grad bound %g: want a positive number, or 0 to calibrate it", s.GradBound)
 	}
 	lm, _, err := OpenModel(s.Model)
 	if err != nil {
@@ -109,7 +117,11 @@ func NewManifest(s Settings) (store.Manifest, error) {
 	if err != nil {
 		return store.Manifest{}, err
 	}
-	m := s.Manifest(w.Hash())
+	base := w.Hash()
+	m := s.Manifest(base)
+	if _, err := m.Rules(); err != nil {
+		return m, err
+	}
 	cfg, err := m.Config()
 	if err != nil {
 		return m, err
@@ -117,7 +129,50 @@ func NewManifest(s Settings) (store.Manifest, error) {
 	if _, err := zo.NewEngine(cfg, w); err != nil {
 		return m, err
 	}
+	if s.GradBound == 0 {
+		if s.Data == "" {
+			return m, errors.New("node: give --grad-bound, or --data to calibrate it on the base model")
+		}
+		if s.GradBound, err = CalibrateBound(ctx, s); err != nil {
+			return m, err
+		}
+		m.GradBound = s.GradBound
+	}
 	return m, nil
+}
+
+// calibrationSamples is how many projected gradients CalibrateBound measures.
+const calibrationSamples = 64
+
+// CalibrateBound measures the projected gradients of calibrationSamples
+// samples (machine 0's seeds) on the base model and s.Data, and returns the
+// smallest power of two at or above the largest |g|: a bound honest peers
+// rarely reach once training lowers the gradients (docs/DESIGN.md, "Open runs").
+func CalibrateBound(ctx context.Context, s Settings) (float64, error) {
+	s.Machine, s.GradBound = 0, 0
+	s.Home = "" // nothing is written
+	run, err := openRun(ctx, s, nil, slog.New(slog.DiscardHandler), true)
+	if err != nil {
+		return 0, err
+	}
+	defer run.Close()
+	g, _, err := run.Trainer.Gradients(ctx, 0, calibrationSamples)
+	if err != nil {
+		return 0, fmt.Errorf("node: calibrating the gradient bound: %w", err)
+	}
+	var m float64
+	for _, v := range g {
+		m = max(m, math.Abs(v))
+	}
+	if m == 0 {
+		return 0, errors.New("node: calibrating the gradient bound: every projected gradient is 0 (is eps too small for the model?)")
+	}
+	_, e := math.Frexp(m) // m < 2^e
+	b := math.Ldexp(1, e)
+	if b/2 == m {
+		b = m
+	}
+	return b, nil
 }
 
 // ApplyManifest makes s follow the run manifest m: everything that decides
@@ -125,6 +180,7 @@ func NewManifest(s Settings) (store.Manifest, error) {
 func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
 	s.LRWarmup, s.LRDecay = m.LRWarmup, m.LRDecay
+	s.GradBound, s.MaxSamples, s.Admission, s.PowBits, s.Admit = m.GradBound, m.MaxSamples, m.Admission, m.PowBits, m.Admit
 	return s
 }
 
@@ -190,32 +246,53 @@ type Status struct {
 	// State says what the peer is doing (Starting, Replaying, …). Until it
 	// reaches catching_up, the counts and hashes below are not yet known and
 	// read as zero.
-	State        string     `json:"state"`
-	Error        string     `json:"error,omitempty"` // the fatal error, in state failed
-	PeerID       string     `json:"peer_id"`
-	API          string     `json:"api"`
-	Machine      string     `json:"machine"`
-	Run          string     `json:"run"`
-	Addrs        []string   `json:"addrs"`
-	Updates      uint64     `json:"updates"`
-	OwnUpdates   uint64     `json:"own_updates"`
-	NextSample   uint64     `json:"next_sample"`
-	Steps        int        `json:"steps"`
-	SetDigest    string     `json:"set_digest"`
-	WeightsHash  string     `json:"weights_hash"`
-	HashUpdates  uint64     `json:"hash_updates"` // updates the (set_digest, weights_hash) pair covers
-	Peers        int        `json:"peers"`
-	EvalLoss     *float64   `json:"eval_loss"`
-	EvalUpdates  uint64     `json:"eval_updates"`
-	Contributing bool       `json:"contributing"`
-	CatchingUp   bool       `json:"catching_up"`
-	BestPeer     uint64     `json:"best_peer_updates"` // largest update count a peer announced
-	Flagged      []string   `json:"flagged_machines"`
-	Discredited  []string   `json:"discredited_machines"` // announced counts anti-entropy did not bear out; ignored for a while
-	Mismatches   []Mismatch `json:"hash_mismatches"`
-	P2P          p2p.Stats  `json:"p2p"`
-	Uptime       float64    `json:"uptime_seconds"`
+	State        string   `json:"state"`
+	Error        string   `json:"error,omitempty"` // the fatal error, in state failed
+	PeerID       string   `json:"peer_id"`
+	API          string   `json:"api"`
+	Machine      string   `json:"machine"`
+	Run          string   `json:"run"`
+	Addrs        []string `json:"addrs"`
+	Updates      uint64   `json:"updates"`
+	OwnUpdates   uint64   `json:"own_updates"`
+	NextSample   uint64   `json:"next_sample"`
+	Steps        int      `json:"steps"`
+	SetDigest    string   `json:"set_digest"`
+	WeightsHash  string   `json:"weights_hash"`
+	HashUpdates  uint64   `json:"hash_updates"` // updates the (set_digest, weights_hash) pair covers
+	Peers        int      `json:"peers"`
+	EvalLoss     *float64 `json:"eval_loss"`
+	EvalUpdates  uint64   `json:"eval_updates"`
+	Contributing bool     `json:"contributing"`
+	CatchingUp   bool     `json:"catching_up"`
+	BestPeer     uint64   `json:"best_peer_updates"` // largest update count a peer announced
+	Flagged      []string `json:"flagged_machines"`
+	// Excluded are the machines excluded from the run (their updates are
+	// out of the weights, later ones refused), with the evidence's sample.
+	Excluded      []Excluded `json:"excluded_machines"` // the first 256
+	ExcludedTotal int        `json:"excluded_total"`
+	// Refused counts refused batches by reason (p2p.Reason*); RefusedMachines
+	// lists the machines refused most (at most 256), with their latest reason.
+	Refused         map[string]uint64 `json:"refused"`
+	RefusedMachines []p2p.Refused     `json:"refused_machines"`
+	// Overflow, when set, says the run's updates moved a weight past int32:
+	// the peer refuses to train, checkpoint or export (docs/DESIGN.md).
+	Overflow    string     `json:"overflow,omitempty"`
+	Discredited []string   `json:"discredited_machines"` // announced counts anti-entropy did not bear out; ignored for a while
+	Mismatches  []Mismatch `json:"hash_mismatches"`
+	P2P         p2p.Stats  `json:"p2p"`
+	Uptime      float64    `json:"uptime_seconds"`
 }
+
+// Excluded is a machine excluded from the run.
+type Excluded struct {
+	Machine string `json:"machine"` // 16 hex digits
+	Reason  string `json:"reason"`  // "equivocation"
+	Sample  uint64 `json:"sample"`  // the sample it signed two values for
+}
+
+// maxExcludedShown bounds the excluded machines the status lists.
+const maxExcludedShown = 256
 
 // Mismatch records a peer that announced our set digest with another weights hash.
 type Mismatch struct {
@@ -276,8 +353,23 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	} else if err != nil {
 		return err
 	}
+	if _, err := m.Rules(); err != nil {
+		return err
+	}
 	s = s.ApplyManifest(m)
+	if key, err = admitIdentity(ctx, s, key, log); err != nil {
+		return err
+	}
+	if raw, err = key.GetPublic().Raw(); err != nil {
+		return fmt.Errorf("node: identity: %w", err)
+	}
+	s.Machine = p2p.MachineOf(ed25519.PublicKey(raw))
+	if m.Closed() && !slices.Contains(m.Admit, fmt.Sprintf("%016x", s.Machine)) {
+		log.Warn("this machine is not admitted to the closed run: following it read-only", "machine", fmt.Sprintf("%016x", s.Machine))
+		s.Steps = -1
+	}
 	d.s = s
+	d.snapshot(func(st *Status) { st.Machine = fmt.Sprintf("%016x", s.Machine) })
 	d.snapshot(func(st *Status) { st.Run, st.State = s.Run, StateReplaying })
 	run, err := OpenRun(ctx, s, &m, log)
 	if err != nil {
@@ -293,6 +385,10 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	popts.RelayClient, popts.HolePunching, popts.NATService, popts.NATPortMap = ps.RelayClient, ps.HolePunching, ps.NATService, ps.NATPortMap
 	popts.StateInterval, popts.SyncInterval = ps.StateEvery, ps.SyncEvery
 	popts.DropInbound = ps.DropGossip
+	if popts.Rules, err = m.Rules(); err != nil {
+		return err
+	}
+	popts.PowBits = m.PowBits
 	if popts.Manifest, err = json.Marshal(m); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -304,6 +400,9 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer peer.Close()
 	// The counts and the weights hash, before the status leaves "replaying".
 	d.hashNow()
+	for _, e := range run.Log.Exclusions() {
+		d.noteExcluded(e.Machine, e.Evidence, peer.RunTag())
+	}
 	d.snapshot(func(st *Status) {
 		d.peer = peer
 		st.PeerID, st.Addrs, st.State = peer.ID().String(), peer.Addrs(), StateCatchingUp
@@ -331,6 +430,54 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// Identity returns the machine id and peer ID of home's identity, creating
+// the home and a new identity if there is none.
+func Identity(home string) (uint64, string, error) {
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return 0, "", fmt.Errorf("node: %w", err)
+	}
+	key, err := p2p.LoadIdentity(filepath.Join(home, "identity.key"))
+	if err != nil {
+		return 0, "", err
+	}
+	raw, err := key.GetPublic().Raw()
+	if err != nil {
+		return 0, "", fmt.Errorf("node: identity: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return 0, "", fmt.Errorf("node: identity: %w", err)
+	}
+	return p2p.MachineOf(ed25519.PublicKey(raw)), id.String(), nil
+}
+
+// admitIdentity makes sure the identity may contribute to an open run with a
+// proof of work: a key without it is replaced by a newly minted one when the
+// home has no log yet (nothing was signed with it), and refused otherwise.
+func admitIdentity(ctx context.Context, s Settings, key crypto.PrivKey, log *slog.Logger) (crypto.PrivKey, error) {
+	if s.PowBits == 0 || s.Admission == store.AdmissionClosed {
+		return key, nil
+	}
+	bits, err := p2p.KeyPowBits(s.Run, key.GetPublic())
+	if err != nil || bits >= s.PowBits {
+		return key, err
+	}
+	if _, err := os.Stat(filepath.Join(s.Home, "store")); err == nil {
+		return nil, fmt.Errorf("node: run %q wants a proof of work of %d bits on every key and this home's identity has %d; "+
+			"its log may hold updates signed with it, so it is not replaced: start from a new --home", s.Run, s.PowBits, bits)
+	}
+	log.Info("minting an identity with the run's proof of work (once per home)", "bits", s.PowBits)
+	k, st, err := p2p.MintIdentity(ctx, s.Run, s.PowBits, 0)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := p2p.SaveIdentity(filepath.Join(s.Home, "identity.key"), k); err != nil {
+		return nil, err
+	}
+	log.Info("identity minted", "tries", st.Tries, "seconds", fmt.Sprintf("%.1f", st.Elapsed.Seconds()))
+	return k, nil
 }
 
 // hashNow records the log's counts and the weights hash in the status (the
@@ -408,11 +555,13 @@ func (d *Daemon) Status() Status {
 	st.Flagged = append([]string(nil), st.Flagged...)
 	st.Mismatches = append([]Mismatch(nil), st.Mismatches...)
 	st.Discredited = append([]string(nil), st.Discredited...)
+	st.Excluded = append([]Excluded(nil), st.Excluded...)
 	peer := d.peer
 	d.mu.Unlock()
 	if peer != nil {
 		st.P2P = peer.Stats()
 		st.Peers = st.P2P.Peers
+		st.Refused, st.RefusedMachines = st.P2P.Refused, st.P2P.RefusedMachines
 	}
 	st.Uptime = time.Since(d.start).Seconds()
 	return st

@@ -76,7 +76,7 @@ func newTestNet(t *testing.T) *testNet {
 	s := Defaults
 	s.Model, s.Data, s.EvalData = mdir, filepath.Join(mdir, defaults.TrainFile), filepath.Join(mdir, defaults.EvalFile)
 	s.BatchSize, s.Samples, s.EvalEvery, s.CkptEvery, s.Steps = 2, 4, 1000, 0, 0
-	m, err := NewManifest(s)
+	m, err := NewManifest(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if err := d.contribute(ctx); err != nil {
 				return err
 			}
+			d.progress()
 			continue
 		}
 		select {
@@ -35,6 +36,10 @@ func (d *Daemon) loop(ctx context.Context) error {
 			return ctx.Err()
 		case b := <-d.peer.Batches():
 			if err := d.take(ctx, b); err != nil {
+				return err
+			}
+		case ev := <-d.peer.Evidences():
+			if err := d.exclude(ctx, ev); err != nil {
 				return err
 			}
 		case st := <-d.peer.States():
@@ -45,12 +50,24 @@ func (d *Daemon) loop(ctx context.Context) error {
 	}
 }
 
-// drain takes every batch and state already waiting, without blocking.
+// drainBudget bounds the time drain spends taking peers' batches before the
+// peer's own next step: under a flood of valid batches a peer keeps
+// training, and what waits stays in bounded queues (or is left to
+// anti-entropy) until it is taken.
+const drainBudget = 200 * time.Millisecond
+
+// drain takes the batches, evidence and states already waiting, without
+// blocking, for at most drainBudget.
 func (d *Daemon) drain(ctx context.Context) error {
-	for {
+	deadline := time.Now().Add(drainBudget)
+	for time.Now().Before(deadline) {
 		select {
 		case b := <-d.peer.Batches():
 			if err := d.take(ctx, b); err != nil {
+				return err
+			}
+		case ev := <-d.peer.Evidences():
+			if err := d.exclude(ctx, ev); err != nil {
 				return err
 			}
 		case st := <-d.peer.States():
@@ -59,21 +76,75 @@ func (d *Daemon) drain(ctx context.Context) error {
 			return nil
 		}
 	}
+	return nil
 }
 
 // take logs a validated batch from a peer, with its signed bytes, and applies
 // it. Two conflicting batches can both pass validation before either is
-// logged; the log catches the second, and p2p is told so that it flags the machine.
+// logged; the log catches the second, p2p is told so that it flags the
+// machine, and the two signed batches are the evidence that excludes it.
 func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 	eqs, err := d.run.Trainer.Apply(ctx, b.Raw, b.Updates())
 	if err != nil {
 		return err
 	}
-	for _, e := range eqs {
-		d.peer.ReportEquivocation(p2p.Equivocation{Machine: e.Stored.Machine, Sample: e.Stored.Sample,
-			Held: e.Stored, Got: e.Offered, Batch: b.Raw})
+	if len(eqs) == 0 {
+		return nil
+	}
+	e := eqs[0]
+	d.peer.ReportEquivocation(p2p.Equivocation{Machine: e.Stored.Machine, Sample: e.Stored.Sample,
+		Held: e.Stored, Got: e.Offered, Batch: b.Raw})
+	held, err := d.run.Log.Batches(e.Stored.Machine, e.Stored.Sample, e.Stored.Sample, 1)
+	if err != nil {
+		return err
+	}
+	for _, raw := range held {
+		if ev, err := p2p.NewEvidence(d.peer.RunTag(), raw, b.Raw); err == nil {
+			return d.exclude(ctx, ev)
+		}
 	}
 	return nil
+}
+
+// exclude settles an equivocation: the evidence (verified by p2p) excludes
+// its machine from the log and the weights, exactly, and is published so
+// that every peer does the same. A machine already excluded changes nothing.
+func (d *Daemon) exclude(ctx context.Context, ev *p2p.Evidence) error {
+	removed, fresh, err := d.run.Log.Exclude(ctx, ev.Machine, ev.Raw)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return nil
+	}
+	d.run.Trainer.Exclude(ev.Machine, removed)
+	d.noteExcluded(ev.Machine, ev.Raw, d.peer.RunTag())
+	if ev.Machine == d.s.Machine {
+		d.log.Error("THIS machine is excluded from the run: it signed two values for one sample (was its home copied or restored?)",
+			"sample", ev.Sample)
+	} else {
+		d.log.Warn("machine excluded from the run for equivocating", "machine", fmt.Sprintf("%016x", ev.Machine),
+			"sample", ev.Sample, "updates_removed", len(removed))
+	}
+	if err := d.peer.PublishEvidence(ctx, ev); err != nil && ctx.Err() == nil {
+		d.log.Warn("publishing evidence failed; anti-entropy will spread it", "err", err)
+	}
+	d.refresh(ctx, true)
+	return nil
+}
+
+// noteExcluded lists an excluded machine in the status.
+func (d *Daemon) noteExcluded(machine uint64, evidence []byte, run p2p.RunTag) {
+	x := Excluded{Machine: fmt.Sprintf("%016x", machine), Reason: p2p.ReasonEquivocation}
+	if ev, err := p2p.DecodeEvidence(evidence, run); err == nil {
+		x.Sample = ev.Sample
+	}
+	d.snapshot(func(st *Status) {
+		st.ExcludedTotal++
+		if len(st.Excluded) < maxExcludedShown {
+			st.Excluded = append(st.Excluded, x)
+		}
+	})
 }
 
 // contributing reports whether this peer should train now: within its
@@ -84,6 +155,20 @@ func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 func (d *Daemon) contributing() bool {
 	catching := d.catchingUp.Load()
 	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !catching // Steps < 0: serve only
+	if err := d.run.Trainer.Overflow(); err != nil {
+		ok = false
+		d.snapshot(func(st *Status) {
+			if st.Overflow == "" {
+				d.log.Error("refusing to train: "+err.Error(), "updates", d.run.Log.Stats().Updates)
+			}
+			st.Overflow = err.Error()
+		})
+	} else {
+		d.snapshot(func(st *Status) { st.Overflow = "" })
+	}
+	if d.run.Log.Excluded(d.s.Machine) {
+		ok = false // its own updates would be refused by everyone
+	}
 	if ok {
 		if from, moved := d.run.Trainer.SkipPublished(); moved {
 			d.log.Warn("this machine's own updates came from peers: its next sample moves past them (was this home restored from an older copy?)",
@@ -405,6 +490,16 @@ func (d *Daemon) catchUpRounds(ctx context.Context, start time.Time) {
 		d.caughtUp(have, "verified by donors")
 		return
 	}
+}
+
+// progress keeps the status's counts current while the loop trains without
+// a pause (refresh, with the weights hash, runs between steps only when the
+// loop waits).
+func (d *Daemon) progress() {
+	n, own := d.run.Log.Stats().Updates, d.run.Log.Held(d.s.Machine).Count()
+	d.snapshot(func(st *Status) {
+		st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
+	})
 }
 
 func (d *Daemon) caughtUp(have uint64, how string) {

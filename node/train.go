@@ -40,6 +40,13 @@ type Settings struct {
 	Context   int     // tokens per record at most; 0 uses the model's context
 	Machine   uint64  // this machine's id in the run
 	Export    string  // write the trained model here at the end (HF layout)
+
+	// Admission and bounds of a run (manifest fields; docs/DESIGN.md, "Open runs").
+	GradBound  float64  // |ĝ| bound of every update; 0: none (zopeer init calibrates it)
+	MaxSamples uint64   // per-machine cap on sample indices; 0: none
+	Admission  string   // "open" or "closed"
+	PowBits    int      // open runs: proof of work of every contributing key
+	Admit      []string // closed runs: the admitted machine ids (16 hex digits)
 }
 
 // Defaults are the settings `zopeer train` uses when nothing else is given:
@@ -60,6 +67,17 @@ var Defaults = Settings{
 	EvalEvery: 20,
 	CkptEvery: 50,
 }
+
+// InitDefaults are the admission settings `zopeer init` gives a new run on
+// top of Defaults (`zopeer train` runs alone and sets none): an open run,
+// 2^22 samples per machine at most, and a proof of work of 20 bits per key,
+// about 13 CPU-seconds of minting on the project's 2-core machines
+// (docs/DESIGN.md, "Open runs"). GradBound 0 is calibrated at init.
+var InitDefaults = func() Settings {
+	s := Defaults
+	s.Admission, s.MaxSamples, s.PowBits = store.AdmissionOpen, 1<<22, 20
+	return s
+}()
 
 // WithEmbeddedDefault points Model and the data at the embedded default model
 // and task, written under Home, when neither Model nor Data is given.
@@ -127,13 +145,19 @@ type Run struct {
 func (s Settings) Manifest(base [32]byte) store.Manifest {
 	return store.Manifest{
 		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Quant: quantScheme,
-		Params: map[string]string{"trainable": s.Trainable},
+		Params:    map[string]string{"trainable": s.Trainable},
+		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,
 	}
 }
 
 // OpenRun loads everything and rebuilds the weights from the log in s.Home.
 // With want (the run's manifest), the local base model must be the run's.
 func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Logger) (*Run, error) {
+	return openRun(ctx, s, want, log, false)
+}
+
+// openRun is OpenRun; with memory, the log lives in memory (s.Home unused).
+func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Logger, memory bool) (*Run, error) {
 	lm, tok, err := OpenModel(s.Model)
 	if err != nil {
 		return nil, err
@@ -183,10 +207,15 @@ func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(s.Home, 0o755); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+	var st *store.Store
+	if memory {
+		st, err = store.OpenMemory(m, store.WithLogger(log.With("component", "store")))
+	} else {
+		if err := os.MkdirAll(s.Home, 0o755); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		st, err = store.Open(ctx, filepath.Join(s.Home, "store"), m, store.WithLogger(log.With("component", "store")))
 	}
-	st, err := store.Open(ctx, filepath.Join(s.Home, "store"), m, store.WithLogger(log.With("component", "store")))
 	if errors.Is(err, store.ErrManifest) || errors.Is(err, store.ErrOtherRun) {
 		return nil, fmt.Errorf("node: %s holds a run made with another base model or other settings; "+
 			"use the same --model and run settings, or another --home: %w", s.Home, err)
@@ -194,7 +223,7 @@ func OpenRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	tr, res, err := NewTrainer(ctx, eng, lm, st, train, held, TrainerConfig{Machine: s.Machine, BatchSize: s.BatchSize, Samples: s.Samples},
+	tr, res, err := NewTrainer(ctx, eng, lm, st, train, held, TrainerConfig{Machine: s.Machine, BatchSize: s.BatchSize, Samples: s.Samples, GradBound: s.GradBound},
 		func(p store.ReplayProgress) {
 			log.Info("replaying", "applied", p.Applied, "total", p.Total, "updates_per_s", int(p.UpdatesPerSec))
 		})
@@ -277,6 +306,9 @@ func (r *Run) Train(ctx context.Context) (before, after float64, err error) {
 // Export writes the current weights as a Hugging Face directory, with the
 // tokenizer, in the base checkpoint's dtype.
 func (r *Run) Export(dir string) error {
+	if err := r.Trainer.Overflow(); err != nil {
+		return fmt.Errorf("node: export: %w", err)
+	}
 	r.Engine.SyncViews()
 	if err := r.Model.Save(dir, r.Model.DType()); err != nil {
 		return err

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -31,6 +32,7 @@ type Trainer struct {
 	machine   uint64
 	batchSize int // records per mini-batch, i.e. per projected gradient
 	samples   int // projected gradients per step, sharing one exponent byte
+	bound     float64
 	next      uint64
 	applied   store.Summary // exactly the updates the weights include
 }
@@ -40,6 +42,7 @@ type TrainerConfig struct {
 	Machine   uint64
 	BatchSize int
 	Samples   int
+	GradBound float64 // the run's |ĝ| bound: own gradients are clipped to it (0: none)
 }
 
 // TrainableSpecs turns the model's parameters into the engine's tensor specs,
@@ -81,7 +84,7 @@ func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store
 	}
 	t := &Trainer{
 		eng: eng, lm: lm, log: log, train: train, eval: eval,
-		run: eng.Config().Run, machine: c.Machine, batchSize: c.BatchSize, samples: c.Samples,
+		run: eng.Config().Run, machine: c.Machine, batchSize: c.BatchSize, samples: c.Samples, bound: c.GradBound,
 		applied: res.Included,
 	}
 	if held := log.Held(c.Machine); len(held) > 0 {
@@ -123,30 +126,50 @@ func (p Proposal) Updates(machine uint64) []zo.Update {
 }
 
 // Propose estimates the projected gradients of the machine's next Samples
-// samples and codes them. It changes only the float32 views.
+// samples and codes them, clipped to the run's bound. It changes only the
+// float32 views.
 func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
-	g := make([]float64, t.samples)
-	u := make([]float64, t.samples)
 	p := Proposal{First: t.next, Codes: make([]int8, t.samples)}
-	for k := range g {
-		if err := ctx.Err(); err != nil {
-			return p, err
-		}
-		sample := t.next + uint64(k)
-		seed := zo.DeriveSeed(t.run, t.machine, sample)
-		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(sample)}, seed)
-		if err != nil {
-			return p, fmt.Errorf("node: sample %d: %w", sample, err)
-		}
-		g[k], u[k] = r.G, seed.CodeUniform()
-		p.Loss += (r.LossPlus + r.LossMinus) / 2 / float64(t.samples)
+	if err := t.Overflow(); err != nil {
+		return p, err
 	}
-	exp, err := zo.Quantize(g, u, p.Codes)
+	g, loss, err := t.Gradients(ctx, t.next, t.samples)
+	if err != nil {
+		return p, err
+	}
+	p.Loss = loss
+	u := make([]float64, len(g))
+	for k := range u {
+		u[k] = zo.DeriveSeed(t.run, t.machine, t.next+uint64(k)).CodeUniform()
+	}
+	exp, err := zo.QuantizeBounded(g, u, p.Codes, t.bound) // clipped SPSA: always admissible
 	if err != nil {
 		return p, fmt.Errorf("node: coding step at sample %d: %w", t.next, err)
 	}
 	p.Exp = exp
 	return p, nil
+}
+
+// Gradients estimates, at the current weights, the projected gradients of
+// the machine's samples first, first+1, …, first+n−1, and their mean training
+// loss (L+ + L−)/2, without coding, logging or applying anything. It changes
+// only the float32 views.
+func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64, float64, error) {
+	g := make([]float64, n)
+	var loss float64
+	for k := range g {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		sample := first + uint64(k)
+		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(sample)}, zo.DeriveSeed(t.run, t.machine, sample))
+		if err != nil {
+			return nil, 0, fmt.Errorf("node: sample %d: %w", sample, err)
+		}
+		g[k] = r.G
+		loss += (r.LossPlus + r.LossMinus) / 2 / float64(n)
+	}
+	return g, loss, nil
 }
 
 // Commit logs an own proposal (with its signed wire form, if any) and
@@ -184,10 +207,14 @@ func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) ([]stor
 	if err != nil {
 		return nil, fmt.Errorf("node: logging updates: %w", err)
 	}
-	// Whatever did not contradict the log is now logged with this value.
-	rejected := make(map[zo.Update]bool, len(ar.Equivocations))
+	// Whatever the log neither refused nor found contradicting is now logged
+	// with this value.
+	rejected := make(map[zo.Update]bool, len(ar.Equivocations)+len(ar.Refused))
 	for _, eq := range ar.Equivocations {
 		rejected[eq.Offered] = true
+	}
+	for _, r := range ar.Refused {
+		rejected[r.Update] = true
 	}
 	fresh := us[:0:0]
 	for _, u := range us {
@@ -234,8 +261,39 @@ func EvalLoss(ctx context.Context, eng *zo.Engine, lm *model.Model, d *dataset.D
 	return sum / float64(tokens), tokens, nil
 }
 
+// Exclude takes an excluded machine's updates out of the weights: removed
+// are the updates its exclusion took out of the log (store.Exclude); those the
+// weights include are subtracted exactly, which leaves the weights bit for
+// bit as if they had never been applied.
+func (t *Trainer) Exclude(machine uint64, removed []zo.Update) {
+	var in []zo.Update
+	for _, u := range removed {
+		if u.Machine == machine && t.applied.Contains(u.Machine, u.Sample) {
+			in = append(in, u)
+		}
+	}
+	t.eng.Remove(in)
+	delete(t.applied, machine)
+}
+
+// ErrOverflow means the run's set of updates has moved some weight past what
+// int32 holds (docs/DESIGN.md, "Bounded influence"): every peer holding the
+// same set finds the same, and none may train, checkpoint or export on it.
+var ErrOverflow = errors.New("node: the run's updates have left the weights' int32 range")
+
+// Overflow reports ErrOverflow while the weights hold an overflowed element.
+func (t *Trainer) Overflow() error {
+	if tensors, elems := t.eng.Weights().Overflow(); elems > 0 {
+		return fmt.Errorf("%w: %d elements of %d tensors", ErrOverflow, elems, tensors)
+	}
+	return nil
+}
+
 // Checkpoint writes the current weights with exactly the updates they include.
 func (t *Trainer) Checkpoint(ctx context.Context) (store.CheckpointInfo, error) {
+	if err := t.Overflow(); err != nil {
+		return store.CheckpointInfo{}, err
+	}
 	return t.log.WriteCheckpoint(ctx, t.eng.Weights(), t.applied.Clone())
 }
 

@@ -81,8 +81,9 @@ type Stats struct {
 	EvidenceReceived uint64 `json:"evidence_received"` // verified evidence delivered (gossip and sync)
 	// Refused counts refused batches by reason (Reason* constants); Rejected
 	// and Ignored gossip above count messages of both kinds.
-	Refused         map[string]uint64 `json:"refused"`
-	RefusedMachines []Refused         `json:"refused_machines"` // most refused first, at most 256
+	// The node's status shows both at its top level.
+	Refused         map[string]uint64 `json:"-"`
+	RefusedMachines []Refused         `json:"-"` // most refused first, at most 256
 	Peers           int               `json:"peers"`            // connected peers
 	MeshPeers       int               `json:"mesh_peers"`       // peers in our gossip mesh of the updates topic
 	BytesIn         int64             `json:"bytes_in"`

@@ -90,14 +90,17 @@ func checkDB(dir string, bo badger.Options, log *slog.Logger) (dbFiles, error) {
 	if err != nil {
 		return f, err
 	}
-	for _, path := range f.tables {
-		if err := checkTable(path); err != nil {
-			return f, fmt.Errorf("%w: table %s: %v; the store cannot be opened: restore %s from a backup, "+
-				"or move it aside and restart to fetch the run's updates from peers again", ErrCorrupt, path, err, dir)
-		}
+	tableErr := func(path string, err error) error {
+		return fmt.Errorf("%w: table %s: %v; the store cannot be opened: restore %s from a backup, "+
+			"or move it aside and restart to fetch the run's updates from peers again", ErrCorrupt, path, err, dir)
 	}
 	mpath := filepath.Join(dir, "db", badger.ManifestFilename)
 	if !f.manifest {
+		for _, path := range f.tables {
+			if err := checkTable(path); err != nil {
+				return f, tableErr(path, err)
+			}
+		}
 		if f.holdsData() {
 			return f, fmt.Errorf("%w: %s is missing next to %s: Badger would open an empty log and discard them; "+
 				"restore the store from a backup, or move %s aside and restart to fetch the run's updates from peers again",
@@ -119,14 +122,24 @@ func checkDB(dir string, bo badger.Options, log *slog.Logger) (dbFiles, error) {
 		return f, fmt.Errorf("%w: %s is damaged (%v) next to %s; restore the store from a backup, "+
 			"or move %s aside and restart to fetch the run's updates from peers again", ErrCorrupt, mpath, err, f.describe(), dir)
 	}
+	// A table the MANIFEST names must be whole (Badger panics on a cut one).
+	// One it does not name is a leftover Badger deletes: of a kill while it
+	// wrote the table (then the table is cut short too, and its updates are
+	// still in the write-ahead log), or of a MANIFEST that lost records
+	// (then the table is whole, and deleting it loses data).
 	var unnamed []string
 	for id, path := range f.tables {
-		if _, ok := m.Tables[id]; !ok {
+		err := checkTable(path)
+		if _, ok := m.Tables[id]; ok {
+			if err != nil {
+				return f, tableErr(path, err)
+			}
+		} else if err == nil {
 			unnamed = append(unnamed, filepath.Base(path))
 		}
 	}
 	switch {
-	case valid < fi.Size() && len(unnamed) > 0, len(m.Tables) == 0 && len(f.tables) > 0:
+	case valid < fi.Size() && len(unnamed) > 0, len(m.Tables) == 0 && len(unnamed) > 0:
 		return f, fmt.Errorf("%w: %s lost %d of its %d bytes and no longer names table files %v: Badger would delete them; "+
 			"restore the store from a backup, or move %s aside and restart to fetch the run's updates from peers again",
 			ErrCorrupt, mpath, fi.Size()-valid, fi.Size(), unnamed, dir)

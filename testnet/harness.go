@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,7 +112,12 @@ func (n *Net) Init(ctx context.Context, args ...string) error {
 		return fmt.Errorf("testnet: %w", err)
 	}
 	if n.Data != nil {
-		args = append([]string{"--model", n.Data.Model}, args...)
+		args = append([]string{"--model", n.Data.Model, "--data", n.Data.Shards[0]}, args...)
+	}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pow-bits") }) {
+		// Every peer mints its identity: 8 bits keeps that instant on loopback
+		// (the run default, 20, costs ~13 CPU-seconds per peer).
+		args = append([]string{"--pow-bits=8"}, args...)
 	}
 	if n.Bin == "" {
 		return initInProcess(home, args)

@@ -31,17 +31,19 @@ func (l *commaList) Set(v string) error {
 }
 
 func initInProcess(home string, args []string) error {
-	s := node.Defaults
+	s := node.InitDefaults
 	s.Home = home
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&s.Model, "model", s.Model, "")
+	fs.StringVar(&s.Data, "data", s.Data, "")
 	fs.StringVar(&s.Run, "run", s.Run, "")
 	fs.Float64Var(&s.LR, "lr", s.LR, "")
+	fs.IntVar(&s.PowBits, "pow-bits", s.PowBits, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	m, err := node.NewManifest(s)
+	m, err := node.NewManifest(context.Background(), s)
 	if err != nil {
 		return err
 	}

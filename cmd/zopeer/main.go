@@ -30,6 +30,7 @@ var commands = []command{
 	{"init", "create a run: write its manifest (base-model digest, hyperparameters) in --home", initCommand},
 	{"start", "run a peer: join the run's network, train, gossip, serve the HTTP API", startCommand},
 	{"status", "print a running peer's status", statusCommand},
+	{"id", "print the machine id and peer ID of a home's identity (creating it if needed)", idCommand},
 	{"bench", "measure forward passes, ZO steps, updates and memory", benchCommand},
 }
 

@@ -32,13 +32,37 @@ func (l *listFlag) Set(v string) error {
 }
 
 func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
-	s := node.Defaults
+	s := node.InitDefaults
 	runFlags(fs, &s)
 	fs.StringVar(&s.Home, "home", s.Home, "the node's home directory; the manifest goes there")
 	fs.StringVar(&s.Model, "model", s.Model, "base model directory (default: the embedded model)")
+	fs.StringVar(&s.Data, "data", s.Data, "data to calibrate --grad-bound on (default with the embedded model: its task)")
+	fs.Float64Var(&s.GradBound, "grad-bound", s.GradBound, "bound on every update's |projected gradient| (0: calibrate on the base model and --data)")
+	fs.Uint64Var(&s.MaxSamples, "max-samples", s.MaxSamples, "samples one machine may contribute at most (0: no cap)")
+	fs.StringVar(&s.Admission, "admission", s.Admission, "open (anyone with --pow-bits of proof of work) or closed (only --admit machines)")
+	fs.IntVar(&s.PowBits, "pow-bits", s.PowBits, "open runs: proof of work every contributing key must carry, in bits")
+	admit := listFlag(s.Admit)
+	fs.Var(&admit, "admit", "closed runs: machine ids (16 hex digits, `zopeer id`) that may contribute, comma-separated")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		s.Admit = admit
+		switch s.Admission {
+		case "open":
+			if len(s.Admit) > 0 {
+				return usageError{errors.New("--admit is for closed runs (--admission closed)")}
+			}
+		case "closed":
+			if len(s.Admit) == 0 {
+				return usageError{errors.New("a closed run needs --admit with at least one machine id")}
+			}
+			s.PowBits = 0 // admission replaces the proof of work
+		default:
+			return usageError{fmt.Errorf("--admission %q: want open or closed", s.Admission)}
+		}
+		if s.PowBits < 0 || s.PowBits > 64 {
+			return usageError{fmt.Errorf("--pow-bits %d: want 0..64", s.PowBits)}
 		}
 		if err := os.MkdirAll(s.Home, 0o755); err != nil {
 			return err
@@ -47,7 +71,7 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		if _, err := os.Stat(path); err == nil {
 			return fmt.Errorf("%s exists: this home already belongs to a run", path)
 		}
-		m, err := node.NewManifest(s)
+		m, err := node.NewManifest(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -55,6 +79,27 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 			return err
 		}
 		fmt.Fprintf(out, "run %q created in %s (base digest %x)\n", m.Run, path, m.BaseDigest)
+		fmt.Fprintf(out, "admission %s, gradient bound %g, at most %d samples per machine", m.Admission, m.GradBound, m.MaxSamples)
+		if m.Closed() {
+			fmt.Fprintf(out, ", %d machines admitted\n", len(m.Admit))
+		} else {
+			fmt.Fprintf(out, ", proof of work %d bits\n", m.PowBits)
+		}
+		return nil
+	}
+}
+
+func idCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
+	home := fs.String("home", node.Defaults.Home, "the node's home directory")
+	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		machine, id, err := node.Identity(*home)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "machine %016x\npeer    %s\n", machine, id)
 		return nil
 	}
 }
