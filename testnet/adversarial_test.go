@@ -113,6 +113,14 @@ func pending(t *testing.T, format string, args ...any) {
 // run's proof of work; in a closed run, exactly those are admitted.
 func advNet(t *testing.T, ctx context.Context, honest int, f RunFlags, args ...string) *Net {
 	t.Helper()
+	n := advInit(t, ctx, honest, f, args...)
+	addNodes(t, ctx, n, honest)
+	return n
+}
+
+// advInit is advNet without starting the peers.
+func advInit(t *testing.T, ctx context.Context, honest int, f RunFlags, args ...string) *Net {
+	t.Helper()
 	n := &Net{Bin: bin, Dir: t.TempDir(), Args: append(append([]string(nil), fast...), args...)}
 	t.Cleanup(func() {
 		n.Close()
@@ -161,7 +169,6 @@ func advNet(t *testing.T, ctx context.Context, honest int, f RunFlags, args ...s
 		}
 		t.Logf("honest identities at %d bits ready in %v (cached in %s)", m.PowBits, time.Since(start).Round(time.Millisecond), keyCache)
 	}
-	addNodes(t, ctx, n, honest)
 	return n
 }
 
@@ -366,7 +373,7 @@ func sybilRun(t *testing.T, ctx context.Context, f RunFlags) (*Net, []node.Statu
 	t.Helper()
 	adv, base := setupAdversary(t)
 	steps := envInt("ZOPEER_ADV_STEPS", 60)
-	n := advNet(t, ctx, 8, f, "--steps", strconv.Itoa(steps))
+	n := advInit(t, ctx, 8, f, "--steps", strconv.Itoa(steps))
 	m, err := node.ReadManifest(n.ManifestPath())
 	if err != nil {
 		t.Fatal(err)
@@ -388,6 +395,7 @@ func sybilRun(t *testing.T, ctx context.Context, f RunFlags) (*Net, []node.Statu
 	}
 	t.Logf("minting 20 Sybil identities at %d bits: %.1f s (%.2f s each, %d key generations) on %d goroutines",
 		ms.PowBits, ms.MintSeconds, ms.MintPerID, ms.MintTries, 2)
+	addNodes(t, ctx, n, 8)
 	a, err := n.StartAdversary(adv, "adversary", "--mode", "sybil", "--n", "20", "--manifest", n.ManifestPath(),
 		"--keys", keys, "--pow-bits", strconv.Itoa(bits), "--bootstrap", Boot(n.Nodes()...),
 		"--home", filepath.Join(n.Dir, "adversary"), "--batch-size", "4", "--samples", "16")
@@ -419,7 +427,8 @@ func TestAdversarySybilOpen(t *testing.T) {
 	adversarial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	sybilRun(t, ctx, RunFlags{Admission: "open", GradBound: gradBound()})
+	// The default proof of work, named: the harness's Init lowers an unnamed one to 8 bits.
+	sybilRun(t, ctx, RunFlags{Admission: "open", PowBits: intp(node.InitDefaults.PowBits), GradBound: gradBound()})
 }
 
 // The same 20 Sybils in a closed run that admits only the 8 honest peers:
