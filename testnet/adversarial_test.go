@@ -645,6 +645,8 @@ func TestAdversaryEquivocation(t *testing.T) {
 			t.Errorf("%s does not list the equivocator %s as excluded: %+v", nd.Name, eq, d.Excluded)
 		} else if d.Excluded[i].Reason == "" {
 			t.Errorf("%s excludes %s with no reason", nd.Name, eq)
+		} else {
+			t.Logf("%s: %d updates, digest %.12s, hash %.12s, excluded %+v", nd.Name, sts[nd].Updates, sts[nd].SetDigest, sts[nd].WeightsHash, d.Excluded[i])
 		}
 	}
 }
