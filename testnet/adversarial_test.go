@@ -351,18 +351,22 @@ func writeAscentChart(t *testing.T, base float64, clean, attacked ascentRun, tab
 		p.Node = "8 honest + ascent attacker"
 		pts = append(pts, p)
 	}
-	path := filepath.Join(dir, "adversary-ascent.svg")
+	name := "adversary-ascent"
+	if g := os.Getenv("ZOPEER_ADV_GRAD_BOUND"); g != "" {
+		name += "-G" + g
+	}
+	path := filepath.Join(dir, name+".svg")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Error(err)
 		return
 	}
 	defer f.Close()
-	ch := Chart{Title: "eval loss of node0: 8 honest peers, without and with a gradient-ascent attacker at the bound", Points: pts, BaseLoss: base}
+	ch := Chart{Title: fmt.Sprintf("node0's eval loss: 8 honest peers, without and with an ascent attacker at |ĝ| = %g (%s)", attacked.sum.GradBound, attacked.sum.BoundFrom), Points: pts, BaseLoss: base}
 	if err := ch.WriteSVG(f); err != nil {
 		t.Error(err)
 	}
-	os.WriteFile(filepath.Join(dir, "adversary-ascent.md"), []byte(table), 0o644)
+	os.WriteFile(filepath.Join(dir, name+".md"), []byte(table), 0o644)
 	t.Logf("chart: %s", path)
 }
 
