@@ -447,10 +447,16 @@ func TestAdversarySybilClosed(t *testing.T) {
 	for _, m := range sum.Machines {
 		sybils[m] = true
 	}
+	seen := map[string]bool{} // Sybils some honest peer refused
 	for _, nd := range n.Nodes() {
 		d, err := nd.Defences(ctx)
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, r := range d.RefusedMachines {
+			if sybils[r.Machine] && r.Count > 0 {
+				seen[r.Machine] = true
+			}
 		}
 		if !d.Has["refused_machines"] {
 			pending(t, "%s: status has no refused_machines", nd.Name)
@@ -469,6 +475,11 @@ func TestAdversarySybilClosed(t *testing.T) {
 		if !d.Has["refused"] {
 			pending(t, "%s: status has no refused (count by reason)", nd.Name)
 		}
+	}
+	// A refused batch is not relayed, so a peer sees only the Sybils whose
+	// batches the attacker's host sent it; together the peers saw them all.
+	if len(seen) != len(sybils) {
+		t.Errorf("the honest peers refused %d of the %d Sybils between them", len(seen), len(sybils))
 	}
 	if err := n.StopAll(30 * time.Second); err != nil {
 		t.Error(err)
