@@ -645,6 +645,13 @@ func TestAdversaryEquivocation(t *testing.T) {
 	if serr != nil || len(digests) != 1 || len(hashes) != 1 {
 		t.Errorf("after the equivocation the 4 peers hold %d set digests and %d weights hashes (%v)", len(digests), len(hashes), serr)
 	}
+	// Excluded, the machine's valid updates are gone too: the peers hold
+	// exactly their own.
+	var list []node.Status
+	for _, nd := range nodes {
+		list = append(list, sts[nd])
+	}
+	checkTotals(t, list)
 	for _, nd := range nodes {
 		d, err := nd.Defences(ctx)
 		if err != nil {
