@@ -2,9 +2,7 @@ package node
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/zopeer/zopeer/model"
 	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
 	"github.com/zopeer/zopeer/zo"
@@ -27,24 +25,13 @@ type Gradients struct {
 // peer and codes what it publishes otherwise (gradient ascent). Honest peers
 // never call it.
 func (t *Trainer) GradientsOf(ctx context.Context, machine, first uint64, n int) (Gradients, error) {
-	gr := Gradients{Machine: machine, First: first, G: make([]float64, n), U: make([]float64, n)}
-	for k := range n {
-		if err := ctx.Err(); err != nil {
-			return gr, err
-		}
-		sample := first + uint64(k)
-		seqs := make([]model.Sequence, t.batchSize)
-		for j := range seqs {
-			r := t.train.Record(t.train.Sample(t.run, machine, sample*uint64(t.batchSize)+uint64(j)))
-			seqs[j] = model.Sequence{Tokens: r.Tokens, LossFrom: r.LossStart}
-		}
-		seed := zo.DeriveSeed(t.run, machine, sample)
-		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: seqs}, seed)
-		if err != nil {
-			return gr, fmt.Errorf("node: machine %016x sample %d: %w", machine, sample, err)
-		}
-		gr.G[k], gr.U[k] = r.G, seed.CodeUniform()
-		gr.Loss += (r.LossPlus + r.LossMinus) / 2 / float64(n)
+	g, loss, err := t.gradients(ctx, machine, first, n)
+	if err != nil {
+		return Gradients{}, err
+	}
+	gr := Gradients{Machine: machine, First: first, G: g, U: make([]float64, n), Loss: loss}
+	for k := range gr.U {
+		gr.U[k] = zo.DeriveSeed(t.run, machine, first+uint64(k)).CodeUniform()
 	}
 	return gr, nil
 }

@@ -101,11 +101,11 @@ func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store
 // NextSample is the index of the machine's next own sample.
 func (t *Trainer) NextSample() uint64 { return t.next }
 
-// miniBatch returns the records of the machine's sample k.
-func (t *Trainer) miniBatch(k uint64) []model.Sequence {
+// miniBatch returns the records of machine's sample k.
+func (t *Trainer) miniBatch(machine, k uint64) []model.Sequence {
 	seqs := make([]model.Sequence, t.batchSize)
 	for j := range seqs {
-		r := t.train.Record(t.train.Sample(t.run, t.machine, k*uint64(t.batchSize)+uint64(j)))
+		r := t.train.Record(t.train.Sample(t.run, machine, k*uint64(t.batchSize)+uint64(j)))
 		seqs[j] = model.Sequence{Tokens: r.Tokens, LossFrom: r.LossStart}
 	}
 	return seqs
@@ -160,6 +160,10 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 // loss (L+ + L−)/2, without coding, logging or applying anything. It changes
 // only the float32 views.
 func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64, float64, error) {
+	return t.gradients(ctx, t.machine, first, n)
+}
+
+func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int) ([]float64, float64, error) {
 	g := make([]float64, n)
 	var loss float64
 	for k := range g {
@@ -167,13 +171,9 @@ func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64
 			return nil, 0, err
 		}
 		sample := first + uint64(k)
-		t0 := time.Now()
-		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(sample)}, zo.DeriveSeed(t.run, t.machine, sample))
+		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, sample)}, zo.DeriveSeed(t.run, machine, sample))
 		if err != nil {
-			return nil, 0, fmt.Errorf("node: sample %d: %w", sample, err)
-		}
-		if t.observeForward != nil {
-			t.observeForward(time.Since(t0) / 2) // a projected gradient is two forward passes
+			return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, sample, err)
 		}
 		g[k] = r.G
 		loss += (r.LossPlus + r.LossMinus) / 2 / float64(n)
