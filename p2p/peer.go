@@ -18,6 +18,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/multiformats/go-multiaddr"
@@ -83,9 +84,9 @@ type Stats struct {
 	// and Ignored gossip above count messages of both kinds.
 	// The node's status shows both at its top level.
 	Refused         map[string]uint64 `json:"-"`
-	RefusedMachines []Refused         `json:"-"` // most refused first, at most 256
-	Peers           int               `json:"peers"`            // connected peers
-	MeshPeers       int               `json:"mesh_peers"`       // peers in our gossip mesh of the updates topic
+	RefusedMachines []Refused         `json:"-"`          // most refused first, at most 256
+	Peers           int               `json:"peers"`      // connected peers
+	MeshPeers       int               `json:"mesh_peers"` // peers in our gossip mesh of the updates topic
 	BytesIn         int64             `json:"bytes_in"`
 	BytesOut        int64             `json:"bytes_out"`
 	RateIn          float64           `json:"rate_in"` // bytes per second
@@ -130,7 +131,9 @@ type Peer struct {
 
 	mu        sync.Mutex
 	flagged   map[uint64]Equivocation
-	lastState map[uint64]uint64 // machine → newest announcement time seen
+	lastState map[uint64]uint64  // machine → newest announcement time seen
+	dialErrs  map[peer.ID]string // last dial error per bootstrap or known peer
+	reach     reach
 
 	// stopped is closed by Close; calls made on the caller's context
 	// (SyncNow) end with it too.
@@ -173,6 +176,7 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		serving:   map[peer.ID]int{},
 		flagged:   map[uint64]Equivocation{},
 		lastState: map[uint64]uint64{},
+		dialErrs:  map[peer.ID]string{},
 		stopped:   make(chan struct{}),
 	}
 	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
@@ -187,36 +191,26 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 
 func (p *Peer) start(ctx, life context.Context) error {
 	o := &p.opts
+	boot, err := parseAddrs(o.Bootstrap)
+	if err != nil {
+		return err
+	}
+	if _, err := parseAddrs(o.KnownPeers); err != nil {
+		return err
+	}
+	if err := CheckListen(o.ListenAddrs); err != nil {
+		return err
+	}
 	lopts := []libp2p.Option{
 		libp2p.Identity(o.Key),
 		libp2p.ListenAddrStrings(o.ListenAddrs...),
 		libp2p.BandwidthReporter(p.bw),
 	}
-	if !o.RelayClient {
-		lopts = append(lopts, libp2p.DisableRelay())
+	nat, err := p.natOptions(boot)
+	if err != nil {
+		return err
 	}
-	if len(o.StaticRelays) > 0 {
-		relays, err := parseAddrs(o.StaticRelays)
-		if err != nil {
-			return err
-		}
-		lopts = append(lopts, libp2p.EnableAutoRelayWithStaticRelays(relays))
-	}
-	if o.RelayService {
-		lopts = append(lopts, libp2p.EnableRelayService())
-	}
-	if o.AutoNATv2 {
-		lopts = append(lopts, libp2p.EnableAutoNATv2())
-	}
-	if o.HolePunching {
-		lopts = append(lopts, libp2p.EnableHolePunching())
-	}
-	if o.NATService {
-		lopts = append(lopts, libp2p.EnableNATService())
-	}
-	if o.NATPortMap {
-		lopts = append(lopts, libp2p.NATPortMap())
-	}
+	lopts = append(lopts, nat...)
 	h, err := libp2p.New(lopts...)
 	if err != nil {
 		return fmt.Errorf("p2p: host: %w", err)
@@ -236,6 +230,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 		pubsub.WithRawTracer(p.tr),
 		pubsub.WithPeerScore(scoreParams(p.pol.appScore, ut, st, et), scoreThresholds()),
 		pubsub.WithGossipSubParams(meshParams(o.MeshDegree)),
+		pubsub.WithPeerExchange(o.PeerExchange),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -269,21 +264,20 @@ func (p *Peer) start(ctx, life context.Context) error {
 	}
 
 	h.SetStreamHandler(SyncProtocol, p.serveSync)
+	// Says which run this peer serves (identify lists it); nothing is spoken on it.
+	h.SetStreamHandler(runProtocol(o.Run), func(s network.Stream) { s.Reset() })
 	events, err := p.updates.EventHandler()
 	if err != nil {
 		return fmt.Errorf("p2p: topic events: %w", err)
 	}
 
-	boot, err := parseAddrs(o.Bootstrap)
-	if err != nil {
-		return err
-	}
 	if o.DHT {
 		mode := dht.ModeAuto
 		if o.DHTServer {
 			mode = dht.ModeServer
 		}
-		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...))
+		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...),
+			dht.AddressFilter(dhtAddrs))
 		if err != nil {
 			return fmt.Errorf("p2p: dht: %w", err)
 		}
@@ -297,6 +291,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	for _, ai := range boot {
 		h.ConnManager().Protect(ai.ID, "zopeer-bootstrap")
 	}
+	p.spawn(func() { p.watchReachability(life) })
 	p.connectAll(ctx, boot)
 	if p.kdht != nil {
 		if err := p.kdht.Bootstrap(life); err != nil {
@@ -309,7 +304,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	p.spawn(func() { p.readEvidence(life) })
 	p.spawn(func() { p.syncLoop(life) })
 	p.spawn(func() { p.watchJoins(life, events) })
-	if len(boot) > 0 || p.kdht != nil {
+	if len(boot) > 0 || p.kdht != nil || len(o.KnownPeers) > 0 {
 		p.spawn(func() { p.discoveryLoop(life, boot) })
 	}
 	if o.State != nil {
