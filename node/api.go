@@ -85,7 +85,7 @@ var (
 	mFlagged   = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
 	mDiscred   = prometheus.NewDesc("zopeer_discredited_machines", "Machines whose announced counts anti-entropy did not bear out (ignored for a while).", nil, nil)
 	mState     = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
-	mBytes     = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
+	mBytes     = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes of libp2p stream payloads (above yamux and Noise; not link level: TCP/IP, Noise and yamux framing are not counted).", []string{"dir"}, nil)
 	mGossip    = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
 	mSync      = prometheus.NewDesc("zopeer_sync_total", "Anti-entropy events.", []string{"event"}, nil)
 	mPublished = prometheus.NewDesc("zopeer_published_batches_total", "Batches this peer published.", nil, nil)

@@ -119,15 +119,16 @@ type Peer struct {
 	kdht    *dht.IpfsDHT
 	mdns    mdns.Service
 
-	batches  chan *Batch
-	statesCh chan State
-	evidence chan *Evidence
-	trigger  chan struct{}   // wakes the anti-entropy loop
-	roundMu  sync.Mutex      // held by the anti-entropy round in progress
-	inbound  chan struct{}   // semaphore on served sync streams
-	serving  map[peer.ID]int // sync streams being served, per peer; guarded by mu
-	c        counters
-	tr       *tracer
+	batches   chan *Batch
+	statesCh  chan State
+	evidence  chan *Evidence
+	trigger   chan struct{}   // wakes the anti-entropy loop
+	announceC chan struct{}   // wakes the announcement loop
+	roundMu   sync.Mutex      // held by the anti-entropy round in progress
+	inbound   chan struct{}   // semaphore on served sync streams
+	serving   map[peer.ID]int // sync streams being served, per peer; guarded by mu
+	c         counters
+	tr        *tracer
 
 	mu        sync.Mutex
 	flagged   map[uint64]Equivocation
@@ -172,6 +173,7 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		evidence:  make(chan *Evidence, opts.Deliver),
 		pol:       newPolice(opts.AuthorRate, opts.AuthorBurst),
 		trigger:   make(chan struct{}, 1),
+		announceC: make(chan struct{}, 1),
 		inbound:   make(chan struct{}, opts.SyncInbound),
 		serving:   map[peer.ID]int{},
 		flagged:   map[uint64]Equivocation{},
@@ -780,6 +782,11 @@ func (p *Peer) readStates(life context.Context) {
 		}
 		if hs, err := p.opts.Log.Holdings(); err == nil && s.Count > countHeld(hs) {
 			p.wake()
+		} else if p.opts.State != nil {
+			// As many updates as ours but another set: sync.
+			if own, ok := p.opts.State(); ok && own.Count == s.Count && own.Digest != s.Digest {
+				p.wake()
+			}
 		}
 		select {
 		case p.statesCh <- s:
@@ -789,24 +796,49 @@ func (p *Peer) readStates(life context.Context) {
 	}
 }
 
-// announceLoop publishes opts.State every StateInterval; exits when life ends.
+// announceLoop publishes opts.State: at once when AnnounceSoon asks, every
+// StateInterval when it changed since the last announcement, and every
+// idleAnnounce intervals when it did not (a heartbeat, so peers' views of it
+// do not expire). It exits when life ends.
 func (p *Peer) announceLoop(life context.Context) {
 	t := time.NewTicker(p.opts.StateInterval)
 	defer t.Stop()
+	var last State
+	var lastAt time.Time
 	for {
+		soon := false
 		select {
 		case <-life.Done():
 			return
 		case <-t.C:
+		case <-p.announceC:
+			soon = true
 		}
 		s, ok := p.opts.State()
 		if !ok {
+			continue
+		}
+		same := s.Count == last.Count && s.Digest == last.Digest && s.WeightsHash == last.WeightsHash
+		if same && (soon || time.Since(lastAt) < idleAnnounce*p.opts.StateInterval-p.opts.StateInterval/2) {
 			continue
 		}
 		s.Time = uint64(time.Now().UnixMilli())
 		if err := p.Announce(life, s); err != nil && life.Err() == nil {
 			p.opts.Logger.Warn("p2p: announce", "err", err)
 		}
+		last, lastAt = s, time.Now()
+	}
+}
+
+// idleAnnounce is how many StateIntervals an unchanged state waits before
+// it is announced again.
+const idleAnnounce = 3
+
+// AnnounceSoon asks for the state to be announced now, if it changed.
+func (p *Peer) AnnounceSoon() {
+	select {
+	case p.announceC <- struct{}{}:
+	default:
 	}
 }
 
