@@ -13,10 +13,6 @@ import (
 
 const dialTimeout = 15 * time.Second
 
-// aloneRetry is how often a peer with no connection retries its bootstrap
-// and known peers, and the DHT rendezvous.
-const aloneRetry = 5 * time.Second
-
 // mdnsNotifee dials peers mDNS finds on the LAN.
 type mdnsNotifee struct{ p *Peer }
 
@@ -77,7 +73,10 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	defer sub.Close()
 	ns := "zopeer/" + p.opts.Run + "/rendezvous/1"
 	var readvertise time.Time
-	found := false // the rendezvous answered with peers of the run
+	// wait paces rounds: it starts at fastDiscovery, doubles while rounds
+	// find no new peer of the run, up to DiscoveryInterval, and starts over
+	// when the peer loses its last peer of the run.
+	wait := fastDiscovery
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -89,24 +88,19 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 				return
 			}
 			ev := e.(event.EvtPeerConnectednessChanged)
-			if ev.Connectedness != network.Connected || (found && time.Now().Before(readvertise)) {
-				continue
+			if ev.Connectedness == network.Connected && wait <= 2*fastDiscovery {
+				// Early on, a new connection: give identify and the DHT a
+				// moment, then run a round.
+				resetTimer(t, time.Second)
 			}
-			// A new connection while the rendezvous has not worked yet:
-			// give identify and the DHT a moment, then run a round.
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-			t.Reset(time.Second)
 			continue
 		case <-t.C:
 		}
+		before := len(p.runPeers())
 		p.connectAll(life, boot)
-		if len(p.host.Network().Peers()) == 0 || len(p.runPeers()) == 0 {
+		if before < 2 {
 			p.connectAll(life, known)
+			p.connectAll(life, p.remembered())
 		}
 		if rd != nil && len(p.kdht.RoutingTable().ListPeers()) > 0 {
 			if time.Now().After(readvertise) {
@@ -127,14 +121,64 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 						ais = append(ais, ai)
 					}
 				}
-				found = found || len(ais) > 0
 				p.connectAll(life, ais)
 			}
 		}
-		next := p.opts.DiscoveryInterval
-		if len(p.runPeers()) == 0 {
-			next = min(next, aloneRetry)
+		switch after := len(p.runPeers()); {
+		case after == 0:
+			wait = fastDiscovery
+		case after > before:
+			wait = fastDiscovery
+		default:
+			wait = min(2*wait, p.opts.DiscoveryInterval)
 		}
-		t.Reset(next)
+		t.Reset(wait)
 	}
+}
+
+// fastDiscovery is the first pace of discovery rounds (see discoveryLoop).
+const fastDiscovery = 2 * time.Second
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+// remember notes a peer that joined the run's topic, to redial it when the
+// peer has lost its peers.
+func (p *Peer) remember(id peer.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.met) < maxRemembered {
+		p.met[id] = true
+	}
+}
+
+// maxRemembered bounds the peers remembered.
+const maxRemembered = 1024
+
+// remembered returns the remembered peers not connected now, with the
+// addresses the peerstore still holds.
+func (p *Peer) remembered() []peer.AddrInfo {
+	p.mu.Lock()
+	ids := make([]peer.ID, 0, len(p.met))
+	for id := range p.met {
+		ids = append(ids, id)
+	}
+	p.mu.Unlock()
+	var out []peer.AddrInfo
+	for _, id := range ids {
+		if p.host.Network().Connectedness(id) == network.Connected {
+			continue
+		}
+		if addrs := p.host.Peerstore().Addrs(id); len(addrs) > 0 {
+			out = append(out, peer.AddrInfo{ID: id, Addrs: addrs})
+		}
+	}
+	return out
 }

@@ -154,6 +154,11 @@ func (p *Peer) relayCandidates(boot []peer.AddrInfo) autorelay.PeerSource {
 				}
 			}
 		}
+		for _, ai := range p.remembered() {
+			if !add(ai) {
+				return out
+			}
+		}
 		if known, err := parseAddrs(p.opts.KnownPeers); err == nil {
 			for _, ai := range known {
 				if !add(ai) {

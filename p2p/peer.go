@@ -134,6 +134,7 @@ type Peer struct {
 	flagged   map[uint64]Equivocation
 	lastState map[uint64]uint64  // machine → newest announcement time seen
 	dialErrs  map[peer.ID]string // last dial error per bootstrap or known peer
+	met       map[peer.ID]bool   // peers that joined the run's topic (redialled when alone)
 	reach     reach
 
 	// stopped is closed by Close; calls made on the caller's context
@@ -179,6 +180,7 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		flagged:   map[uint64]Equivocation{},
 		lastState: map[uint64]uint64{},
 		dialErrs:  map[peer.ID]string{},
+		met:       map[peer.ID]bool{},
 		stopped:   make(chan struct{}),
 	}
 	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
@@ -341,6 +343,7 @@ func (p *Peer) watchJoins(life context.Context, events *pubsub.TopicEventHandler
 			return
 		}
 		if ev.Type == pubsub.PeerJoin {
+			p.remember(ev.Peer)
 			p.wake()
 		}
 	}
