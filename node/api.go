@@ -96,7 +96,7 @@ var (
 	mFlagged  = prometheus.NewDesc("zopeer_flagged_machines", "Machines caught equivocating.", nil, nil)
 	mDiscred  = prometheus.NewDesc("zopeer_discredited_machines", "Machines whose announced counts anti-entropy did not bear out (ignored for a while).", nil, nil)
 	mState    = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
-	mBytes    = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes on the wire, all libp2p framing included.", []string{"dir"}, nil)
+	mBytes    = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes of libp2p stream payloads (above yamux and Noise; not link level: TCP/IP, Noise and yamux framing are not counted).", []string{"dir"}, nil)
 	mGossip   = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
 	// Anti-entropy, each counter counting one kind of thing.
 	mSyncReq      = prometheus.NewDesc("zopeer_sync_requests_total", "Sync requests from peers: served, or refused as busy (too many at once).", []string{"outcome"}, nil)

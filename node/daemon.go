@@ -19,6 +19,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
@@ -42,20 +43,79 @@ type PeerSettings struct {
 	StateEvery   time.Duration // between state announcements
 	SyncEvery    time.Duration // between anti-entropy rounds
 	DropGossip   float64       // fraction of inbound gossip dropped on purpose: a test hook
+
+	// NAT traversal (docs in README, "Running a peer at home").
+	RelayService         bool     // offer a bounded relay service once AutoNAT finds this peer public
+	RelayMaxReservations int      // relay service: reservations held for others
+	RelayMaxCircuits     int      // relay service: relayed connections per peer
+	StaticRelays         []string // relays to reserve on instead of the peers this one knows
+	AutoNAT              bool     // AutoNAT v2 reachability checks of our own addresses
+	PeerExchange         bool     // gossipsub peer exchange (PX) when pruning the mesh
+	// JoinTimeout is how long a peer looks for a peer of its run before it
+	// says so: a joiner without a manifest stops with what it tried; a peer
+	// with one warns and keeps looking while it runs alone.
+	JoinTimeout time.Duration
 }
 
 // PeerDefaults are the defaults of `zopeer start`.
 var PeerDefaults = PeerSettings{
-	Listen:       []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+	Listen:       []string{"/ip4/0.0.0.0/tcp/4747", "/ip4/0.0.0.0/udp/4747/quic-v1"},
 	MDNS:         true,
 	DHT:          true,
 	RelayClient:  true,
 	HolePunching: true,
-	API:          "127.0.0.1:7070",
-	MaxLag:       4096,
-	StateEvery:   10 * time.Second,
-	SyncEvery:    5 * time.Second,
+	NATService:   true,
+	// The relay service starts only once AutoNAT finds the peer public.
+	RelayService:         true,
+	RelayMaxReservations: 64,
+	RelayMaxCircuits:     8,
+	AutoNAT:              true,
+	PeerExchange:         true,
+	JoinTimeout:          10 * time.Second,
+	API:                  "127.0.0.1:7070",
+	MaxLag:               4096,
+	StateEvery:           10 * time.Second,
+	SyncEvery:            5 * time.Second,
 }
+
+// Validate checks the network settings before anything slow starts: every
+// address parses, bootstrap and relay addresses name their peer, the bounds
+// are sane, and the listen ports are free.
+func (ps PeerSettings) Validate() error {
+	for _, a := range ps.Listen {
+		if _, err := multiaddr.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("node: --listen %q: %w", a, err)
+		}
+	}
+	for _, list := range []struct {
+		flag  string
+		addrs []string
+	}{{"--bootstrap", ps.Bootstrap}, {"--static-relays", ps.StaticRelays}} {
+		for _, a := range list.addrs {
+			if _, err := peer.AddrInfoFromString(a); err != nil {
+				return fmt.Errorf("node: %s %q: want a multiaddr ending in /p2p/<peer ID>: %w", list.flag, a, err)
+			}
+		}
+	}
+	switch {
+	case ps.RelayService && (ps.RelayMaxReservations <= 0 || ps.RelayMaxCircuits <= 0):
+		return errors.New("node: --relay-max-reservations and --relay-max-circuits must be positive (or --relay-service=false)")
+	case len(ps.StaticRelays) > 0 && !ps.RelayClient:
+		return errors.New("node: --static-relays needs --relay")
+	case ps.JoinTimeout <= 0:
+		return errors.New("node: --join-timeout must be positive")
+	case ps.StateEvery <= 0 || ps.SyncEvery <= 0:
+		return errors.New("node: --state-every and --sync-every must be positive")
+	case ps.DropGossip < 0 || ps.DropGossip >= 1:
+		return errors.New("node: --test-drop-gossip must be in [0, 1)")
+	}
+	return p2p.CheckListen(ps.Listen)
+}
+
+// PeersFile in a node's home lists peers of the run met before, one
+// multiaddr a line: redialled at start, so a restart does not depend on the
+// bootstrap hosts.
+const PeersFile = "peers.txt"
 
 // ManifestFile is the run manifest in a node's home: `zopeer init` writes it,
 // joiners fetch it from peers.
@@ -309,6 +369,12 @@ type Status struct {
 	Rates     Rates    `json:"rates"`
 	StartedAt string   `json:"started_at"`         // RFC 3339, UTC
 	CatchUp   *CatchUp `json:"catch_up,omitempty"` // while catching up with a target
+	// Network is the peer's reachability (AutoNAT), its public addresses,
+	// its relay reservations and, per connection, direct or relayed.
+	Network p2p.NetInfo `json:"network"`
+	// NetworkWarning says why the peer runs alone, if it does (no
+	// reachable peer of the run: what was tried).
+	NetworkWarning string `json:"network_warning,omitempty"`
 }
 
 // Excluded is a machine excluded from the run.
@@ -357,6 +423,11 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 	defer stopAPI()
 	d.watch.open(s.Home)
+	// Flags are checked, the API bound and the ports probed before the
+	// manifest is fetched and the model loads.
+	if err := ps.Validate(); err != nil {
+		return err
+	}
 
 	key, err := p2p.LoadIdentity(filepath.Join(s.Home, "identity.key"))
 	if err != nil {
@@ -424,6 +495,8 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	popts.RelayClient, popts.HolePunching, popts.NATService, popts.NATPortMap = ps.RelayClient, ps.HolePunching, ps.NATService, ps.NATPortMap
 	popts.StateInterval, popts.SyncInterval = ps.StateEvery, ps.SyncEvery
 	popts.DropInbound = ps.DropGossip
+	ps.apply(&popts)
+	popts.KnownPeers = readKnownPeers(s.Home, log)
 	if popts.Rules, err = m.Rules(); err != nil {
 		return err
 	}
@@ -456,9 +529,16 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 
 	var wg sync.WaitGroup
+	// A bootstrap peer of another run ends the peer with that error.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	wg.Go(func() { d.watchJoin(ctx, peer, fail) })
+	wg.Go(func() { d.keepKnownPeers(ctx, peer) })
 	wg.Go(func() { d.catchUp(ctx) })
 	err = d.loop(ctx)
-	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
+		err = cause
+	} else if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		d.snapshot(func(st *Status) { st.State, st.Contributing = StateStopping, false })
 		cancel()
 		wg.Wait()
@@ -544,12 +624,17 @@ func fetchManifest(ctx context.Context, s Settings, ps PeerSettings, key crypto.
 	popts := p2p.DefaultOptions()
 	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, emptyLog{}, log.With("component", "p2p")
 	popts.ListenAddrs, popts.Bootstrap, popts.MDNS, popts.DHT = ps.Listen, ps.Bootstrap, ps.MDNS, ps.DHT
+	ps.apply(&popts)
+	popts.KnownPeers = readKnownPeers(s.Home, log)
 	peer, err := p2p.New(ctx, popts)
 	if err != nil {
 		return store.Manifest{}, err
 	}
 	defer peer.Close()
-	log.Info("fetching the run manifest from peers", "run", s.Run)
+	log.Info("looking for a peer of the run to fetch its manifest", "run", s.Run, "within", ps.JoinTimeout)
+	if err := peer.AwaitRunPeer(ctx, ps.JoinTimeout); err != nil {
+		return store.Manifest{}, fmt.Errorf("node: joining run %q: %w", s.Run, err)
+	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	b, err := peer.FetchManifest(fctx)
@@ -608,6 +693,8 @@ func (d *Daemon) Status() Status {
 		st.P2P = peer.Stats()
 		st.Peers = st.P2P.Peers
 		st.Refused, st.RefusedMachines = st.P2P.Refused, st.P2P.RefusedMachines
+		st.Network = peer.NetInfo()
+		st.Addrs = peer.Addrs()
 	}
 	st.Uptime = time.Since(d.start).Seconds()
 	d.fillWatch(&st)

@@ -49,6 +49,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case st := <-d.peer.States():
 			d.compare(st)
 		case <-tick.C:
+			d.fresh()
 			d.refresh(ctx, false)
 			d.progress() // counts stay current while catching up
 		}
@@ -221,6 +222,8 @@ func (d *Daemon) contribute(ctx context.Context) error {
 	if d.s.EvalEvery > 0 && d.steps%d.s.EvalEvery == 0 || d.s.Steps != 0 && d.steps == d.s.Steps {
 		d.refresh(ctx, true)
 		d.log.Info("step", "step", d.steps, "loss", fmt.Sprintf("%.4f", p.Loss), "updates", d.run.Log.Stats().Updates)
+	} else {
+		d.fresh()
 	}
 	if d.s.CkptEvery > 0 && d.steps%d.s.CkptEvery == 0 {
 		if _, err := d.run.Trainer.Checkpoint(ctx); err != nil {
@@ -262,6 +265,30 @@ func (d *Daemon) refresh(ctx context.Context, force bool) {
 	}
 }
 
+// fresh keeps the status current while the peer trains, without the eval
+// pass: counts after every step, and the (set digest, weights hash) pair
+// every --state-every, which is what the next announcement carries.
+func (d *Daemon) fresh() {
+	n := d.run.Log.Stats().Updates
+	own := d.run.Log.Held(d.s.Machine).Count()
+	d.snapshot(func(st *Status) {
+		st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
+	})
+	if time.Since(d.lastHash) < d.ps.StateEvery {
+		return
+	}
+	dig := d.run.Log.Digest()
+	if dig == d.hashAt {
+		return
+	}
+	h := d.run.Engine.Weights().Hash()
+	d.hashAt, d.lastHash = dig, time.Now()
+	d.snapshot(func(st *Status) {
+		st.SetDigest, st.WeightsHash, st.HashUpdates = dig.String(), fmt.Sprintf("%x", h), n
+	})
+	d.peer.AnnounceSoon()
+}
+
 // maxMismatches bounds the mismatches the status keeps (the newest).
 const maxMismatches = 64
 
@@ -278,7 +305,7 @@ func flaggedMachines(eqs []p2p.Equivocation) []string {
 // itself. A state is forgotten stateTTL after it arrived; a machine whose
 // claim a verified round did not bear out is ignored for discreditFor.
 const (
-	stateTTLIntervals = 3
+	stateTTLIntervals = 4 // p2p re-announces an unchanged state every 3 intervals
 	discreditFor      = 10 * time.Minute
 )
 

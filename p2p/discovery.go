@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
@@ -40,35 +41,67 @@ func (p *Peer) connectAll(ctx context.Context, ais []peer.AddrInfo) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			ctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
 			defer cancel()
-			if err := p.host.Connect(ctx, ai); err != nil {
-				p.opts.Logger.Warn("p2p: dial", "peer", ai.ID, "err", err)
+			err := p.host.Connect(ctx, ai)
+			p.noteDial(ai.ID, err)
+			if err != nil {
+				p.opts.Logger.Debug("p2p: dial", "peer", ai.ID, "err", err)
 			}
 		}()
 	}
 	wg.Wait()
 }
 
-// discoveryLoop keeps bootstrap peers dialled and, with the DHT, advertises
-// this peer under the run's rendezvous and dials the peers found there.
+// discoveryLoop keeps bootstrap and known peers dialled and, with the DHT,
+// advertises this peer under the run's rendezvous and dials the peers found
+// there. A round runs at start, right after the first connection (and after
+// any connection made while the rendezvous had not yet succeeded), every
+// DiscoveryInterval, and every aloneRetry while the peer has no connection.
 // It exits when life ends.
 func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	var rd *drouting.RoutingDiscovery
 	if p.kdht != nil {
 		rd = drouting.NewRoutingDiscovery(p.kdht)
 	}
+	known, _ := parseAddrs(p.opts.KnownPeers)
+	sub, err := p.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		p.opts.Logger.Warn("p2p: connectedness events", "err", err)
+		return
+	}
+	defer sub.Close()
 	ns := "zopeer/" + p.opts.Run + "/rendezvous/1"
 	var readvertise time.Time
+	// wait paces rounds: it starts at fastDiscovery, doubles while rounds
+	// find no new peer of the run, up to DiscoveryInterval, and starts over
+	// when the peer loses its last peer of the run.
+	wait := fastDiscovery
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-life.Done():
 			return
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			ev := e.(event.EvtPeerConnectednessChanged)
+			if ev.Connectedness == network.Connected && wait <= 2*fastDiscovery {
+				// Early on, a new connection: give identify and the DHT a
+				// moment, then run a round.
+				resetTimer(t, time.Second)
+			}
+			continue
 		case <-t.C:
 		}
+		before := len(p.runPeers())
 		p.connectAll(life, boot)
+		if before < 2 {
+			p.connectAll(life, known)
+			p.connectAll(life, p.remembered())
+		}
 		if rd != nil && len(p.kdht.RoutingTable().ListPeers()) > 0 {
 			if time.Now().After(readvertise) {
 				ttl, err := rd.Advertise(life, ns)
@@ -78,19 +111,74 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 					readvertise = time.Now().Add(ttl * 7 / 10)
 				}
 			}
-			found, err := rd.FindPeers(life, ns)
+			ch, err := rd.FindPeers(life, ns)
 			if err != nil {
 				p.opts.Logger.Debug("p2p: dht find peers", "err", err)
 			} else {
 				var ais []peer.AddrInfo
-				for ai := range found {
-					if len(ai.Addrs) > 0 {
+				for ai := range ch {
+					if len(ai.Addrs) > 0 && ai.ID != p.host.ID() {
 						ais = append(ais, ai)
 					}
 				}
 				p.connectAll(life, ais)
 			}
 		}
-		t.Reset(p.opts.DiscoveryInterval)
+		switch after := len(p.runPeers()); {
+		case after == 0:
+			wait = fastDiscovery
+		case after > before:
+			wait = fastDiscovery
+		default:
+			wait = min(2*wait, p.opts.DiscoveryInterval)
+		}
+		t.Reset(wait)
 	}
+}
+
+// fastDiscovery is the first pace of discovery rounds (see discoveryLoop).
+const fastDiscovery = 2 * time.Second
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+// remember notes a peer that joined the run's topic, to redial it when the
+// peer has lost its peers.
+func (p *Peer) remember(id peer.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.met) < maxRemembered {
+		p.met[id] = true
+	}
+}
+
+// maxRemembered bounds the peers remembered.
+const maxRemembered = 1024
+
+// remembered returns the remembered peers not connected now, with the
+// addresses the peerstore still holds.
+func (p *Peer) remembered() []peer.AddrInfo {
+	p.mu.Lock()
+	ids := make([]peer.ID, 0, len(p.met))
+	for id := range p.met {
+		ids = append(ids, id)
+	}
+	p.mu.Unlock()
+	var out []peer.AddrInfo
+	for _, id := range ids {
+		if p.host.Network().Connectedness(id) == network.Connected {
+			continue
+		}
+		if addrs := p.host.Peerstore().Addrs(id); len(addrs) > 0 {
+			out = append(out, peer.AddrInfo{ID: id, Addrs: addrs})
+		}
+	}
+	return out
 }

@@ -180,6 +180,7 @@ func testOptions(t testing.TB, run string, log Log) Options {
 	o.Log = log
 	o.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
 	o.MDNS, o.DHT, o.RelayClient, o.HolePunching = false, false, false, false
+	o.RelayService, o.NATService, o.AutoNATv2 = false, false, false
 	o.SyncInterval = 200 * time.Millisecond
 	o.SyncTimeout = 10 * time.Second
 	o.Logger = testLogger()

@@ -19,6 +19,15 @@ type Options struct {
 
 	ListenAddrs []string // multiaddrs to listen on
 	Bootstrap   []string // multiaddrs with /p2p/<id> to dial at start and keep dialled
+	// KnownPeers are peers met before (persisted by the caller, KnownPeers):
+	// dialled at start and whenever this peer has none, like bootstrap
+	// peers, so that discovery survives the loss of any bootstrap host.
+	KnownPeers []string
+	// PeerExchange makes gossipsub hand pruned peers other peers' signed
+	// records (PX): serving and bootstrap nodes turn it on.
+	PeerExchange bool
+	// DialTimeout bounds one dial of a bootstrap or known peer.
+	DialTimeout time.Duration
 
 	MDNS      bool // discover peers on the LAN (service name per run)
 	DHT       bool // Kademlia DHT ("/zopeer" prefix) with a per-run rendezvous
@@ -26,13 +35,20 @@ type Options struct {
 	// DiscoveryInterval paces bootstrap re-dials and DHT rendezvous lookups.
 	DiscoveryInterval time.Duration
 
-	RelayClient  bool     // use circuit relays to reach peers behind NAT
-	StaticRelays []string // relays (multiaddrs with /p2p/<id>) to reserve a slot on when unreachable
-	RelayService bool     // be a circuit relay for others, when publicly reachable (bootstrap nodes)
-	HolePunching bool     // DCUtR hole punching (upgrades relayed connections to direct ones)
-	NATService   bool     // answer AutoNAT dial-back requests for other peers
-	AutoNATv2    bool     // also check our own reachability per address with AutoNAT v2
-	NATPortMap   bool     // UPnP / NAT-PMP port mapping
+	RelayClient  bool     // use circuit relays to reach peers behind NAT (AutoRelay, fed by known peers)
+	StaticRelays []string // relays (multiaddrs with /p2p/<id>) to reserve a slot on instead of known peers
+	// RelayReservations is how many relays AutoRelay keeps a reservation on
+	// while this peer is not known to be public.
+	RelayReservations int
+	RelayService      bool // be a circuit relay for others, once AutoNAT finds this peer public
+	// The relay service's bounds: reservations held for others, and open
+	// relayed connections per peer.
+	RelayMaxReservations int
+	RelayMaxCircuits     int
+	HolePunching         bool // DCUtR hole punching (upgrades relayed connections to direct ones)
+	NATService           bool // answer AutoNAT dial-back requests for other peers
+	AutoNATv2            bool // also check our own reachability per address with AutoNAT v2
+	NATPortMap           bool // UPnP / NAT-PMP port mapping
 
 	// MeshDegree is gossipsub's D, the number of peers each peer forwards a
 	// message to; every peer receives a message about D times, so D sets the
@@ -78,24 +94,31 @@ type Options struct {
 // DefaultOptions returns the defaults; the caller sets Run, Key and Log.
 func DefaultOptions() Options {
 	return Options{
-		ListenAddrs:       []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
-		MDNS:              true,
-		DHT:               true,
-		RelayClient:       true,
-		HolePunching:      true,
-		DiscoveryInterval: 30 * time.Second,
-		MeshDegree:        6,
-		OutboundQueue:     4096,
-		ValidateQueue:     4096,
-		Deliver:           4096,
-		SyncInterval:      5 * time.Second,
-		SyncDonors:        4,
-		SyncTimeout:       30 * time.Second,
-		SyncInbound:       16,
-		StateInterval:     30 * time.Second,
-		AuthorRate:        8192,
-		AuthorBurst:       65536,
-		Logger:            slog.Default(),
+		ListenAddrs:          []string{"/ip4/0.0.0.0/tcp/4747", "/ip4/0.0.0.0/udp/4747/quic-v1"},
+		MDNS:                 true,
+		DHT:                  true,
+		RelayClient:          true,
+		RelayReservations:    2,
+		RelayService:         true,
+		RelayMaxReservations: 64,
+		RelayMaxCircuits:     8,
+		HolePunching:         true,
+		NATService:           true,
+		AutoNATv2:            true,
+		DialTimeout:          5 * time.Second,
+		DiscoveryInterval:    30 * time.Second,
+		MeshDegree:           6,
+		OutboundQueue:        4096,
+		ValidateQueue:        4096,
+		Deliver:              4096,
+		SyncInterval:         5 * time.Second,
+		SyncDonors:           4,
+		SyncTimeout:          30 * time.Second,
+		SyncInbound:          16,
+		StateInterval:        30 * time.Second,
+		AuthorRate:           8192,
+		AuthorBurst:          65536,
+		Logger:               slog.Default(),
 	}
 }
 
@@ -117,6 +140,10 @@ func (o *Options) check() error {
 		return fmt.Errorf("p2p: options: SyncDonors and SyncInbound must be positive")
 	case len(o.StaticRelays) > 0 && !o.RelayClient:
 		return fmt.Errorf("p2p: options: StaticRelays needs RelayClient")
+	case o.RelayService && (o.RelayMaxReservations <= 0 || o.RelayMaxCircuits <= 0):
+		return fmt.Errorf("p2p: options: the relay service needs RelayMaxReservations and RelayMaxCircuits > 0")
+	case o.DialTimeout <= 0:
+		return fmt.Errorf("p2p: options: DialTimeout must be positive")
 	case o.DropInbound < 0 || o.DropInbound >= 1:
 		return fmt.Errorf("p2p: options: DropInbound %v outside [0, 1)", o.DropInbound)
 	case len(o.Manifest) > MaxManifestSize:

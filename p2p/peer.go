@@ -18,6 +18,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/multiformats/go-multiaddr"
@@ -118,19 +119,23 @@ type Peer struct {
 	kdht    *dht.IpfsDHT
 	mdns    mdns.Service
 
-	batches  chan *Batch
-	statesCh chan State
-	evidence chan *Evidence
-	trigger  chan struct{}   // wakes the anti-entropy loop
-	roundMu  sync.Mutex      // held by the anti-entropy round in progress
-	inbound  chan struct{}   // semaphore on served sync streams
-	serving  map[peer.ID]int // sync streams being served, per peer; guarded by mu
-	c        counters
-	tr       *tracer
+	batches   chan *Batch
+	statesCh  chan State
+	evidence  chan *Evidence
+	trigger   chan struct{}   // wakes the anti-entropy loop
+	announceC chan struct{}   // wakes the announcement loop
+	roundMu   sync.Mutex      // held by the anti-entropy round in progress
+	inbound   chan struct{}   // semaphore on served sync streams
+	serving   map[peer.ID]int // sync streams being served, per peer; guarded by mu
+	c         counters
+	tr        *tracer
 
 	mu        sync.Mutex
 	flagged   map[uint64]Equivocation
-	lastState map[uint64]uint64 // machine → newest announcement time seen
+	lastState map[uint64]uint64  // machine → newest announcement time seen
+	dialErrs  map[peer.ID]string // last dial error per bootstrap or known peer
+	met       map[peer.ID]bool   // peers that joined the run's topic (redialled when alone)
+	reach     reach
 
 	// stopped is closed by Close; calls made on the caller's context
 	// (SyncNow) end with it too.
@@ -169,10 +174,13 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		evidence:  make(chan *Evidence, opts.Deliver),
 		pol:       newPolice(opts.AuthorRate, opts.AuthorBurst),
 		trigger:   make(chan struct{}, 1),
+		announceC: make(chan struct{}, 1),
 		inbound:   make(chan struct{}, opts.SyncInbound),
 		serving:   map[peer.ID]int{},
 		flagged:   map[uint64]Equivocation{},
 		lastState: map[uint64]uint64{},
+		dialErrs:  map[peer.ID]string{},
+		met:       map[peer.ID]bool{},
 		stopped:   make(chan struct{}),
 	}
 	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
@@ -187,36 +195,26 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 
 func (p *Peer) start(ctx, life context.Context) error {
 	o := &p.opts
+	boot, err := parseAddrs(o.Bootstrap)
+	if err != nil {
+		return err
+	}
+	if _, err := parseAddrs(o.KnownPeers); err != nil {
+		return err
+	}
+	if err := CheckListen(o.ListenAddrs); err != nil {
+		return err
+	}
 	lopts := []libp2p.Option{
 		libp2p.Identity(o.Key),
 		libp2p.ListenAddrStrings(o.ListenAddrs...),
 		libp2p.BandwidthReporter(p.bw),
 	}
-	if !o.RelayClient {
-		lopts = append(lopts, libp2p.DisableRelay())
+	nat, err := p.natOptions(boot)
+	if err != nil {
+		return err
 	}
-	if len(o.StaticRelays) > 0 {
-		relays, err := parseAddrs(o.StaticRelays)
-		if err != nil {
-			return err
-		}
-		lopts = append(lopts, libp2p.EnableAutoRelayWithStaticRelays(relays))
-	}
-	if o.RelayService {
-		lopts = append(lopts, libp2p.EnableRelayService())
-	}
-	if o.AutoNATv2 {
-		lopts = append(lopts, libp2p.EnableAutoNATv2())
-	}
-	if o.HolePunching {
-		lopts = append(lopts, libp2p.EnableHolePunching())
-	}
-	if o.NATService {
-		lopts = append(lopts, libp2p.EnableNATService())
-	}
-	if o.NATPortMap {
-		lopts = append(lopts, libp2p.NATPortMap())
-	}
+	lopts = append(lopts, nat...)
 	h, err := libp2p.New(lopts...)
 	if err != nil {
 		return fmt.Errorf("p2p: host: %w", err)
@@ -236,6 +234,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 		pubsub.WithRawTracer(p.tr),
 		pubsub.WithPeerScore(scoreParams(p.pol.appScore, ut, st, et), scoreThresholds()),
 		pubsub.WithGossipSubParams(meshParams(o.MeshDegree)),
+		pubsub.WithPeerExchange(o.PeerExchange),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -269,21 +268,20 @@ func (p *Peer) start(ctx, life context.Context) error {
 	}
 
 	h.SetStreamHandler(SyncProtocol, p.serveSync)
+	// Says which run this peer serves (identify lists it); nothing is spoken on it.
+	h.SetStreamHandler(runProtocol(o.Run), func(s network.Stream) { s.Reset() })
 	events, err := p.updates.EventHandler()
 	if err != nil {
 		return fmt.Errorf("p2p: topic events: %w", err)
 	}
 
-	boot, err := parseAddrs(o.Bootstrap)
-	if err != nil {
-		return err
-	}
 	if o.DHT {
 		mode := dht.ModeAuto
 		if o.DHTServer {
 			mode = dht.ModeServer
 		}
-		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...))
+		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...),
+			dht.AddressFilter(dhtAddrs))
 		if err != nil {
 			return fmt.Errorf("p2p: dht: %w", err)
 		}
@@ -297,6 +295,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	for _, ai := range boot {
 		h.ConnManager().Protect(ai.ID, "zopeer-bootstrap")
 	}
+	p.spawn(func() { p.watchReachability(life) })
 	p.connectAll(ctx, boot)
 	if p.kdht != nil {
 		if err := p.kdht.Bootstrap(life); err != nil {
@@ -309,7 +308,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	p.spawn(func() { p.readEvidence(life) })
 	p.spawn(func() { p.syncLoop(life) })
 	p.spawn(func() { p.watchJoins(life, events) })
-	if len(boot) > 0 || p.kdht != nil {
+	if len(boot) > 0 || p.kdht != nil || len(o.KnownPeers) > 0 {
 		p.spawn(func() { p.discoveryLoop(life, boot) })
 	}
 	if o.State != nil {
@@ -344,6 +343,7 @@ func (p *Peer) watchJoins(life context.Context, events *pubsub.TopicEventHandler
 			return
 		}
 		if ev.Type == pubsub.PeerJoin {
+			p.remember(ev.Peer)
 			p.wake()
 		}
 	}
@@ -800,6 +800,11 @@ func (p *Peer) readStates(life context.Context) {
 		}
 		if hs, err := p.opts.Log.Holdings(); err == nil && s.Count > countHeld(hs) {
 			p.wake()
+		} else if p.opts.State != nil {
+			// As many updates as ours but another set: sync.
+			if own, ok := p.opts.State(); ok && own.Count == s.Count && own.Digest != s.Digest {
+				p.wake()
+			}
 		}
 		select {
 		case p.statesCh <- s:
@@ -809,24 +814,49 @@ func (p *Peer) readStates(life context.Context) {
 	}
 }
 
-// announceLoop publishes opts.State every StateInterval; exits when life ends.
+// announceLoop publishes opts.State: at once when AnnounceSoon asks, every
+// StateInterval when it changed since the last announcement, and every
+// idleAnnounce intervals when it did not (a heartbeat, so peers' views of it
+// do not expire). It exits when life ends.
 func (p *Peer) announceLoop(life context.Context) {
 	t := time.NewTicker(p.opts.StateInterval)
 	defer t.Stop()
+	var last State
+	var lastAt time.Time
 	for {
+		soon := false
 		select {
 		case <-life.Done():
 			return
 		case <-t.C:
+		case <-p.announceC:
+			soon = true
 		}
 		s, ok := p.opts.State()
 		if !ok {
+			continue
+		}
+		same := s.Count == last.Count && s.Digest == last.Digest && s.WeightsHash == last.WeightsHash
+		if same && (soon || time.Since(lastAt) < idleAnnounce*p.opts.StateInterval-p.opts.StateInterval/2) {
 			continue
 		}
 		s.Time = uint64(time.Now().UnixMilli())
 		if err := p.Announce(life, s); err != nil && life.Err() == nil {
 			p.opts.Logger.Warn("p2p: announce", "err", err)
 		}
+		last, lastAt = s, time.Now()
+	}
+}
+
+// idleAnnounce is how many StateIntervals an unchanged state waits before
+// it is announced again.
+const idleAnnounce = 3
+
+// AnnounceSoon asks for the state to be announced now, if it changed.
+func (p *Peer) AnnounceSoon() {
+	select {
+	case p.announceC <- struct{}{}:
+	default:
 	}
 }
 

@@ -38,21 +38,38 @@ func (p *Peer) wake() {
 	}
 }
 
-// syncLoop runs anti-entropy rounds every SyncInterval and when woken; it
-// exits when life ends.
+// syncLoop runs anti-entropy rounds when woken (a joining peer, a peer that
+// announced more than we hold or another digest for as many) and on a timer
+// that starts at SyncInterval and doubles, up to maxSyncBackoff times it,
+// while rounds find nothing to fetch: an idle swarm whose digests agree
+// costs few digest exchanges. It exits when life ends.
 func (p *Peer) syncLoop(life context.Context) {
-	t := time.NewTicker(p.opts.SyncInterval)
+	wait := p.opts.SyncInterval
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
+		woken := false
 		select {
 		case <-life.Done():
 			return
 		case <-t.C:
 		case <-p.trigger:
+			woken = true
+			if !t.Stop() {
+				<-t.C
+			}
 		}
-		p.syncRound(life)
+		if p.syncRound(life) || woken {
+			wait = p.opts.SyncInterval
+		} else {
+			wait = min(2*wait, maxSyncBackoff*p.opts.SyncInterval)
+		}
+		t.Reset(wait)
 	}
 }
+
+// maxSyncBackoff bounds the idle anti-entropy interval, in SyncIntervals.
+const maxSyncBackoff = 8
 
 // SyncNow runs one anti-entropy round and returns when it is over: a joiner
 // can call it until it stops making progress. It returns the number of
@@ -97,13 +114,14 @@ type chunk struct {
 	only peer.ID
 }
 
-func (p *Peer) syncRound(ctx context.Context) {
+// syncRound reports whether the round planned anything to fetch.
+func (p *Peer) syncRound(ctx context.Context) bool {
 	// One round at a time: overlapping rounds would fetch the same chunks.
 	p.roundMu.Lock()
 	defer p.roundMu.Unlock()
 	peers := p.syncPeers()
 	if len(peers) == 0 {
-		return
+		return false
 	}
 	donors := make([]*donor, len(peers))
 	var wg sync.WaitGroup
@@ -129,11 +147,11 @@ func (p *Peer) syncRound(ctx context.Context) {
 	mine, err := p.opts.Log.Holdings()
 	if err != nil {
 		p.opts.Logger.Warn("p2p: sync: log holdings", "err", err)
-		return
+		return false
 	}
 	q := &workQueue{chunks: plan(mine, donors, p.opts.Log.Excluded, maxChunks)}
 	if len(q.chunks) == 0 {
-		return
+		return false
 	}
 	for _, d := range donors {
 		if d == nil {
@@ -146,6 +164,7 @@ func (p *Peer) syncRound(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	return true
 }
 
 // syncPeers picks up to SyncDonors random peers of this run (subscribed to

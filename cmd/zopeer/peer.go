@@ -140,6 +140,14 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.DurationVar(&ps.StateEvery, "state-every", ps.StateEvery, "between announcements of (set digest, weights hash)")
 	fs.DurationVar(&ps.SyncEvery, "sync-every", ps.SyncEvery, "between anti-entropy rounds")
 	fs.Float64Var(&ps.DropGossip, "test-drop-gossip", ps.DropGossip, "TEST ONLY: drop this fraction of inbound gossip")
+	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
+	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
+	fs.IntVar(&ps.RelayMaxCircuits, "relay-max-circuits", ps.RelayMaxCircuits, "relay service: relayed connections per peer at most")
+	relays := listFlag(ps.StaticRelays)
+	fs.Var(&relays, "static-relays", "relays to reserve a slot on (…/p2p/ID), comma-separated (default: relays among the peers this one knows)")
+	fs.BoolVar(&ps.AutoNAT, "autonat-v2", ps.AutoNAT, "check this peer's own addresses with AutoNAT v2")
+	fs.BoolVar(&ps.PeerExchange, "peer-exchange", ps.PeerExchange, "gossipsub peer exchange: hand pruned peers other peers' records")
+	fs.DurationVar(&ps.JoinTimeout, "join-timeout", ps.JoinTimeout, "say so when no peer of the run is reachable within this (a joiner without a manifest stops)")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", args)}
@@ -148,6 +156,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 			return usageError{errors.New("--test-drop-gossip must be in [0, 1)")}
 		}
 		ps.Listen, ps.Bootstrap = listen, boot
+		ps.StaticRelays = relays
 		s, err := s.WithEmbeddedDefault()
 		if err != nil {
 			return usageError{err}

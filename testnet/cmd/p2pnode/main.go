@@ -1,0 +1,254 @@
+// Command p2pnode is a zopeer network peer without a model, for network
+// tests (testnet/netns): it runs p2p.Peer over an in-memory log, publishes
+// synthetic signed batches at a chosen cadence, and writes its status as JSON
+// to a file twice a second (a file, because it runs in another network
+// namespace than the test).
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/zopeer/zopeer/p2p"
+	"github.com/zopeer/zopeer/zo"
+)
+
+type memLog struct {
+	mu      sync.Mutex
+	ups     map[[2]uint64]zo.Update
+	holds   map[uint64]p2p.Ranges
+	batches map[uint64][]*p2p.Batch
+	digest  zo.SetDigest
+	mdig    map[uint64]zo.SetDigest
+}
+
+func newMemLog() *memLog {
+	return &memLog{ups: map[[2]uint64]zo.Update{}, holds: map[uint64]p2p.Ranges{}, batches: map[uint64][]*p2p.Batch{}, mdig: map[uint64]zo.SetDigest{}}
+}
+
+func (l *memLog) Excluded(uint64) bool           { return false }
+func (l *memLog) Exclusions() []uint64           { return nil }
+func (l *memLog) Evidence(uint64) ([]byte, bool) { return nil, false }
+func (l *memLog) Get(m, s uint64) (zo.Update, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u, ok := l.ups[[2]uint64{m, s}]
+	return u, ok, nil
+}
+
+func (l *memLog) Holdings() ([]p2p.Holding, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	hs := make([]p2p.Holding, 0, len(l.holds))
+	for m, rs := range l.holds {
+		d := l.mdig[m]
+		hs = append(hs, p2p.Holding{Machine: m, Samples: append(p2p.Ranges(nil), rs...), Digest: binary.BigEndian.Uint64(d[:8])})
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Machine < hs[j].Machine })
+	return hs, nil
+}
+
+func (l *memLog) Batches(m, lo, hi uint64, max int) ([][]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out [][]byte
+	n := 0
+	for _, b := range l.batches[m] {
+		if b.Last() < lo || b.First > hi {
+			continue
+		}
+		out = append(out, b.Raw)
+		if n += len(b.Codes); n >= max {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (l *memLog) store(b *p2p.Batch) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	added := 0
+	for _, u := range b.Updates() {
+		k := [2]uint64{u.Machine, u.Sample}
+		if _, ok := l.ups[k]; ok {
+			continue
+		}
+		l.ups[k] = u
+		l.digest.Add(u)
+		d := l.mdig[u.Machine]
+		d.Add(u)
+		l.mdig[u.Machine] = d
+		l.holds[u.Machine] = l.holds[u.Machine].Add(u.Sample, u.Sample)
+		added++
+	}
+	if added > 0 {
+		bs := append(l.batches[b.Machine], b)
+		sort.Slice(bs, func(i, j int) bool { return bs[i].First < bs[j].First })
+		l.batches[b.Machine] = bs
+	}
+}
+
+func (l *memLog) state() (uint64, zo.SetDigest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return uint64(len(l.ups)), l.digest
+}
+
+// Status is what the status file holds.
+type Status struct {
+	ID        string      `json:"id"`
+	Addrs     []string    `json:"addrs"`
+	Updates   uint64      `json:"updates"`
+	Published uint64      `json:"published_batches"`
+	Digest    string      `json:"digest"`
+	RunPeers  int         `json:"run_peers"`
+	Net       p2p.NetInfo `json:"net"`
+	Stats     p2p.Stats   `json:"stats"`
+	Time      string      `json:"time"`
+}
+
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error {
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*l = append(*l, x)
+		}
+	}
+	return nil
+}
+
+func main() {
+	o := p2p.DefaultOptions()
+	var listen, boot list
+	key := flag.String("key", "", "identity file (created if missing)")
+	statusPath := flag.String("status", "", "status file")
+	run := flag.String("run", "netns", "run")
+	every := flag.Duration("publish-every", time.Second, "between published batches")
+	size := flag.Int("batch", 16, "updates per batch")
+	count := flag.Int("batches", 0, "batches to publish (0: none)")
+	startAt := flag.Duration("publish-after", 0, "wait this long before publishing")
+	flag.Var(&listen, "listen", "listen multiaddrs")
+	flag.Var(&boot, "bootstrap", "bootstrap multiaddrs")
+	flag.BoolVar(&o.DHTServer, "dht-server", false, "DHT server mode")
+	flag.BoolVar(&o.RelayService, "relay-service", o.RelayService, "relay service")
+	flag.BoolVar(&o.MDNS, "mdns", false, "mDNS")
+	flag.DurationVar(&o.StateInterval, "state-every", 10*time.Second, "state announcements")
+	flag.DurationVar(&o.SyncInterval, "sync-every", 5*time.Second, "anti-entropy")
+	flag.DurationVar(&o.DiscoveryInterval, "discovery-every", o.DiscoveryInterval, "discovery")
+	flag.IntVar(&o.MeshDegree, "mesh-degree", o.MeshDegree, "gossipsub D")
+	flag.Parse()
+	if len(listen) > 0 {
+		o.ListenAddrs = listen
+	}
+	o.Bootstrap = boot
+	o.Run = *run
+	o.PeerExchange = true
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	o.Logger = log
+	k, err := p2p.LoadIdentity(*key)
+	if err != nil {
+		fail(err)
+	}
+	o.Key = k
+	ml := newMemLog()
+	o.Log = ml
+	o.State = func() (p2p.State, bool) {
+		n, d := ml.state()
+		return p2p.State{Count: n, Digest: d}, true
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	pr, err := p2p.New(ctx, o)
+	if err != nil {
+		fail(err)
+	}
+	defer pr.Close()
+	go func() {
+		for b := range pr.Batches() {
+			ml.store(b)
+		}
+	}()
+	go func() {
+		for range pr.States() {
+		}
+	}()
+	var published uint64
+	var pmu sync.Mutex
+	if *count > 0 {
+		go func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(*startAt):
+			}
+			t := time.NewTicker(*every)
+			defer t.Stop()
+			codes := make([]int8, *size)
+			for i := 0; i < *count; i++ {
+				for j := range codes {
+					codes[j] = int8((i*31+j*7)%200 - 100)
+				}
+				b, err := pr.NewBatch(uint64(i**size), 0, codes)
+				if err != nil {
+					fail(err)
+				}
+				ml.store(b)
+				if err := pr.Publish(ctx, b); err != nil && ctx.Err() == nil {
+					log.Warn("publish", "err", err)
+				}
+				pmu.Lock()
+				published++
+				pmu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n, d := ml.state()
+		pmu.Lock()
+		st := Status{ID: pr.ID().String(), Addrs: pr.Addrs(), Updates: n, Published: published, Digest: hex.EncodeToString(d[:]),
+			Net: pr.NetInfo(), Stats: pr.Stats(), Time: time.Now().Format(time.RFC3339Nano)}
+		pmu.Unlock()
+		for _, c := range st.Net.Conns {
+			if c.Run == o.Run {
+				st.RunPeers++
+			}
+		}
+		if *statusPath != "" {
+			b, _ := json.Marshal(st)
+			os.WriteFile(*statusPath+".tmp", b, 0o644)
+			os.Rename(*statusPath+".tmp", *statusPath)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "p2pnode:", err)
+	os.Exit(1)
+}
