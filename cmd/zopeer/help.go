@@ -40,7 +40,7 @@ var helps = map[string]helpText{
 	"start": {desc: "Runs a peer: joins the run's network, catches up, trains, gossips updates, and serves the\n" +
 		"HTTP API (status, metrics, and a live dashboard at http://API/). A home with no manifest\n" +
 		"fetches the run's from peers (--run, --bootstrap).",
-		examples: []string{"zopeer start --home h1", "zopeer start --home h2 --api 127.0.0.1:7071 --listen /ip4/0.0.0.0/tcp/4002 --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo…",
+		examples: []string{"zopeer start --home h1", "zopeer start --home h2 --api 127.0.0.1:7071 --listen /ip4/0.0.0.0/tcp/4002 --bootstrap /ip4/192.0.2.1/tcp/4747/p2p/12D3Koo…",
 			"open http://127.0.0.1:7070/   # the dashboard"}},
 	"status": {desc: "Prints a running peer's status. --home finds the API address the peer wrote in its home.",
 		examples: []string{"zopeer status", "zopeer status --home h2", "zopeer status --api 127.0.0.1:7071 --json"}},
