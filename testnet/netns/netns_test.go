@@ -39,8 +39,8 @@ type lab struct {
 
 type proc struct {
 	name, ns, status, key string
-	args                []string
-	cmd                 *exec.Cmd
+	args                  []string
+	cmd                   *exec.Cmd
 }
 
 type status struct {
