@@ -240,13 +240,7 @@ func (d *Daemon) refresh(ctx context.Context, force bool) {
 	dig := d.run.Log.Digest()
 	n := d.run.Log.Stats().Updates
 	if (dig != d.hashAt || d.snap.WeightsHash == "") && (force || time.Since(d.lastHash) >= d.ps.StateEvery) {
-		h := d.run.Engine.Weights().Hash()
-		d.hashAt, d.lastHash = dig, time.Now()
-		own := d.run.Log.Held(d.s.Machine).Count()
-		d.snapshot(func(st *Status) {
-			st.Updates, st.OwnUpdates, st.NextSample, st.Steps = n, own, d.run.Trainer.NextSample(), d.steps
-			st.SetDigest, st.WeightsHash, st.HashUpdates = dig.String(), fmt.Sprintf("%x", h), n
-		})
+		d.hashNow()
 	}
 	// A rejected equivocation leaves the log as it was, so this is refreshed apart.
 	flagged := flaggedMachines(d.peer.Flagged())
