@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -215,6 +217,10 @@ func (d *Daemon) serveExport() {
 // handleExport is POST /api/export {"out": ABSOLUTE DIR}: the loop writes the
 // export between two steps and the answer is an ExportResult.
 func (d *Daemon) handleExport(w http.ResponseWriter, r *http.Request) {
+	if code, why := localRequest(r); code != 0 {
+		http.Error(w, why, code)
+		return
+	}
 	var q struct {
 		Out string `json:"out"`
 	}
@@ -238,6 +244,29 @@ func (d *Daemon) handleExport(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(a.res)
+}
+
+// localRequest refuses a request that a web page could have made: the API
+// listens on loopback, but any page a local browser shows can send it a
+// "simple" cross-origin POST (no preflight, Content-Type text/plain) or
+// reach it under its own DNS name (rebinding). A JSON Content-Type forces a
+// preflight the API never grants; the Host must name a loopback address; an
+// Origin, if any, must be the API's own.
+func localRequest(r *http.Request) (int, string) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, "want Content-Type: application/json"
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return http.StatusForbidden, "the API answers requests addressed to a loopback address only"
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+		return http.StatusForbidden, "cross-origin requests are refused"
+	}
+	return 0, ""
 }
 
 // ExportVia asks the daemon whose API is at api to export to out (absolute).
