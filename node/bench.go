@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -27,25 +28,30 @@ type BenchResult struct {
 	Model          string  `json:"model"`
 	Params         int     `json:"params"`
 	BLAS           string  `json:"blas"`
+	Threads        int     `json:"threads"` // GOMAXPROCS
 	Tokens         int     `json:"tokens"`
 	WarmupSeconds  float64 `json:"warmup_seconds"` // the untimed cold forward pass and ZO step
 	ForwardSeconds float64 `json:"forward_seconds"`
 	TokensPerSec   float64 `json:"tokens_per_second"`
 	GFLOPs         float64 `json:"gflop_per_second"`
-	StepSeconds    float64 `json:"zo_step_seconds"` // two forwards, two perturbed views, one update
+	StepSeconds    float64 `json:"zo_step_seconds"` // two forwards at θ±εz (views derived layer by layer) and one update
+	StepOverFwd    float64 `json:"zo_step_over_forward"`
 	Apply1NsElem   float64 `json:"apply_1_ns_per_element"`
 	Apply16NsElem  float64 `json:"apply_16_ns_per_element"`
 	PeakForwardMiB float64 `json:"peak_rss_forward_mib"`
 	PeakStepMiB    float64 `json:"peak_rss_zo_step_mib"`
-	WeightsMiB     float64 `json:"weights_mib"` // held twice: the float32 view and the int32 canonical weights
+	RSSWeightsMiB  float64 `json:"rss_weights_only_mib"` // the process holding the weights, before any pass
+	WeightsMiB     float64 `json:"weights_mib"`          // the int32 weights: the only copy held
+	WorkingSetMiB  float64 `json:"working_set_mib"`      // the forward pass's activations and weight buffers
 }
 
 // Bench loads dir (or builds a random model of a built-in shape) and measures
-// it: reps forward passes of one n-token sequence, reps ZO steps, fused
-// applies over the model's layout, and peak memory.
+// it as a peer runs it (the model streams its weights from the engine):
+// reps forward passes of one n-token sequence, reps ZO steps, fused applies
+// over the model's layout, and peak memory.
 func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, error) {
 	var lm *model.Model
-	res := BenchResult{Model: dirOrShape, Tokens: n}
+	res := BenchResult{Model: dirOrShape, Tokens: n, Threads: runtime.GOMAXPROCS(0)}
 	if js, ok := Shapes[dirOrShape]; ok {
 		cfg, err := model.ParseConfig([]byte(js))
 		if err != nil {
@@ -70,9 +76,6 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 		seq.Tokens[i] = r.IntN(cfg.Vocab)
 	}
 	batch := model.Batch{Model: lm, Seqs: []model.Sequence{seq}}
-	if _, err := batch.Loss(); err != nil { // builds the graph
-		return res, err
-	}
 	specs, err := TrainableSpecs(lm, "")
 	if err != nil {
 		return res, err
@@ -88,6 +91,11 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	if err != nil {
 		return res, err
 	}
+	specs = nil
+	lm.SetSource(e)
+	w.DropViews()
+	resetPeakRSS()
+	res.RSSWeightsMiB = rssMiB("VmRSS:")
 
 	// One untimed forward pass and ZO step first: the cold pass (page
 	// faults on the weights, buffer allocation, BLAS start-up) is not what
@@ -138,11 +146,15 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	}
 	res.StepSeconds = time.Since(start).Seconds() / float64(reps)
 	res.PeakStepMiB = peakRSSMiB()
+	res.StepOverFwd = res.StepSeconds / res.ForwardSeconds
+	res.WorkingSetMiB = float64(lm.WorkingSetBytes()) / (1 << 20)
 
 	for _, k := range []int{1, 16} {
 		us := make([]zo.Update, k)
 		for j := range us {
-			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 100, Code: 1}
+			// ĝ = 0.5: a coefficient of thousands of grid units on every tensor
+			// (a negligible ĝ rounds to 0 and the engine skips the tensor).
+			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 121, Code: 64}
 		}
 		start = time.Now()
 		for range reps {
@@ -166,7 +178,10 @@ func resetPeakRSS() {
 }
 
 // peakRSSMiB is the peak resident set since the last reset (0 where unknown).
-func peakRSSMiB() float64 {
+func peakRSSMiB() float64 { return rssMiB("VmHWM:") }
+
+// rssMiB reads a field of /proc/self/status (0 where unknown).
+func rssMiB(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -174,7 +189,7 @@ func peakRSSMiB() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			return kb / 1024
 		}

@@ -32,6 +32,10 @@ func (w *Weights) DropViews() {
 // elements [lo, lo+len(dst)) into dst: what SyncViews writes into View.
 func (w *Weights) FillView(ti, lo int, dst []float32) {
 	t := w.Tensors[ti]
+	if len(dst) < 2*fillParallelMin { // no closure, no allocation
+		canonicalView(t.Q[lo:lo+len(dst)], dst, t.scale())
+		return
+	}
 	parallelFill(len(dst), func(a, b int) { canonicalView(t.Q[lo+a:lo+b], dst[a:b], t.scale()) })
 }
 
@@ -47,6 +51,10 @@ func (e *Engine) FillView(ti, lo int, dst []float32) {
 		return
 	}
 	s, eps, dist := e.view.seed, e.view.sign*e.epsQ[ti], e.cfg.Dist
+	if len(dst) < 2*fillParallelMin {
+		perturbedView(t, s, eps, dist, lo, t.Q[lo:lo+len(dst)], dst)
+		return
+	}
 	// Split on 128-element boundaries of the tensor (its Offset is aligned to
 	// whole Philox blocks), so that every part but the edges takes whole blocks.
 	parallelFill(len(dst), func(a, b int) {
@@ -114,21 +122,35 @@ func perturbedView(t *Tensor, s Seed, eps int32, dist Dist, lo int, q []int32, v
 	head := min(len(q), int((alignElems-first%alignElems)%alignElems))
 	perturbScalar(s, eps, first, q[:head], v[:head], sc)
 	q, v, first = q[head:], v[head:], first+uint64(head)
-	var in philoxIn
-	var out philoxOut
-	setSeed(&in, s)
+	if len(q) < 128 {
+		perturbScalar(s, eps, first, q, v, sc)
+		return
+	}
+	ph := philoxPool.Get().(*philoxScratch)
+	defer philoxPool.Put(ph)
+	in, out := &ph.in, &ph.out
+	setSeed(in, s)
 	full := len(q) / 128
 	for blk := 0; blk < full; blk += 16 {
-		setBlocks(&in, first/128+uint64(blk), true)
-		philox16(&in, &out)
+		setBlocks(in, first/128+uint64(blk), true)
+		philox16(in, out)
 		for l := range min(16, full-blk) {
 			at := (blk + l) * 128
-			perturbBlock((*[128]int32)(q[at:]), (*[128]float32)(v[at:]), lanePtr(&out, l), eps, sc)
+			perturbBlock((*[128]int32)(q[at:]), (*[128]float32)(v[at:]), lanePtr(out, l), eps, sc)
 		}
 	}
 	at := full * 128
 	perturbScalar(s, eps, first+uint64(at), q[at:], v[at:], sc)
 }
+
+// philoxScratch is the kernels' input and output (they escape through the
+// kernel variables, so a pool keeps them off the per-call heap).
+type philoxScratch struct {
+	in  philoxIn
+	out philoxOut
+}
+
+var philoxPool = sync.Pool{New: func() any { return new(philoxScratch) }}
 
 // perturbScalar is the Rademacher perturbed view of a run of elements within
 // one Philox block, starting at stream index first.
