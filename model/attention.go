@@ -158,19 +158,15 @@ func (a *attention) run(out []float32, in [][]float32) {
 func causalSoftmax(s []float32, n int) {
 	for i := range n {
 		row := s[i*n : (i+1)*n]
-		m := row[0]
-		for _, x := range row[1 : i+1] {
-			m = max(m, x)
-		}
+		live := row[:i+1]
+		expAffine(live, live, 1, -maxOf(live))
 		var sum float64
-		for j, x := range row[:i+1] {
-			e := math.Exp(float64(x - m))
-			sum += e
-			row[j] = float32(e)
+		for _, e := range live {
+			sum += float64(e)
 		}
 		inv := float32(1 / sum)
-		for j := range row[:i+1] {
-			row[j] *= inv
+		for j := range live {
+			live[j] *= inv
 		}
 		clear(row[i+1:])
 	}

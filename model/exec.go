@@ -354,18 +354,12 @@ func (m *Model) crossEntropy() (float64, int) {
 		parallelRows(nt, 10*n, func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				row := lg[j*n : (j+1)*n]
-				mx := e.mx[j]
-				for _, x := range row {
-					mx = max(mx, x)
-				}
+				mx := max(e.mx[j], maxOf(row))
 				s := e.sum[j]
 				if mx > e.mx[j] {
 					s *= math.Exp(float64(e.mx[j] - mx))
 				}
-				for _, x := range row {
-					s += math.Exp(float64(x - mx))
-				}
-				e.mx[j], e.sum[j] = mx, s
+				e.mx[j], e.sum[j] = mx, s+expSum(row, -mx)
 				if t := e.targets[j].tok; t >= v0 && t < v1 {
 					e.tgt[j] = row[t-v0]
 				}

@@ -68,28 +68,43 @@ func addBias(out, x, b []float32) {
 	})
 }
 
-// geluBias: out = gelu(x + b) with GPT-2's tanh approximation.
+// geluBias: out = gelu(x + b) with GPT-2's tanh approximation, written as
+// z·(1 − 1/(e^{2u}+1)) with u = √(2/π)·(z + 0.044715·z³); out may be x.
 func geluBias(out, x, b []float32) {
 	d := len(b)
 	const c = 0.7978845608028654 // √(2/π)
 	parallelRows(len(x)/d, 20*d, func(lo, hi int) {
+		var e [256]float32
 		for r := lo; r < hi; r++ {
 			xr, or := x[r*d:(r+1)*d], out[r*d:(r+1)*d]
-			for i, v := range xr {
-				z := float64(v + b[i])
-				// 1 + tanh(u) = 2 − 2/(e^{2u}+1)
-				or[i] = float32(z * (1 - 1/(math.Exp(2*c*(z+0.044715*z*z*z))+1)))
+			for k := 0; k < d; k += len(e) {
+				n := min(len(e), d-k)
+				xs, os, bs, es := xr[k:k+n], or[k:k+n], b[k:k+n], e[:n]
+				for i, v := range xs {
+					z := v + bs[i]
+					es[i] = 2 * c * (z + 0.044715*z*z*z)
+				}
+				expAffine(es, es, 1, 0)
+				for i, v := range xs {
+					z := v + bs[i]
+					os[i] = z * (1 - 1/(es[i]+1))
+				}
 			}
 		}
 	})
 }
 
-// swiGLU: out = silu(g)·u.
+// swiGLU: out = silu(g)·u = g/(1+e^{−g})·u; out may be g.
 func swiGLU(out, g, u []float32, d int) {
 	parallelRows(len(g)/d, 20*d, func(lo, hi int) {
-		for i := lo * d; i < hi*d; i++ {
-			z := float64(g[i])
-			out[i] = float32(z/(1+math.Exp(-z))) * u[i]
+		var e [256]float32
+		for k := lo * d; k < hi*d; k += len(e) {
+			n := min(len(e), hi*d-k)
+			gs, us, os, es := g[k:k+n], u[k:k+n], out[k:k+n], e[:n]
+			expAffine(es, gs, -1, 0)
+			for i, z := range gs {
+				os[i] = z / (1 + es[i]) * us[i]
+			}
 		}
 	})
 }
