@@ -19,7 +19,7 @@ import (
 
 // Shapes are built-in model shapes for `zopeer bench` (random weights).
 var Shapes = map[string]string{
-	"gpt2-small":  `{"model_type":"gpt2","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`,
+	"gpt2-small": `{"model_type":"gpt2","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`,
 	// A few-million-parameter GPT-2 (3.4M), for the fixed cost of a pass.
 	"gpt2-3m":     `{"model_type":"gpt2","vocab_size":8192,"n_embd":192,"n_layer":4,"n_head":4,"n_positions":512}`,
 	"smollm-135m": `{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"max_position_embeddings":8192,"rope_theta":100000,"tie_word_embeddings":true}`,
