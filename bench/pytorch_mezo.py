@@ -86,6 +86,11 @@ def main():
         os.environ["OPENBLAS_CORETYPE"] = ct
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    # OpenMP threads that spin between ops compete with OpenBLAS's own
+    # threads for the same cores: on 2 cores the default (active) policy made
+    # a GPT-2-small forward 0.9-2.1 s, PASSIVE 0.38 s (the best setting found;
+    # see docs/BENCHMARKS.md). Override with OMP_WAIT_POLICY=ACTIVE.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -220,6 +225,7 @@ def main():
 
     out = dict(model=a.model, params=n_params, tokens=a.tokens, threads=torch.get_num_threads(),
                torch=torch.__version__, openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""),
+               omp_wait_policy=os.environ["OMP_WAIT_POLICY"],
                weights_mib=4 * n_params / 2**20)
     reset_peak()
     out["rss_weights_only_mib"] = status("VmRSS:")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,15 +37,21 @@ type BenchResult struct {
 	ForwardSeconds float64 `json:"forward_seconds"`
 	TokensPerSec   float64 `json:"tokens_per_second"`
 	GFLOPs         float64 `json:"gflop_per_second"`
-	StepSeconds    float64 `json:"zo_step_seconds"` // two forwards at θ±εz (views derived layer by layer) and one update
-	StepOverFwd    float64 `json:"zo_step_over_forward"`
-	Apply1NsElem   float64 `json:"apply_1_ns_per_element"`
-	Apply16NsElem  float64 `json:"apply_16_ns_per_element"`
-	PeakForwardMiB float64 `json:"peak_rss_forward_mib"`
-	PeakStepMiB    float64 `json:"peak_rss_zo_step_mib"`
-	RSSWeightsMiB  float64 `json:"rss_weights_only_mib"` // the process holding the weights, before any pass
-	WeightsMiB     float64 `json:"weights_mib"`          // the int32 weights: the only copy held
-	WorkingSetMiB  float64 `json:"working_set_mib"`      // the forward pass's activations and weight buffers
+	// A ZO step: two forward passes at θ±εz (views derived layer by layer)
+	// and one update applied on its own (1-update fused apply).
+	StepSeconds float64 `json:"zo_step_seconds"`
+	StepOverFwd float64 `json:"zo_step_over_forward"`
+	// The same per sample as the trainer runs it: --reps samples' steps,
+	// then their updates in one fused apply (a peer's --samples, default 64).
+	StepBatchedSeconds float64 `json:"zo_step_batched_seconds"`
+	StepBatchedOverFwd float64 `json:"zo_step_batched_over_forward"`
+	Apply1NsElem       float64 `json:"apply_1_ns_per_element"`
+	Apply16NsElem      float64 `json:"apply_16_ns_per_element"`
+	PeakForwardMiB     float64 `json:"peak_rss_forward_mib"`
+	PeakStepMiB        float64 `json:"peak_rss_zo_step_mib"`
+	RSSWeightsMiB      float64 `json:"rss_weights_only_mib"` // the process holding the weights, before any pass
+	WeightsMiB         float64 `json:"weights_mib"`          // the int32 weights: the only copy held
+	WorkingSetMiB      float64 `json:"working_set_mib"`      // the forward pass's activations and weight buffers
 }
 
 // Bench loads dir (or builds a random model of a built-in shape) and measures
@@ -111,29 +118,35 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	}
 	res.WarmupSeconds = time.Since(warm).Seconds()
 
-	// Both memory phases run 2·reps forward passes from a collected heap, so
-	// their peaks differ only by what a ZO step adds.
+	// Peak memory of forward passes alone, then of ZO steps (with the
+	// forward passes interleaved with them), each from a collected heap.
+	// Times are medians of passes and steps taken alternately, so that a
+	// change of load on a shared machine hits both alike.
 	resetPeakRSS()
-	start := time.Now()
-	for range 2 * reps {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
+	for range 2 {
 		if _, err := batch.Loss(); err != nil {
 			return res, err
 		}
 	}
-	res.ForwardSeconds = time.Since(start).Seconds() / float64(2*reps)
 	res.PeakForwardMiB = peakRSSMiB()
-	res.TokensPerSec = float64(n) / res.ForwardSeconds
-	res.GFLOPs = model.ForwardFLOPs(cfg, n) / res.ForwardSeconds / 1e9
 
+	// ZO steps as the trainer runs them: reps samples, each two forward
+	// passes at θ±εz, then their reps updates in one fused apply.
 	resetPeakRSS()
-	start = time.Now()
+	var fwd, steps []float64
+	own := make([]zo.Update, reps)
 	for i := range reps {
-		if err := ctx.Err(); err != nil {
-			return res, err
+		for range 2 {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			start := time.Now()
+			if _, err := batch.Loss(); err != nil {
+				return res, err
+			}
+			fwd = append(fwd, time.Since(start).Seconds())
 		}
+		start := time.Now()
 		s := zo.DeriveSeed("bench", 1, uint64(i))
 		sr, err := e.Step(batch, s)
 		if err != nil {
@@ -144,12 +157,18 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 		if err != nil {
 			return res, err
 		}
-		e.Apply([]zo.Update{{Machine: 1, Sample: uint64(i), Exp: exp, Code: code[0]}})
+		own[i] = zo.Update{Machine: 1, Sample: uint64(i), Exp: exp, Code: code[0]}
+		steps = append(steps, time.Since(start).Seconds())
 	}
-	res.StepSeconds = time.Since(start).Seconds() / float64(reps)
+	spsa := median(steps)
+	start := time.Now()
+	e.Apply(own)
+	res.StepBatchedSeconds = spsa + time.Since(start).Seconds()/float64(reps)
 	res.PeakStepMiB = peakRSSMiB()
-	res.StepOverFwd = res.StepSeconds / res.ForwardSeconds
 	res.WorkingSetMiB = float64(lm.WorkingSetBytes()) / (1 << 20)
+	res.ForwardSeconds = median(fwd)
+	res.TokensPerSec = float64(n) / res.ForwardSeconds
+	res.GFLOPs = model.ForwardFLOPs(cfg, n) / res.ForwardSeconds / 1e9
 
 	for _, k := range []int{1, 16} {
 		us := make([]zo.Update, k)
@@ -158,7 +177,7 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 			// (a negligible ĝ rounds to 0 and the engine skips the tensor).
 			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 121, Code: 64}
 		}
-		start = time.Now()
+		start := time.Now()
 		for range reps {
 			e.Apply(us)
 		}
@@ -169,7 +188,20 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 			res.Apply16NsElem = ns
 		}
 	}
+	// One sample with an apply of its own (no batching).
+	res.StepSeconds = spsa + res.Apply1NsElem*float64(elems)/1e9
+	res.StepOverFwd = res.StepSeconds / res.ForwardSeconds
+	res.StepBatchedOverFwd = res.StepBatchedSeconds / res.ForwardSeconds
 	return res, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // resetPeakRSS returns freed memory to the OS and resets the kernel's peak-RSS
