@@ -127,6 +127,7 @@ func BenchmarkSgemmPass(b *testing.B) {
 				}
 				flops += 2 * float64(g.m*g.n*g.k*g.count)
 			}
+			cpu0 := cpuTime()
 			for b.Loop() {
 				for i, g := range passShapes[name] {
 					tB, ldb := gblas.NoTrans, g.n
@@ -154,6 +155,7 @@ func BenchmarkSgemmPass(b *testing.B) {
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/pass")
+			b.ReportMetric((cpuTime()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
 		})
 	}
 }
