@@ -10,8 +10,7 @@ import (
 	"github.com/zopeer/zopeer/model/blas"
 )
 
-// packed is the input of one forward pass: sequences laid end to end as rows,
-// then padding rows up to the graph's row count.
+// packed is the input of one forward pass: sequences laid end to end as rows.
 type packed struct {
 	tokens, pos []int      // per row
 	segs        []seg      // the real sequences' rows
@@ -105,9 +104,7 @@ func (a *attention) run(out []float32, in [][]float32) {
 		a.rope.apply(a.kr, k, ldk, ko, a.kvHeads, a.in.pos)
 		q, k, ldq, ldk, qo, ko = a.qr, a.kr, qw, kw, 0, 0
 	}
-	ldo := qw
-	last := a.in.segs[len(a.in.segs)-1]
-	clear(out[(last.start+last.n)*ldo:]) // padding rows
+	ldo := qw // the packed rows are exactly the sequences': no padding to clear
 
 	type job struct {
 		s seg

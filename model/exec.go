@@ -142,7 +142,7 @@ func (m *Model) param(i int, buf *[]float32) []float32 {
 	return *buf
 }
 
-// paramRows copies rows [r, r+1) of a [·, d] parameter into dst.
+// paramRow copies row r of a [·, d] parameter (d = len(dst)) into dst.
 func (m *Model) paramRow(i, r int, dst []float32) {
 	d := len(dst)
 	if m.src == nil {

@@ -1,11 +1,12 @@
 // Package model runs causal language models (GPT-2 and the Llama family,
-// which covers SmolLM and Qwen2) loaded from Hugging Face checkpoints, with
-// gorgonia as the forward-pass engine, and computes the mean next-token
-// cross-entropy that zeroth-order training needs.
+// which covers SmolLM and Qwen2) loaded from Hugging Face checkpoints, and
+// computes the mean next-token cross-entropy that zeroth-order training
+// needs. A forward pass is plain Go over reused buffers (exec.go), with
+// OpenBLAS's SGEMM for the matrix products (model/blas).
 //
-// The weights live in float32 slices that Params exposes; every forward pass
-// reads them in place, so a caller (the zo engine) may rewrite them between
-// passes.
+// The weights live in float32 slices that Params exposes and every forward
+// pass reads in place, or, after SetSource, in the caller's own storage (the
+// zo engine's int32 weights), derived tensor by tensor just before use.
 package model
 
 import (
