@@ -10,8 +10,7 @@ import (
 	"github.com/zopeer/zopeer/model/blas"
 )
 
-// packed is the input of one forward pass: sequences laid end to end as rows,
-// then padding rows up to the graph's row count.
+// packed is the input of one forward pass: sequences laid end to end as rows.
 type packed struct {
 	tokens, pos []int      // per row
 	segs        []seg      // the real sequences' rows
@@ -105,9 +104,7 @@ func (a *attention) run(out []float32, in [][]float32) {
 		a.rope.apply(a.kr, k, ldk, ko, a.kvHeads, a.in.pos)
 		q, k, ldq, ldk, qo, ko = a.qr, a.kr, qw, kw, 0, 0
 	}
-	ldo := qw
-	last := a.in.segs[len(a.in.segs)-1]
-	clear(out[(last.start+last.n)*ldo:]) // padding rows
+	ldo := qw // the packed rows are exactly the sequences': no padding to clear
 
 	type job struct {
 		s seg
@@ -158,19 +155,15 @@ func (a *attention) run(out []float32, in [][]float32) {
 func causalSoftmax(s []float32, n int) {
 	for i := range n {
 		row := s[i*n : (i+1)*n]
-		m := row[0]
-		for _, x := range row[1 : i+1] {
-			m = max(m, x)
-		}
+		live := row[:i+1]
+		expAffine(live, live, 1, -maxOf(live))
 		var sum float64
-		for j, x := range row[:i+1] {
-			e := math.Exp(float64(x - m))
-			sum += e
-			row[j] = float32(e)
+		for _, e := range live {
+			sum += float64(e)
 		}
 		inv := float32(1 / sum)
-		for j := range row[:i+1] {
-			row[j] *= inv
+		for j := range live {
+			live[j] *= inv
 		}
 		clear(row[i+1:])
 	}

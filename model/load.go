@@ -117,7 +117,9 @@ func openWeights(dir string) ([]*safetensors.File, error) {
 
 // Save writes the model as a Hugging Face directory that Load reads:
 // config.json (torch_dtype updated) and model.safetensors in dtype d (F32,
-// F16 or BF16; m.DType() is the checkpoint's own).
+// F16 or BF16; m.DType() is the checkpoint's own). A model reading a
+// ViewSource derives every tensor from it for the file (a float32 copy of
+// the weights while the file is written).
 func (m *Model) Save(dir string, d safetensors.DType) error {
 	switch d {
 	case safetensors.F32, safetensors.F16, safetensors.BF16:
@@ -140,7 +142,12 @@ func (m *Model) Save(dir string, d safetensors.DType) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, p := range m.params {
-		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: p.Data}
+		data := p.Data
+		if m.src != nil { // streamed weights: derived here, for the file only
+			data = make([]float32, m.sizes[i])
+			m.src.FillView(i, 0, data)
+		}
+		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: data}
 	}
 	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), d, ts, map[string]string{"format": "pt"}); err != nil {
 		return err

@@ -1,22 +1,19 @@
 // Package model runs causal language models (GPT-2 and the Llama family,
-// which covers SmolLM and Qwen2) loaded from Hugging Face checkpoints, with
-// gorgonia as the forward-pass engine, and computes the mean next-token
-// cross-entropy that zeroth-order training needs.
+// which covers SmolLM and Qwen2) loaded from Hugging Face checkpoints, and
+// computes the mean next-token cross-entropy that zeroth-order training
+// needs. A forward pass is plain Go over reused buffers (exec.go), with
+// OpenBLAS's SGEMM for the matrix products (model/blas).
 //
-// The weights live in float32 slices that Params exposes; every forward pass
-// reads them in place, so a caller (the zo engine) may rewrite them between
-// passes.
+// The weights live in float32 slices that Params exposes and every forward
+// pass reads in place, or, after SetSource, in the caller's own storage (the
+// zo engine's int32 weights), derived tensor by tensor just before use.
 package model
 
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 
-	G "gorgonia.org/gorgonia"
-
-	"github.com/zopeer/zopeer/model/blas"
 	"github.com/zopeer/zopeer/model/safetensors"
 )
 
@@ -43,9 +40,6 @@ type Sequence struct {
 // (512 rows of GPT-2: 103 MB).
 const DefaultMaxTokens = 512
 
-// maxGraphs bounds the cached graphs; each holds its activations.
-const maxGraphs = 3
-
 // Model is a loaded causal language model. Its methods are safe for
 // concurrent use; forward passes run one at a time.
 type Model struct {
@@ -57,9 +51,13 @@ type Model struct {
 	// MaxTokens overrides DefaultMaxTokens when positive.
 	MaxTokens int
 
-	mu     sync.Mutex
-	graphs map[int]*graph
-	lru    []int // graph row counts, least recently used first
+	mu        sync.Mutex
+	src       ViewSource     // nil: passes read the Params' Data
+	idx       map[string]int // Params index by name
+	sizes     []int          // elements per parameter
+	maxMatrix int            // elements of the largest matrix but the embeddings
+	lay       layout
+	ex        exec
 }
 
 // Config returns the model's configuration.
@@ -74,13 +72,19 @@ func (m *Model) Params() []Param { return m.params }
 
 // newModel allocates zeroed parameters for cfg.
 func newModel(cfg *Config) *Model {
-	m := &Model{cfg: cfg, byName: map[string]*Param{}, graphs: map[int]*graph{}, dtype: safetensors.F32}
+	m := &Model{cfg: cfg, byName: map[string]*Param{}, idx: map[string]int{}, dtype: safetensors.F32}
 	for _, s := range cfg.tensors() {
 		m.params = append(m.params, Param{Name: s.name, Shape: s.shape, Data: make([]float32, s.elems()), Trainable: true})
+		m.sizes = append(m.sizes, s.elems())
+		if len(s.shape) == 2 && s.shape[0] != cfg.Vocab && s.shape[0] != cfg.MaxPos {
+			m.maxMatrix = max(m.maxMatrix, s.elems())
+		}
 	}
 	for i := range m.params {
 		m.byName[m.params[i].Name] = &m.params[i]
+		m.idx[m.params[i].Name] = i
 	}
+	m.makeLayout()
 	return m
 }
 
@@ -171,11 +175,15 @@ func (m *Model) Logits(tokens []int) ([]float32, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []float32
-	err := m.forward([]Sequence{{Tokens: tokens}}, func(logits []float32, _ *packed) {
-		out = append([]float32(nil), logits[:len(tokens)*m.cfg.Vocab]...)
-	})
-	return out, err
+	seqs := []Sequence{{Tokens: tokens}}
+	if err := m.check(seqs); err != nil {
+		return nil, err
+	}
+	rows := m.ex.pack(seqs)
+	m.run(rows)
+	out := make([]float32, rows*m.cfg.Vocab)
+	m.logitsInto(out, m.ex.h, rows)
+	return out, nil
 }
 
 // Loss returns the mean next-token cross-entropy (nats) over the target
@@ -192,8 +200,8 @@ func (m *Model) Loss(batch []Sequence) (float64, int, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	err := m.forward(batch, func(logits []float32, p *packed) {
-		sum, cnt := m.crossEntropy(logits, p)
+	err := m.forward(batch, func() {
+		sum, cnt := m.crossEntropy()
 		total += sum
 		n += cnt
 	})
@@ -206,13 +214,8 @@ func (m *Model) Loss(batch []Sequence) (float64, int, error) {
 	return total / float64(n), n, nil
 }
 
-// forward packs the batch into passes of at most MaxTokens rows (a longer
-// sequence gets a pass of its own) and calls done with each pass's logits.
-func (m *Model) forward(batch []Sequence, done func(logits []float32, p *packed)) error {
-	limit := m.MaxTokens
-	if limit <= 0 {
-		limit = DefaultMaxTokens
-	}
+// check refuses sequences the model cannot run.
+func (m *Model) check(batch []Sequence) error {
 	for i, s := range batch {
 		if len(s.Tokens) > m.cfg.MaxPos {
 			return fmt.Errorf("model: sequence %d has %d tokens, the model's context is %d", i, len(s.Tokens), m.cfg.MaxPos)
@@ -223,162 +226,31 @@ func (m *Model) forward(batch []Sequence, done func(logits []float32, p *packed)
 			}
 		}
 	}
+	return nil
+}
+
+// forward packs the batch into passes of at most MaxTokens rows (a longer
+// sequence gets a pass of its own), runs each and calls done after it, with
+// the pass's final hidden states in m.ex.h.
+func (m *Model) forward(batch []Sequence, done func()) error {
+	limit := m.MaxTokens
+	if limit <= 0 {
+		limit = DefaultMaxTokens
+	}
+	if err := m.check(batch); err != nil {
+		return err
+	}
 	for lo := 0; lo < len(batch); {
 		hi, rows := lo+1, len(batch[lo].Tokens)
 		for hi < len(batch) && rows+len(batch[hi].Tokens) <= limit {
 			rows += len(batch[hi].Tokens)
 			hi++
 		}
-		g, err := m.graphFor(bucket(rows))
-		if err != nil {
-			return err
-		}
-		g.pack(batch[lo:hi])
-		logits, err := g.run()
-		if err != nil {
-			return err
-		}
-		done(logits, g.in)
+		m.run(m.ex.pack(batch[lo:hi]))
+		done()
 		lo = hi
 	}
 	return nil
-}
-
-// bucket rounds a row count up to 16·2^k or 24·2^k so that few graphs serve
-// all batch sizes, wasting at most a third of a pass on padding.
-func bucket(n int) int {
-	b := 16
-	for b < n {
-		if b/2*3 >= n {
-			return b / 2 * 3
-		}
-		b *= 2
-	}
-	return b
-}
-
-// crossEntropy sums −log p(target) over the target rows of one pass.
-func (m *Model) crossEntropy(logits []float32, p *packed) (float64, int) {
-	v := m.cfg.Vocab
-	type target struct{ row, tok int }
-	var ts []target
-	for k, s := range p.segs {
-		seq := p.seqs[k]
-		for i := max(1, seq.LossFrom); i < s.n; i++ {
-			if seq.Mask == nil || seq.Mask[i] {
-				ts = append(ts, target{s.start + i - 1, seq.Tokens[i]})
-			}
-		}
-	}
-	parts := make([]float64, len(ts))
-	parallelRows(len(ts), 10*v, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			row := logits[ts[i].row*v : (ts[i].row+1)*v]
-			mx := row[0]
-			for _, x := range row {
-				mx = max(mx, x)
-			}
-			var s float64
-			for _, x := range row {
-				s += math.Exp(float64(x - mx))
-			}
-			parts[i] = math.Log(s) + float64(mx) - float64(row[ts[i].tok])
-		}
-	})
-	var sum float64
-	for _, x := range parts {
-		sum += x
-	}
-	return sum, len(ts)
-}
-
-// graph is a compiled forward pass for a fixed number of rows.
-type graph struct {
-	g      *G.ExprGraph
-	vm     G.VM
-	logits *G.Node
-	in     *packed
-}
-
-func (m *Model) graphFor(rows int) (*graph, error) {
-	for i, r := range m.lru {
-		if r == rows {
-			m.lru = append(append(m.lru[:i:i], m.lru[i+1:]...), rows)
-			return m.graphs[rows], nil
-		}
-	}
-	g, err := m.build(rows)
-	if err != nil {
-		return nil, err
-	}
-	if len(m.lru) == maxGraphs {
-		old := m.lru[0]
-		m.graphs[old].vm.Close()
-		delete(m.graphs, old)
-		m.lru = m.lru[1:]
-	}
-	m.graphs[rows] = g
-	m.lru = append(m.lru, rows)
-	return g, nil
-}
-
-// pack lays the sequences out as rows; padding rows are token 0 at position 0
-// and attend to nothing.
-func (g *graph) pack(seqs []Sequence) {
-	p := g.in
-	clear(p.tokens)
-	clear(p.pos)
-	p.segs, p.seqs = p.segs[:0], p.seqs[:0]
-	r := 0
-	for _, s := range seqs {
-		p.segs = append(p.segs, seg{r, len(s.Tokens)})
-		p.seqs = append(p.seqs, s)
-		for i, t := range s.Tokens {
-			p.tokens[r+i], p.pos[r+i] = t, i
-		}
-		r += len(s.Tokens)
-	}
-}
-
-func (g *graph) run() ([]float32, error) {
-	defer g.vm.Reset()
-	if err := g.vm.RunAll(); err != nil {
-		return nil, fmt.Errorf("model: forward pass: %w", err)
-	}
-	out, ok := g.logits.Value().Data().([]float32)
-	if !ok {
-		return nil, fmt.Errorf("model: logits are %T", g.logits.Value().Data())
-	}
-	return out, nil
-}
-
-var useBLAS sync.Once
-
-// build compiles the forward pass for rows packed tokens.
-func (m *Model) build(rows int) (gr *graph, err error) {
-	useBLAS.Do(func() { G.Use(blas.Impl()) })
-	// gorgonia reports some graph errors by panicking; keep them errors.
-	defer func() {
-		if r := recover(); r != nil {
-			gr, err = nil, fmt.Errorf("model: building graph: %v", r)
-		}
-	}()
-	gr = &graph{g: G.NewGraph(), in: &packed{tokens: make([]int, rows), pos: make([]int, rows)}}
-	b := &builder{m: m, g: gr.g, rows: rows, in: gr.in}
-	switch m.cfg.Arch {
-	case GPT2:
-		gr.logits, err = b.gpt2()
-	case Llama:
-		gr.logits, err = b.llama()
-	}
-	if err != nil {
-		return nil, err
-	}
-	// The graph has no gradient nodes, so the tape machine runs forward only.
-	// (gorgonia v0.9.18's ExecuteFwdOnly option is for the lisp machine; the
-	// tape machine panics on it.)
-	gr.vm = G.NewTapeMachine(gr.g)
-	return gr, nil
 }
 
 // Batch binds a mini-batch to a model. Its Loss method satisfies zo.Loss.

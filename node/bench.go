@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +20,9 @@ import (
 
 // Shapes are built-in model shapes for `zopeer bench` (random weights).
 var Shapes = map[string]string{
-	"gpt2-small":  `{"model_type":"gpt2","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`,
+	"gpt2-small": `{"model_type":"gpt2","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`,
+	// A few-million-parameter GPT-2 (3.4M), for the fixed cost of a pass.
+	"gpt2-3m":     `{"model_type":"gpt2","vocab_size":8192,"n_embd":192,"n_layer":4,"n_head":4,"n_positions":512}`,
 	"smollm-135m": `{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"max_position_embeddings":8192,"rope_theta":100000,"tie_word_embeddings":true}`,
 }
 
@@ -27,25 +31,36 @@ type BenchResult struct {
 	Model          string  `json:"model"`
 	Params         int     `json:"params"`
 	BLAS           string  `json:"blas"`
+	Threads        int     `json:"threads"` // GOMAXPROCS
 	Tokens         int     `json:"tokens"`
 	WarmupSeconds  float64 `json:"warmup_seconds"` // the untimed cold forward pass and ZO step
 	ForwardSeconds float64 `json:"forward_seconds"`
 	TokensPerSec   float64 `json:"tokens_per_second"`
 	GFLOPs         float64 `json:"gflop_per_second"`
-	StepSeconds    float64 `json:"zo_step_seconds"` // two forwards, two perturbed views, one update
-	Apply1NsElem   float64 `json:"apply_1_ns_per_element"`
-	Apply16NsElem  float64 `json:"apply_16_ns_per_element"`
-	PeakForwardMiB float64 `json:"peak_rss_forward_mib"`
-	PeakStepMiB    float64 `json:"peak_rss_zo_step_mib"`
-	WeightsMiB     float64 `json:"weights_mib"` // held twice: the float32 view and the int32 canonical weights
+	// A ZO step: two forward passes at θ±εz (views derived layer by layer)
+	// and one update applied on its own (1-update fused apply).
+	StepSeconds float64 `json:"zo_step_seconds"`
+	StepOverFwd float64 `json:"zo_step_over_forward"`
+	// The same per sample as the trainer runs it: --reps samples' steps,
+	// then their updates in one fused apply (a peer's --samples, default 64).
+	StepBatchedSeconds float64 `json:"zo_step_batched_seconds"`
+	StepBatchedOverFwd float64 `json:"zo_step_batched_over_forward"`
+	Apply1NsElem       float64 `json:"apply_1_ns_per_element"`
+	Apply16NsElem      float64 `json:"apply_16_ns_per_element"`
+	PeakForwardMiB     float64 `json:"peak_rss_forward_mib"`
+	PeakStepMiB        float64 `json:"peak_rss_zo_step_mib"`
+	RSSWeightsMiB      float64 `json:"rss_weights_only_mib"` // the process holding the weights, before any pass
+	WeightsMiB         float64 `json:"weights_mib"`          // the int32 weights: the only copy held
+	WorkingSetMiB      float64 `json:"working_set_mib"`      // the forward pass's activations and weight buffers
 }
 
 // Bench loads dir (or builds a random model of a built-in shape) and measures
-// it: reps forward passes of one n-token sequence, reps ZO steps, fused
-// applies over the model's layout, and peak memory.
+// it as a peer runs it (the model streams its weights from the engine):
+// reps forward passes of one n-token sequence, reps ZO steps, fused applies
+// over the model's layout, and peak memory.
 func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, error) {
 	var lm *model.Model
-	res := BenchResult{Model: dirOrShape, Tokens: n}
+	res := BenchResult{Model: dirOrShape, Tokens: n, Threads: runtime.GOMAXPROCS(0)}
 	if js, ok := Shapes[dirOrShape]; ok {
 		cfg, err := model.ParseConfig([]byte(js))
 		if err != nil {
@@ -70,9 +85,6 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 		seq.Tokens[i] = r.IntN(cfg.Vocab)
 	}
 	batch := model.Batch{Model: lm, Seqs: []model.Sequence{seq}}
-	if _, err := batch.Loss(); err != nil { // builds the graph
-		return res, err
-	}
 	specs, err := TrainableSpecs(lm, "")
 	if err != nil {
 		return res, err
@@ -88,6 +100,11 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	if err != nil {
 		return res, err
 	}
+	specs = nil
+	lm.SetSource(e)
+	w.DropViews()
+	resetPeakRSS()
+	res.RSSWeightsMiB = rssMiB("VmRSS:")
 
 	// One untimed forward pass and ZO step first: the cold pass (page
 	// faults on the weights, buffer allocation, BLAS start-up) is not what
@@ -101,29 +118,35 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	}
 	res.WarmupSeconds = time.Since(warm).Seconds()
 
-	// Both memory phases run 2·reps forward passes from a collected heap, so
-	// their peaks differ only by what a ZO step adds.
+	// Peak memory of forward passes alone, then of ZO steps (with the
+	// forward passes interleaved with them), each from a collected heap.
+	// Times are medians of passes and steps taken alternately, so that a
+	// change of load on a shared machine hits both alike.
 	resetPeakRSS()
-	start := time.Now()
-	for range 2 * reps {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
+	for range 2 {
 		if _, err := batch.Loss(); err != nil {
 			return res, err
 		}
 	}
-	res.ForwardSeconds = time.Since(start).Seconds() / float64(2*reps)
 	res.PeakForwardMiB = peakRSSMiB()
-	res.TokensPerSec = float64(n) / res.ForwardSeconds
-	res.GFLOPs = model.ForwardFLOPs(cfg, n) / res.ForwardSeconds / 1e9
 
+	// ZO steps as the trainer runs them: reps samples, each two forward
+	// passes at θ±εz, then their reps updates in one fused apply.
 	resetPeakRSS()
-	start = time.Now()
+	var fwd, steps []float64
+	own := make([]zo.Update, reps)
 	for i := range reps {
-		if err := ctx.Err(); err != nil {
-			return res, err
+		for range 2 {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			start := time.Now()
+			if _, err := batch.Loss(); err != nil {
+				return res, err
+			}
+			fwd = append(fwd, time.Since(start).Seconds())
 		}
+		start := time.Now()
 		s := zo.DeriveSeed("bench", 1, uint64(i))
 		sr, err := e.Step(batch, s)
 		if err != nil {
@@ -134,17 +157,27 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 		if err != nil {
 			return res, err
 		}
-		e.Apply([]zo.Update{{Machine: 1, Sample: uint64(i), Exp: exp, Code: code[0]}})
+		own[i] = zo.Update{Machine: 1, Sample: uint64(i), Exp: exp, Code: code[0]}
+		steps = append(steps, time.Since(start).Seconds())
 	}
-	res.StepSeconds = time.Since(start).Seconds() / float64(reps)
+	spsa := median(steps)
+	start := time.Now()
+	e.Apply(own)
+	res.StepBatchedSeconds = spsa + time.Since(start).Seconds()/float64(reps)
 	res.PeakStepMiB = peakRSSMiB()
+	res.WorkingSetMiB = float64(lm.WorkingSetBytes()) / (1 << 20)
+	res.ForwardSeconds = median(fwd)
+	res.TokensPerSec = float64(n) / res.ForwardSeconds
+	res.GFLOPs = model.ForwardFLOPs(cfg, n) / res.ForwardSeconds / 1e9
 
 	for _, k := range []int{1, 16} {
 		us := make([]zo.Update, k)
 		for j := range us {
-			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 100, Code: 1}
+			// ĝ = 0.5: a coefficient of thousands of grid units on every tensor
+			// (a negligible ĝ rounds to 0 and the engine skips the tensor).
+			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 121, Code: 64}
 		}
-		start = time.Now()
+		start := time.Now()
 		for range reps {
 			e.Apply(us)
 		}
@@ -155,7 +188,20 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 			res.Apply16NsElem = ns
 		}
 	}
+	// One sample with an apply of its own (no batching).
+	res.StepSeconds = spsa + res.Apply1NsElem*float64(elems)/1e9
+	res.StepOverFwd = res.StepSeconds / res.ForwardSeconds
+	res.StepBatchedOverFwd = res.StepBatchedSeconds / res.ForwardSeconds
 	return res, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // resetPeakRSS returns freed memory to the OS and resets the kernel's peak-RSS
@@ -166,7 +212,10 @@ func resetPeakRSS() {
 }
 
 // peakRSSMiB is the peak resident set since the last reset (0 where unknown).
-func peakRSSMiB() float64 {
+func peakRSSMiB() float64 { return rssMiB("VmHWM:") }
+
+// rssMiB reads a field of /proc/self/status (0 where unknown).
+func rssMiB(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -174,7 +223,7 @@ func peakRSSMiB() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			return kb / 1024
 		}

@@ -77,12 +77,18 @@ func TrainableSpecs(lm *model.Model, pattern string) ([]zo.TensorSpec, error) {
 }
 
 // NewTrainer rebuilds the weights from the log into eng (which must hold the
-// base weights) and resumes after the machine's last logged sample.
+// base weights) and resumes after the machine's last logged sample. lm then
+// reads its weights from eng (model.SetSource, zo.Weights.DropViews).
 func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store.Store,
 	train, eval *dataset.Dataset, c TrainerConfig, progress func(store.ReplayProgress)) (*Trainer, store.ReplayResult, error) {
 	if c.BatchSize < 1 || c.Samples < 1 || c.Samples > 4096 {
 		return nil, store.ReplayResult{}, fmt.Errorf("node: batch size %d and samples per step %d must be ≥ 1 (samples ≤ 4096)", c.BatchSize, c.Samples)
 	}
+	// From here on the model streams its weights from the engine, layer by
+	// layer: the float32 copy of the weights is released, the int32 weights
+	// are all that is held (docs/MODEL.md, "Streamed weights").
+	lm.SetSource(eng)
+	eng.Weights().DropViews()
 	res, err := log.Replay(ctx, eng, store.ReplayOptions{Progress: progress})
 	if err != nil {
 		return nil, res, fmt.Errorf("node: replay: %w", err)

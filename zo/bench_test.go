@@ -126,3 +126,26 @@ func BenchmarkPhilox16(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/16, "ns/block")
 }
+
+// BenchmarkFillView: deriving the view as a streamed forward pass does, one
+// GPT-2-small-sized matrix (768×3072) at a time into one reused buffer, at θ
+// (canonical) and inside a step (θ+εz).
+func BenchmarkFillView(b *testing.B) {
+	e := benchEngine(b)
+	buf := make([]float32, 768*3072)
+	for _, perturbed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("perturbed=%v", perturbed), func(b *testing.B) {
+			e.view = viewState{}
+			if perturbed {
+				e.view = viewState{on: true, seed: DeriveSeed("bench", 1, 1), sign: 1}
+			}
+			b.SetBytes(4 * benchElems)
+			for b.Loop() {
+				for lo := 0; lo+len(buf) <= benchElems; lo += len(buf) {
+					e.FillView(0, lo, buf)
+				}
+			}
+			reportPerElem(b)
+		})
+	}
+}

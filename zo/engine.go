@@ -14,8 +14,9 @@ import (
 type Engine struct {
 	cfg   Config
 	w     *Weights
-	epsQ  []int32 // ε on each tensor's grid, in units of the integer-valued z
-	stale bool    // views differ from the canonical weights (after Apply or Step)
+	epsQ  []int32   // ε on each tensor's grid, in units of the integer-valued z
+	stale bool      // views differ from the canonical weights (after Apply or Step)
+	view  viewState // the perturbation FillView applies (inside Step)
 
 	exactOnly bool // tests: every apply takes the exact path
 	exactRuns int  // tensor applies that took the exact path (for tests)

@@ -19,18 +19,20 @@ type StepResult struct {
 }
 
 // Step estimates the projected gradient along z(s) with two forward passes, at
-// θ+εz and θ−εz. Both perturbed views are derived from the canonical weights,
-// which Step never touches, so no residue is left behind; views are re-derived
-// by the next SyncViews.
+// θ+εz and θ−εz, derived from the canonical weights, which Step never
+// touches, so no residue is left behind. Forward passes read the perturbed
+// values through FillView (derived on the fly, layer by layer); tensors that
+// still hold a materialised View get it overwritten with the perturbed view,
+// which the next SyncViews re-derives.
 func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 	var r StepResult
 	var err error
-	e.stale = true
-	e.perturb(s, +1)
+	defer func() { e.view = viewState{} }()
+	e.setView(s, +1)
 	if r.LossPlus, err = loss.Loss(); err != nil {
 		return r, fmt.Errorf("zo: step: loss at θ+εz: %w", err)
 	}
-	e.perturb(s, -1)
+	e.setView(s, -1)
 	if r.LossMinus, err = loss.Loss(); err != nil {
 		return r, fmt.Errorf("zo: step: loss at θ−εz: %w", err)
 	}
@@ -41,39 +43,22 @@ func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 	return r, nil
 }
 
-// perturb writes view = (Q + sign·εQ·zInt)·2^−Exp for every trainable tensor.
-func (e *Engine) perturb(s Seed, sign int32) {
-	e.w.forChunks(trainableSel(true), func(ti int, t *Tensor, lo, hi int) {
-		eps, sc := sign*e.epsQ[ti], t.scale()
-		q, v := t.Q[lo:hi], t.View[lo:hi]
-		first := t.Offset + uint64(lo)
-		if e.cfg.Dist == Gauss4 {
-			z := make([]int32, len(q))
-			Gauss4.Fill(s, first, z)
-			for i := range q {
-				v[i] = float32(q[i]+eps*z[i]) * sc
-			}
+// setView makes the next forward pass see θ + sign·εz(s).
+func (e *Engine) setView(s Seed, sign int32) {
+	e.view = viewState{on: true, seed: s, sign: sign}
+	for _, t := range e.w.Tensors {
+		if t.Trainable && t.View != nil {
+			e.stale = true
+			e.perturb(s, sign)
 			return
 		}
-		var in philoxIn
-		var out philoxOut
-		setSeed(&in, s)
-		full := len(q) / 128
-		for blk := 0; blk < full; blk += 16 {
-			setBlocks(&in, first/128+uint64(blk), true)
-			philox16(&in, &out)
-			for l := range min(16, full-blk) {
-				at := (blk + l) * 128
-				perturbBlock((*[128]int32)(q[at:]), (*[128]float32)(v[at:]), lanePtr(&out, l), eps, sc)
-			}
-		}
-		if at := full * 128; at < len(q) {
-			blk := s.Block(first/128 + uint64(full))
-			for i := at; i < len(q); i++ {
-				j := i - at
-				m := -int32(blk[j>>5] >> (j & 31) & 1)
-				v[i] = float32(q[i]+(eps^m)-m) * sc
-			}
-		}
+	}
+}
+
+// perturb writes View = (Q + sign·εQ·zInt)·2^−Exp for every trainable tensor
+// that holds a materialised View.
+func (e *Engine) perturb(s Seed, sign int32) {
+	e.w.forChunks(func(_ int, t *Tensor) bool { return t.Trainable && t.View != nil }, func(ti int, t *Tensor, lo, hi int) {
+		perturbedView(t, s, sign*e.epsQ[ti], e.cfg.Dist, lo, t.Q[lo:hi], t.View[lo:hi])
 	})
 }

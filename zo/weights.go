@@ -133,11 +133,18 @@ func (w *Weights) syncViews(trainableOnly bool) {
 	maxes := make([]int64, len(w.Tensors))
 	var mu sync.Mutex
 	w.forChunks(trainableSel(trainableOnly), func(ti int, t *Tensor, lo, hi int) {
-		sc, q, v := t.scale(), t.Q[lo:hi], t.View[lo:hi]
+		q := t.Q[lo:hi]
 		var m int64
-		for i := range q {
-			v[i] = float32(q[i]) * sc
-			m = max(m, absQ(q[i]))
+		if t.View != nil {
+			sc, v := t.scale(), t.View[lo:hi]
+			for i := range q {
+				v[i] = float32(q[i]) * sc
+				m = max(m, absQ(q[i]))
+			}
+		} else {
+			for i := range q {
+				m = max(m, absQ(q[i]))
+			}
 		}
 		mu.Lock()
 		maxes[ti] = max(maxes[ti], m)

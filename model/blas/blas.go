@@ -97,7 +97,8 @@ const (
 // code between matmuls (norms, softmax, activations) for the same cores.
 type openBLAS struct {
 	gonum.Implementation
-	sgemm func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
+	sgemm  func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
+	fsgemm uintptr // sgemm_, the Fortran interface (0 if absent): see callFortran
 }
 
 func cblasOp(t gblas.Transpose) int32 {
@@ -166,6 +167,10 @@ const splitWork = 1 << 24
 
 func (o openBLAS) call(tA, tB gblas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if o.fsgemm != 0 {
+		o.callFortran(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	o.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k),

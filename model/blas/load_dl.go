@@ -9,9 +9,12 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 	"golang.org/x/sys/cpu"
+	gblas "gonum.org/v1/gonum/blas"
 )
 
 // loadOpenBLAS dlopens the first library that loads and resolves its SGEMM.
@@ -31,6 +34,9 @@ func loadOpenBLAS(paths []string) (openBLAS, Backend, error) {
 		}
 		var o openBLAS
 		purego.RegisterFunc(&o.sgemm, sym)
+		if f, err := purego.Dlsym(h, "sgemm_"); err == nil {
+			o.fsgemm = f
+		}
 		if s, err := purego.Dlsym(h, "openblas_set_num_threads"); err == nil {
 			var setThreads func(int32)
 			purego.RegisterFunc(&setThreads, s)
@@ -108,4 +114,45 @@ func cSetenv(k, v string) error {
 		return errors.New("setenv failed")
 	}
 	return nil
+}
+
+// fortranArgs are sgemm_'s scalar arguments, all passed by reference; pooled
+// so that a call allocates nothing.
+type fortranArgs struct {
+	ta, tb                 byte
+	m, n, k, lda, ldb, ldc int32
+	alpha, beta            float32
+}
+
+var fortranPool = sync.Pool{New: func() any { return new(fortranArgs) }}
+
+// callFortran is call through the Fortran interface sgemm_, whose arguments
+// are all pointers: purego.SyscallN then calls it without reflection (the
+// cblas entry takes floats by value and needs purego's reflective
+// RegisterFunc: about 0.5 µs and 12 allocations per call). Row-major
+// C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap.
+func (o openBLAS) callFortran(tA, tB gblas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	p := fortranPool.Get().(*fortranArgs)
+	p.ta, p.tb = fortranOp(tA), fortranOp(tB)
+	p.m, p.n, p.k, p.lda, p.ldb, p.ldc = int32(m), int32(n), int32(k), int32(lda), int32(ldb), int32(ldc)
+	p.alpha, p.beta = alpha, beta
+	purego.SyscallN(o.fsgemm,
+		uintptr(unsafe.Pointer(&p.tb)), uintptr(unsafe.Pointer(&p.ta)),
+		uintptr(unsafe.Pointer(&p.n)), uintptr(unsafe.Pointer(&p.m)), uintptr(unsafe.Pointer(&p.k)),
+		uintptr(unsafe.Pointer(&p.alpha)),
+		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&p.ldb)),
+		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&p.lda)),
+		uintptr(unsafe.Pointer(&p.beta)),
+		uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&p.ldc)))
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(c)
+	fortranPool.Put(p)
+}
+
+func fortranOp(t gblas.Transpose) byte {
+	if t == gblas.NoTrans {
+		return 'N'
+	}
+	return 'T'
 }
