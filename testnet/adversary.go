@@ -125,6 +125,14 @@ func (a *Adversary) Wait(ctx context.Context) (AdversarySummary, error) {
 // Stop asks the adversary to stop (SIGTERM) and returns its summary.
 func (a *Adversary) Stop(ctx context.Context) (AdversarySummary, error) {
 	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-ctx.Done():
+	case <-time.After(time.Minute):
+		// Still running a minute after SIGTERM: SIGQUIT makes the Go
+		// runtime write every goroutine's stack to its log, then exit.
+		a.cmd.Process.Signal(syscall.SIGQUIT)
+	}
 	return a.Wait(ctx)
 }
 
