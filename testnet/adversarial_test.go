@@ -28,7 +28,7 @@ import (
 // ascentMargin is how much higher than the same run without the attacker the
 // honest eval loss may end with an ascent attacker publishing at the bound
 // for the whole run (docs/BENCHMARKS.md, "adversarial").
-const ascentMargin = 0.05
+const ascentMargin = 0.1
 
 func adversarial(t *testing.T) {
 	t.Helper()
