@@ -376,7 +376,10 @@ func writeAscentChart(t *testing.T, base float64, clean, attacked ascentRun, tab
 func sybilRun(t *testing.T, ctx context.Context, f RunFlags) (*Net, []node.Status, AdversarySummary) {
 	t.Helper()
 	adv, base := setupAdversary(t)
-	steps := envInt("ZOPEER_ADV_STEPS", 60)
+	// Longer than the ascent run: the Sybil attacker starts 20 identities'
+	// trackers after the honest peers, and 60 steps of the streamed forward
+	// pass are over in seconds, before it publishes anything.
+	steps := envInt("ZOPEER_ADV_SYBIL_STEPS", 400)
 	n := advInit(t, ctx, 8, f, "--steps", strconv.Itoa(steps))
 	m, err := node.ReadManifest(n.ManifestPath())
 	if err != nil {
