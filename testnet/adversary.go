@@ -152,7 +152,10 @@ func Boot(nodes ...*Node) string {
 	for _, nd := range nodes {
 		for _, a := range nd.Addrs {
 			if strings.Contains(a, "/tcp/") {
-				out = append(out, a+"/p2p/"+nd.PeerID)
+				if !strings.Contains(a, "/p2p/") {
+					a += "/p2p/" + nd.PeerID
+				}
+				out = append(out, a)
 			}
 		}
 	}
