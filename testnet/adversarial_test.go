@@ -121,23 +121,7 @@ func advNet(t *testing.T, ctx context.Context, honest int, f RunFlags, args ...s
 // advInit is advNet without starting the peers.
 func advInit(t *testing.T, ctx context.Context, honest int, f RunFlags, args ...string) *Net {
 	t.Helper()
-	n := &Net{Bin: bin, Dir: t.TempDir(), Args: append(append([]string(nil), fast...), args...)}
-	t.Cleanup(func() {
-		n.Close()
-		for _, p := range n.Problems() {
-			t.Error(p)
-		}
-		if t.Failed() {
-			for _, nd := range n.Nodes() {
-				t.Logf("--- %s log tail:\n%s", nd.Name, tail(nd.Log))
-			}
-			for _, name := range []string{"mint", "adversary"} {
-				if _, err := os.Stat(filepath.Join(n.Dir, name+".log")); err == nil {
-					t.Logf("--- %s log tail:\n%s", name, tail(filepath.Join(n.Dir, name+".log")))
-				}
-			}
-		}
-	})
+	n := uninitNet(t, args...)
 	run := node.Defaults.Run
 	if f.Admission == "closed" {
 		bits := 0

@@ -41,6 +41,18 @@ var fast = []string{"--batch-size", "4", "--samples", "16", "--state-every", "1s
 
 func newNet(t *testing.T, args ...string) *Net {
 	t.Helper()
+	n := uninitNet(t, args...)
+	if err := n.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// uninitNet is a Net of real daemons with the fast settings, closed when the
+// test ends; on failure it logs the tail of every peer's log and of the
+// attacker tool's logs (mint, adversary) if there are any.
+func uninitNet(t *testing.T, args ...string) *Net {
+	t.Helper()
 	n := &Net{Bin: bin, Dir: t.TempDir(), Args: append(append([]string(nil), fast...), args...)}
 	t.Cleanup(func() {
 		n.Close()
@@ -51,11 +63,13 @@ func newNet(t *testing.T, args ...string) *Net {
 			for _, nd := range n.Nodes() {
 				t.Logf("--- %s log tail:\n%s", nd.Name, tail(nd.Log))
 			}
+			for _, name := range []string{"mint", "adversary"} {
+				if _, err := os.Stat(filepath.Join(n.Dir, name+".log")); err == nil {
+					t.Logf("--- %s log tail:\n%s", name, tail(filepath.Join(n.Dir, name+".log")))
+				}
+			}
 		}
 	})
-	if err := n.Init(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	return n
 }
 
