@@ -155,7 +155,7 @@ func TestHostileGossip(t *testing.T) {
 	hostileB := [][]byte{
 		make([]byte, MaxBatchSize+1), // oversized
 		mustSign(t, b.key, NewRunTag("other run"), 0, []int8{1}).Raw,
-		signRaw(b.key, rawBody(2, tag, b.key, uv(0), uv(1), 7, []byte{1})),              // version
+		signRaw(b.key, rawBody(3, tag, b.key, uv(0), uv(1), 7, []byte{1})),              // version
 		signRaw(b.key, rawBody(WireVersion, tag, b.key, uv(0), uv(1), 7, []byte{0x80})), // code -128
 		append(mustSign(t, b.key, tag, 0, []int8{1}).Raw, 0),                            // trailing byte
 	}

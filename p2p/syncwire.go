@@ -116,16 +116,7 @@ func encodeDigest(hs []Holding, excluded []uint64, limit int) []byte {
 		e := binary.BigEndian.AppendUint64(nil, h.Machine)
 		e = binary.BigEndian.AppendUint64(e, h.Digest)
 		e = binary.AppendUvarint(e, uint64(len(h.Samples)))
-		var prev uint64
-		for i, r := range h.Samples {
-			if i == 0 {
-				e = binary.AppendUvarint(e, r.Lo)
-			} else {
-				e = binary.AppendUvarint(e, r.Lo-prev)
-			}
-			e = binary.AppendUvarint(e, r.Hi-r.Lo)
-			prev = r.Hi
-		}
+		e = appendRanges(e, h.Samples)
 		if binary.MaxVarintLen64+len(body)+len(e)+len(tail) > limit {
 			break
 		}
@@ -162,29 +153,9 @@ func decodeDigest(b []byte) (hs []Holding, excl []uint64, err error) {
 			return nil, nil, fmt.Errorf("%w: digest range count", ErrMalformed)
 		}
 		total += int(nr)
-		rs := make(Ranges, nr)
-		var prev uint64
-		for j := range rs {
-			var gap, span uint64
-			if gap, b, err = uvarint(b); err != nil {
-				return nil, nil, err
-			}
-			if span, b, err = uvarint(b); err != nil {
-				return nil, nil, err
-			}
-			lo := gap
-			if j > 0 {
-				// Ranges are disjoint and non-adjacent: a gap of at least 2.
-				if gap < 2 || prev+gap < prev {
-					return nil, nil, fmt.Errorf("%w: digest ranges", ErrMalformed)
-				}
-				lo = prev + gap
-			}
-			if lo+span < lo {
-				return nil, nil, fmt.Errorf("%w: digest range overflow", ErrMalformed)
-			}
-			rs[j] = Range{lo, lo + span}
-			prev = lo + span
+		var rs Ranges
+		if rs, b, err = readRanges(b, nr); err != nil {
+			return nil, nil, err
 		}
 		hs = append(hs, Holding{Machine: m, Samples: rs, Digest: dig})
 	}

@@ -19,8 +19,11 @@ const (
 	WireVersion = 1
 	// MaxBatchCount bounds the updates in one batch.
 	MaxBatchCount = 4096
-	// MaxBatchSize is the largest valid encoded batch.
-	MaxBatchSize = batchFixed + binary.MaxVarintLen64 + 2 + MaxBatchCount
+	// MaxBatchV1Size is the largest valid version 1 batch.
+	MaxBatchV1Size = batchFixed + binary.MaxVarintLen64 + 2 + MaxBatchCount
+	// MaxBatchSize is the largest valid encoded batch of any version: a
+	// version 2 batch adds at most 3 + MaxExtSize bytes.
+	MaxBatchSize = MaxBatchV1Size + 3 + MaxExtSize
 	// maxStateSize bounds an encoded state announcement.
 	maxStateSize = 1 + 8 + ed25519.PublicKeySize + 2*binary.MaxVarintLen64 + 64 + ed25519.SignatureSize
 
@@ -69,6 +72,9 @@ type Batch struct {
 	First   uint64
 	Exp     uint8
 	Codes   []int8
+	// Exts are a version 2 batch's extension records (docs/PROTOCOL-WIRE.md
+	// §3.3), types strictly increasing; nil in a version 1 batch.
+	Exts []Ext
 	// Raw is the signed wire encoding. A Log must hand it back byte for byte:
 	// peers that fetch it verify the original signature.
 	Raw []byte
@@ -86,8 +92,17 @@ func (b *Batch) Updates() []zo.Update {
 	return us
 }
 
-// SignBatch encodes and signs a batch of run with key.
+// SignBatch encodes and signs a version 1 batch of run with key.
 func SignBatch(key crypto.PrivKey, run RunTag, first uint64, exp uint8, codes []int8) (*Batch, error) {
+	return SignBatchExt(key, run, first, exp, codes, nil)
+}
+
+// SignBatchExt encodes and signs a batch with extension records exts:
+// version 2 if there are any, else version 1.
+func SignBatchExt(key crypto.PrivKey, run RunTag, first uint64, exp uint8, codes []int8, exts []Ext) (*Batch, error) {
+	if err := checkExts(exts); err != nil {
+		return nil, err
+	}
 	sk, err := ed25519Key(key)
 	if err != nil {
 		return nil, err
@@ -100,7 +115,11 @@ func SignBatch(key crypto.PrivKey, run RunTag, first uint64, exp uint8, codes []
 	}
 	pub := sk.Public().(ed25519.PublicKey)
 	raw := make([]byte, 0, batchFixed+2*binary.MaxVarintLen64+len(codes))
-	raw = append(raw, WireVersion)
+	version := byte(WireVersion)
+	if len(exts) > 0 {
+		version = BatchVersion2
+	}
+	raw = append(raw, version)
 	raw = append(raw, run[:]...)
 	raw = append(raw, pub...)
 	raw = binary.AppendUvarint(raw, first)
@@ -112,11 +131,25 @@ func SignBatch(key crypto.PrivKey, run RunTag, first uint64, exp uint8, codes []
 		}
 		raw = append(raw, byte(c))
 	}
+	if len(exts) > 0 {
+		raw = appendExtBlock(raw, exts)
+	}
 	raw = append(raw, ed25519.Sign(sk, signed(batchDomain, raw))...)
 	return &Batch{
 		Run: run, PubKey: pub, Machine: MachineOf(pub), First: first, Exp: exp,
-		Codes: append([]int8(nil), codes...), Raw: raw,
+		Codes: append([]int8(nil), codes...), Exts: cloneExts(exts), Raw: raw,
 	}, nil
+}
+
+func cloneExts(exts []Ext) []Ext {
+	if len(exts) == 0 {
+		return nil
+	}
+	out := make([]Ext, len(exts))
+	for i, e := range exts {
+		out[i] = Ext{Type: e.Type, Value: append([]byte(nil), e.Value...)}
+	}
+	return out
 }
 
 // DecodeBatch parses and authenticates one batch of run. It rejects anything
@@ -125,11 +158,15 @@ func DecodeBatch(data []byte, run RunTag) (*Batch, error) {
 	if len(data) > MaxBatchSize || len(data) < batchFixed+2 {
 		return nil, fmt.Errorf("%w: batch of %d bytes", ErrMalformed, len(data))
 	}
-	if data[0] != WireVersion {
+	v2 := data[0] == BatchVersion2
+	if data[0] != WireVersion && !v2 {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, data[0])
 	}
 	if RunTag(data[1:9]) != run {
 		return nil, ErrWrongRun
+	}
+	if !v2 && len(data) > MaxBatchV1Size {
+		return nil, fmt.Errorf("%w: version 1 batch of %d bytes", ErrMalformed, len(data))
 	}
 	pub := ed25519.PublicKey(data[9:41])
 	rest := data[41:]
@@ -147,7 +184,7 @@ func DecodeBatch(data []byte, run RunTag) (*Batch, error) {
 	if first+count-1 < first {
 		return nil, fmt.Errorf("%w: samples overflow", ErrMalformed)
 	}
-	if uint64(len(rest)) != 1+count+ed25519.SignatureSize {
+	if uint64(len(rest)) < 1+count+ed25519.SignatureSize || !v2 && uint64(len(rest)) != 1+count+ed25519.SignatureSize {
 		return nil, fmt.Errorf("%w: batch length", ErrMalformed)
 	}
 	exp := rest[0]
@@ -158,13 +195,23 @@ func DecodeBatch(data []byte, run RunTag) (*Batch, error) {
 		}
 		codes[i] = int8(c)
 	}
+	var exts []Ext
+	if v2 {
+		var tail []byte
+		if exts, tail, err = decodeExtBlock(rest[1+count:]); err != nil {
+			return nil, err
+		}
+		if len(tail) != ed25519.SignatureSize {
+			return nil, fmt.Errorf("%w: batch length", ErrMalformed)
+		}
+	}
 	body := len(data) - ed25519.SignatureSize
 	if !verifySig(pub, signed(batchDomain, data[:body]), data[body:]) {
 		return nil, ErrSignature
 	}
 	return &Batch{
 		Run: run, PubKey: pub, Machine: MachineOf(pub), First: first, Exp: exp,
-		Codes: codes, Raw: data,
+		Codes: codes, Exts: exts, Raw: data,
 	}, nil
 }
 

@@ -466,29 +466,93 @@ def enc_uvarint(v):
     return bytes(out)
 
 
+MAX_V1 = 4214
+MAX_EXT = 16384
+
+
+def decode_basis(v):
+    """Extension type 1 (PROTOCOL-WIRE.md §3.3): [(machine, [(lo, hi), ...]), ...]."""
+    n, i = uvarint(v, 0)
+    out = []
+    for _ in range(n):
+        if len(v) - i < 8:
+            raise Bad("malformed")
+        m = int.from_bytes(v[i:i + 8], "big")
+        if out and m <= out[-1][0]:
+            raise Bad("malformed")
+        nr, i = uvarint(v, i + 8)
+        if nr == 0:
+            raise Bad("malformed")
+        rs, prev = [], 0
+        for j in range(nr):
+            gap, i = uvarint(v, i)
+            span, i = uvarint(v, i)
+            if j > 0 and gap < 2:
+                raise Bad("malformed")
+            lo = gap if j == 0 else prev + gap
+            if lo + span >= 1 << 64:
+                raise Bad("malformed")
+            rs.append((lo, lo + span))
+            prev = lo + span
+        out.append((m, rs))
+    if i != len(v):
+        raise Bad("malformed")
+    return out
+
+
+EXT_TYPES = {1: decode_basis}
+
+
+def decode_ext_block(b, i):
+    """The extension block at b[i:]; returns ([(type, value)], index after it)."""
+    n, i = uvarint(b, i)
+    if n == 0 or n > MAX_EXT or n > len(b) - i:
+        raise Bad("malformed")
+    end, exts = i + n, []
+    while i < end:
+        if len(exts) == 16:
+            raise Bad("malformed")
+        t, i = uvarint(b[:end], i)
+        ln, i = uvarint(b[:end], i)
+        if ln > end - i or (exts and t <= exts[-1][0]) or t not in EXT_TYPES:
+            raise Bad("malformed")
+        EXT_TYPES[t](b[i:i + ln])
+        exts.append((t, b[i:i + ln]))
+        i += ln
+    return exts, end
+
+
 def decode_batch(b, run):
     """Every Reject row of §3.2 that needs only the bytes; raises Bad(reason)."""
-    if len(b) > 4214 or len(b) < 108:
+    if len(b) > MAX_V1 + 3 + MAX_EXT or len(b) < 108:
         raise Bad("malformed")
-    if b[0] != 1:
+    if b[0] not in (1, 2):
         raise Bad("version")
     if b[1:9] != run_tag(run):
         raise Bad("wrong_run")
+    if b[0] == 1 and len(b) > MAX_V1:
+        raise Bad("malformed")
     pub = b[9:41]
     first, i = uvarint(b, 41)
     count, i = uvarint(b, i)
     if count == 0 or count > 4096 or first + count - 1 >= 1 << 64:
         raise Bad("malformed")
-    if len(b) - i != 1 + count + 64:
+    if len(b) - i < 1 + count + 64 or (b[0] == 1 and len(b) - i != 1 + count + 64):
         raise Bad("malformed")
     exp = b[i]
     raw = b[i + 1:i + 1 + count]
     if 0x80 in raw:
         raise Bad("malformed")
+    exts = []
+    if b[0] == 2:
+        exts, j = decode_ext_block(b[:-64], i + 1 + count)
+        if j != len(b) - 64:
+            raise Bad("malformed")
     codes = [c - 256 if c > 127 else c for c in raw]
     if not verify(pub, b"zopeer/batch/1" + b[:-64], b[-64:]):
         raise Bad("signature")
-    return {"pub": pub, "machine": machine_of(pub), "first": first, "exp": exp, "codes": codes}
+    return {"pub": pub, "machine": machine_of(pub), "first": first, "exp": exp, "codes": codes,
+            "exts": [{"type": t, "hex": v.hex()} for t, v in exts]}
 
 
 def admit_batch(b, m):
@@ -507,7 +571,7 @@ def admit_batch(b, m):
 
 # ---- §6 evidence ----
 def decode_evidence(b, run):
-    if len(b) < 10 or len(b) > 1 + 8 + 1 + 2 * (10 + 4214):
+    if len(b) < 10 or len(b) > 1 + 8 + 1 + 2 * (10 + MAX_V1 + 3 + MAX_EXT):
         raise Bad("malformed")
     if b[0] != 1:
         raise Bad("version")
@@ -790,9 +854,11 @@ def main():
         try:
             x = admit_batch(bytes.fromhex(c["hex"]), ctx[c["context"]])
             got = {"verdict": "accept", "machine": str(x["machine"]), "first": str(x["first"]), "exp": x["exp"], "codes": x["codes"]}
+            if x["exts"]:
+                got["exts"] = x["exts"]
         except Bad as e:
             got = {"verdict": "reject", "reason": str(e)}
-        want = {k: c[k] for k in ("verdict", "reason", "machine", "first", "exp", "codes") if k in c}
+        want = {k: c[k] for k in ("verdict", "reason", "machine", "first", "exp", "codes", "exts") if k in c}
         check("batch " + c["name"], got, want)
 
     for c in v["evidence"]:

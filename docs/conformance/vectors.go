@@ -537,6 +537,24 @@ func rawBatch(k ed25519.PrivateKey, version byte, runName string, first, count [
 
 func uv(v uint64) []byte { return binary.AppendUvarint(nil, v) }
 
+// extBlock returns codes followed by an extension block holding parts
+// (each already a record or part of one) concatenated.
+func extBlock(codes []byte, parts ...[]byte) []byte {
+	body := bytes.Join(parts, nil)
+	return append(append(slices.Clone(codes), uv(uint64(len(body)))...), body...)
+}
+
+// Basis values (extension type 1) for the batch vectors.
+var (
+	basis  = p2p.AppendBasis(nil, p2p.Basis{{Machine: 7, Samples: p2p.Ranges{{Lo: 0, Hi: 99}}}})
+	basis2 = p2p.AppendBasis(nil, p2p.Basis{
+		{Machine: 7, Samples: p2p.Ranges{{Lo: 0, Hi: 9}, {Lo: 20, Hi: 20}}},
+		{Machine: 1 << 63, Samples: p2p.Ranges{{Lo: 5, Hi: 300}}},
+	})
+	// Machines 9 then 8, one range [0, 0] each.
+	basisBad = slices.Concat([]byte{2}, binary.BigEndian.AppendUint64(nil, 9), []byte{1, 0, 0}, binary.BigEndian.AppendUint64(nil, 8), []byte{1, 0, 0})
+)
+
 func batchVectors() (obj, error) {
 	good := rawBatch(keyP, 1, run, uv(300), uv(5), 127, []byte{1, 0xff, 2, 0xfe, 0})
 	valid2 := rawBatch(keyP, 1, run, uv(997), uv(3), 127, []byte{1, 1, 1})
@@ -570,7 +588,16 @@ func batchVectors() (obj, error) {
 		{"count 4097", "open", rawBatch(keyP, 1, run, uv(0), uv(4097), 127, append(slices.Clone(longCodes), 0))},
 		{"first + count − 1 overflows 2^64", "open", rawBatch(keyP, 1, run, uv(^uint64(0)), uv(2), 127, []byte{0, 0})},
 		{"code 0x80", "open", rawBatch(keyP, 1, run, uv(300), uv(2), 127, []byte{1, 0x80})},
-		{"version 2", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, []byte{1})},
+		{"version 3", "open", rawBatch(keyP, 3, run, uv(300), uv(1), 127, []byte{1})},
+		{"v2: valid, basis extension", "open", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{1, byte(len(basis))}, basis))},
+		{"v2: valid, basis of two machines and two ranges", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basis2))}, basis2))},
+		{"v2: no extension block", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, []byte{1})},
+		{"v2: empty extension block", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, []byte{1, 0})},
+		{"v2: unknown extension type 9", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{9, 1, 0}))},
+		{"v2: extension types not increasing", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basis))}, basis, []byte{1, byte(len(basis))}, basis))},
+		{"v2: record longer than the block", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basis) + 1)}, basis))},
+		{"v2: block longer than 16384 bytes", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, append([]byte{1}, append(uv(16385), bytes.Repeat([]byte{0}, 16385)...)...))},
+		{"v2: basis machines out of order", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basisBad))}, basisBad))},
 		{"another run", "open", rawBatch(keyP, 1, "other", uv(300), uv(1), 127, []byte{1})},
 		{"signature: flipped bit", "open", flipped},
 		{"signature: S + group order", "open", sPlusL},
@@ -615,6 +642,13 @@ func batchVectors() (obj, error) {
 		} else {
 			o["verdict"] = "accept"
 			o["machine"], o["first"], o["exp"], o["codes"] = u64(b.Machine), u64(b.First), b.Exp, b.Codes
+			if len(b.Exts) > 0 {
+				var es []obj
+				for _, e := range b.Exts {
+					es = append(es, obj{"type": e.Type, "hex": hx(e.Value)})
+				}
+				o["exts"] = es
+			}
 		}
 		out = append(out, o)
 	}
