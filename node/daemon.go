@@ -43,6 +43,15 @@ type PeerSettings struct {
 	StateEvery   time.Duration // between state announcements
 	SyncEvery    time.Duration // between anti-entropy rounds
 	DropGossip   float64       // fraction of inbound gossip dropped on purpose: a test hook
+	// VerifyFraction is the share of this peer's compute spent re-computing
+	// other machines' samples in public-data runs (docs/PROTOCOL.md §11.3):
+	// after each own step of n samples it re-computes about
+	// VerifyFraction·n of theirs. 0 verifies nothing (it still re-checks
+	// accusations: every peer must).
+	VerifyFraction float64
+	// TestLie makes this peer flip the sign of every own code: a liar for
+	// the verification tests. Test only.
+	TestLie bool
 
 	// NAT traversal (docs in README, "Running a peer at home").
 	RelayService         bool     // offer a bounded relay service once AutoNAT finds this peer public
@@ -76,6 +85,7 @@ var PeerDefaults = PeerSettings{
 	MaxLag:               4096,
 	StateEvery:           10 * time.Second,
 	SyncEvery:            5 * time.Second,
+	VerifyFraction:       0.1,
 }
 
 // Validate checks the network settings before anything slow starts: every
@@ -106,6 +116,8 @@ func (ps PeerSettings) Validate() error {
 		return errors.New("node: --join-timeout must be positive")
 	case ps.StateEvery <= 0 || ps.SyncEvery <= 0:
 		return errors.New("node: --state-every and --sync-every must be positive")
+	case !(ps.VerifyFraction >= 0 && ps.VerifyFraction <= 1):
+		return fmt.Errorf("node: --verify-fraction %g: want 0..1", ps.VerifyFraction)
 	case ps.DropGossip < 0 || ps.DropGossip >= 1:
 		return errors.New("node: --test-drop-gossip must be in [0, 1)")
 	}
@@ -212,6 +224,11 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 		}
 		m.GradBound = s.GradBound
 	}
+	if s.PublicData {
+		if m.Data, err = publicData(ctx, s); err != nil {
+			return m, err
+		}
+	}
 	return m, nil
 }
 
@@ -255,12 +272,39 @@ func CalibrateBound(ctx context.Context, s Settings) (float64, error) {
 	return math.Ldexp(1, e-1), nil
 }
 
+// toleranceOfBound is τ / G for a new public-data run: a claim is wrong
+// when it misses the recomputed clipped gradient by more than one
+// quantisation step + G/8 (docs/PROTOCOL.md §11.3 has the margins).
+const toleranceOfBound = 1.0 / 8
+
+// publicData declares s's training records public: their digest, the batch
+// size that maps a sample to its records, and the verification tolerance.
+func publicData(ctx context.Context, s Settings) (*store.PublicData, error) {
+	if s.Data == "" {
+		return nil, errors.New("node: --public-data needs --data (or the embedded default)")
+	}
+	if !(s.GradBound > 0) {
+		return nil, errors.New("node: --public-data needs a gradient bound (the tolerance is a fraction of it)")
+	}
+	s.Home, s.public = "", nil
+	run, err := openRun(ctx, s, nil, slog.New(slog.DiscardHandler), true)
+	if err != nil {
+		return nil, err
+	}
+	defer run.Close()
+	return &store.PublicData{Digest: run.Trainer.train.Digest(), BatchSize: s.BatchSize, Tolerance: s.GradBound * toleranceOfBound}, nil
+}
+
 // ApplyManifest makes s follow the run manifest m: everything that decides
 // the weights comes from the manifest, not from local flags.
 func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
 	s.LRWarmup, s.LRDecay = m.LRWarmup, m.LRDecay
 	s.GradBound, s.MaxSamples, s.Admission, s.PowBits, s.Admit = m.GradBound, m.MaxSamples, m.Admission, m.PowBits, m.Admit
+	s.public = m.Data
+	if m.Data != nil {
+		s.BatchSize = m.Data.BatchSize // the minibatch rule reads it
+	}
 	return s
 }
 
@@ -298,6 +342,7 @@ type Daemon struct {
 	wakeC      chan struct{}  // asks the catch-up goroutine for a verified round
 	exportC    chan exportReq // POST /api/export, answered by the loop between steps
 	watch      watch          // history, rates and per-peer activity for the dashboard (watch.go)
+	ver        *verifier      // re-verification and accusations (verify.go)
 	met        *metrics       // latency histograms (metrics.go)
 
 	mu          sync.Mutex // guards snap, states and discredited
@@ -363,8 +408,11 @@ type Status struct {
 	Overflow    string     `json:"overflow,omitempty"`
 	Discredited []string   `json:"discredited_machines"` // announced counts anti-entropy did not bear out; ignored for a while
 	Mismatches  []Mismatch `json:"hash_mismatches"`
-	P2P         p2p.Stats  `json:"p2p"`
-	Uptime      float64    `json:"uptime_seconds"`
+	// Verification is re-verification and accusations (public-data runs;
+	// zero in private ones).
+	Verification VerifyStatus `json:"verification"`
+	P2P          p2p.Stats    `json:"p2p"`
+	Uptime       float64      `json:"uptime_seconds"`
 	// Rates, StartedAt and CatchUp are for watching the run (watch.go).
 	Rates     Rates    `json:"rates"`
 	StartedAt string   `json:"started_at"`         // RFC 3339, UTC
@@ -487,6 +535,12 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer run.Close()
 	d.run = run
 	run.Trainer.observeForward = d.met.observeForward
+	d.ver = newVerifier()
+	if m.Data != nil {
+		d.snapshot(func(st *Status) {
+			st.Verification.Fraction, st.Verification.Tolerance = ps.VerifyFraction, m.Data.Tolerance
+		})
+	}
 
 	popts := p2p.DefaultOptions()
 	popts.Run, popts.Key, popts.Log, popts.Logger = s.Run, key, logAdapter{run.Log}, log.With("component", "p2p")
@@ -684,6 +738,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	st := d.snap
 	st.Flagged = append([]string(nil), st.Flagged...)
+	st.Verification.Banned = append([]string(nil), st.Verification.Banned...)
 	st.Mismatches = append([]Mismatch(nil), st.Mismatches...)
 	st.Discredited = append([]string(nil), st.Discredited...)
 	st.Excluded = append([]Excluded(nil), st.Excluded...)

@@ -24,6 +24,9 @@ func (d *Daemon) loop(ctx context.Context) error {
 		if err := d.drain(ctx); err != nil {
 			return err
 		}
+		if err := d.checkAccusations(ctx); err != nil {
+			return err
+		}
 		if d.contributing() {
 			if err := d.contribute(ctx); err != nil {
 				return err
@@ -43,7 +46,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 				return err
 			}
 		case ev := <-d.peer.Evidences():
-			if err := d.exclude(ctx, ev); err != nil {
+			if err := d.evidence(ctx, ev); err != nil {
 				return err
 			}
 		case st := <-d.peer.States():
@@ -73,7 +76,7 @@ func (d *Daemon) drain(ctx context.Context) error {
 				return err
 			}
 		case ev := <-d.peer.Evidences():
-			if err := d.exclude(ctx, ev); err != nil {
+			if err := d.evidence(ctx, ev); err != nil {
 				return err
 			}
 		case st := <-d.peer.States():
@@ -95,6 +98,7 @@ func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 		return err
 	}
 	if len(eqs) == 0 {
+		d.offerCandidate(b)
 		return nil
 	}
 	e := eqs[0]
@@ -112,7 +116,18 @@ func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 	return nil
 }
 
-// exclude settles an equivocation: the evidence (verified by p2p) excludes
+// evidence takes evidence from p2p: equivocation is self-evident and
+// excludes at once; an accusation waits for this peer's re-computation.
+func (d *Daemon) evidence(ctx context.Context, ev *p2p.Evidence) error {
+	if ev.IsAccusation() {
+		d.offerAccusation(ev)
+		return nil
+	}
+	return d.exclude(ctx, ev)
+}
+
+// exclude settles an equivocation or a confirmed accusation (a ban): the
+// evidence (verified by p2p; an accusation also re-computed here) excludes
 // its machine from the log and the weights, exactly, and is published so
 // that every peer does the same. A machine already excluded changes nothing.
 func (d *Daemon) exclude(ctx context.Context, ev *p2p.Evidence) error {
@@ -125,10 +140,17 @@ func (d *Daemon) exclude(ctx context.Context, ev *p2p.Evidence) error {
 	}
 	d.run.Trainer.Exclude(ev.Machine, removed)
 	d.noteExcluded(ev.Machine, ev.Raw, d.peer.RunTag())
-	if ev.Machine == d.s.Machine {
+	switch {
+	case ev.IsAccusation() && ev.Machine == d.s.Machine:
+		d.log.Error("THIS machine is banned from the run: a confirmed accusation says its gradient is wrong", "sample", ev.Sample,
+			"accuser", fmt.Sprintf("%016x", ev.Accuser))
+	case ev.IsAccusation():
+		d.log.Warn("machine banned from the run: its gradient did not re-compute", "machine", fmt.Sprintf("%016x", ev.Machine),
+			"sample", ev.Sample, "accuser", fmt.Sprintf("%016x", ev.Accuser), "updates_removed", len(removed))
+	case ev.Machine == d.s.Machine:
 		d.log.Error("THIS machine is excluded from the run: it signed two values for one sample (was its home copied or restored?)",
 			"sample", ev.Sample)
-	} else {
+	default:
 		d.log.Warn("machine excluded from the run for equivocating", "machine", fmt.Sprintf("%016x", ev.Machine),
 			"sample", ev.Sample, "updates_removed", len(removed))
 	}
@@ -142,13 +164,20 @@ func (d *Daemon) exclude(ctx context.Context, ev *p2p.Evidence) error {
 // noteExcluded lists an excluded machine in the status.
 func (d *Daemon) noteExcluded(machine uint64, evidence []byte, run p2p.RunTag) {
 	x := Excluded{Machine: fmt.Sprintf("%016x", machine), Reason: p2p.ReasonEquivocation}
-	if ev, err := p2p.DecodeEvidence(evidence, run); err == nil {
+	ev, err := p2p.DecodeEvidence(evidence, run)
+	if err == nil {
 		x.Sample = ev.Sample
+		if ev.IsAccusation() {
+			x.Reason = ReasonAccusation
+		}
 	}
 	d.snapshot(func(st *Status) {
 		st.ExcludedTotal++
 		if len(st.Excluded) < maxExcludedShown {
 			st.Excluded = append(st.Excluded, x)
+		}
+		if x.Reason == ReasonAccusation && len(st.Verification.Banned) < maxExcludedShown {
+			st.Verification.Banned = append(st.Verification.Banned, x.Machine)
 		}
 	})
 }
@@ -208,7 +237,16 @@ func (d *Daemon) contribute(ctx context.Context) error {
 		}
 		return err
 	}
-	b, err := d.peer.NewBatch(p.First, p.Exp, p.Codes)
+	var exts []p2p.Ext
+	if p.Basis != nil {
+		exts = []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, p.Basis)}}
+	}
+	if d.ps.TestLie {
+		for i, c := range p.Codes {
+			p.Codes[i] = -c // the test-only liar: gradient ascent that looks honest
+		}
+	}
+	b, err := d.peer.NewBatchExt(p.First, p.Exp, p.Codes, exts)
 	if err != nil {
 		return err
 	}
@@ -217,6 +255,9 @@ func (d *Daemon) contribute(ctx context.Context) error {
 	}
 	if err := d.peer.Publish(ctx, b); err != nil && ctx.Err() == nil {
 		d.log.Warn("publish failed; anti-entropy will deliver the batch", "err", err)
+	}
+	if err := d.verifySome(ctx, len(p.Codes)); err != nil {
+		return err
 	}
 	d.steps++
 	if d.s.EvalEvery > 0 && d.steps%d.s.EvalEvery == 0 || d.s.Steps != 0 && d.steps == d.s.Steps {

@@ -54,6 +54,13 @@ type Settings struct {
 	Admission  string   // "open" or "closed"
 	PowBits    int      // open runs: proof of work of every contributing key
 	Admit      []string // closed runs: the admitted machine ids (16 hex digits)
+
+	// PublicData makes `zopeer init` declare the training data public
+	// (docs/PROTOCOL.md §11): the manifest then carries its digest, the batch
+	// size and the verification tolerance, and peers re-verify each other.
+	PublicData bool
+	// public is the run's public-data member once a manifest is applied.
+	public *store.PublicData
 }
 
 // Defaults are the settings `zopeer train` uses when nothing else is given:
@@ -171,6 +178,7 @@ func (s Settings) Manifest(base [32]byte) store.Manifest {
 		Params:    map[string]string{"trainable": s.Trainable},
 		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,
+		Data: s.public,
 	}
 }
 
@@ -226,6 +234,12 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 			return nil, fmt.Errorf("node: run %q uses update scheme %q, this zopeer speaks %q", want.Run, want.Quant, m.Quant)
 		}
 	}
+	if pd := m.Data; pd != nil {
+		if got := train.Digest(); got != pd.Digest {
+			return nil, fmt.Errorf("node: run %q trains on public data with digest %x, but these training records have digest %x: "+
+				"give the run's --data (and the same --held-out or --eval-data, --context and model)", s.Run, pd.Digest[:8], got[:8])
+		}
+	}
 	cfg, err := m.Config()
 	if err != nil {
 		return nil, err
@@ -250,7 +264,7 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	tr, res, err := NewTrainer(ctx, eng, lm, st, train, held, TrainerConfig{Machine: s.Machine, BatchSize: s.BatchSize, Samples: s.Samples, GradBound: s.GradBound},
+	tr, res, err := NewTrainer(ctx, eng, lm, st, train, held, TrainerConfig{Machine: s.Machine, BatchSize: s.BatchSize, Samples: s.Samples, GradBound: s.GradBound, Public: m.Data},
 		replayReporter(ctx, log))
 	if err != nil {
 		st.Close()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zopeer/zopeer/model"
 	"github.com/zopeer/zopeer/model/dataset"
+	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
 	"github.com/zopeer/zopeer/zo"
 )
@@ -40,6 +41,7 @@ type Trainer struct {
 	bound     float64
 	next      uint64
 	applied   store.Summary // exactly the updates the weights include
+	public    *store.PublicData
 }
 
 // TrainerConfig is what NewTrainer needs besides the open parts.
@@ -48,6 +50,9 @@ type TrainerConfig struct {
 	BatchSize int
 	Samples   int
 	GradBound float64 // the run's |ĝ| bound: own gradients are clipped to it (0: none)
+	// Public is the run's public-data member (nil: private data): proposals
+	// then state their basis, and the trainer can re-verify peers' samples.
+	Public *store.PublicData
 }
 
 // TrainableSpecs turns the model's parameters into the engine's tensor specs,
@@ -96,7 +101,7 @@ func NewTrainer(ctx context.Context, eng *zo.Engine, lm *model.Model, log *store
 	t := &Trainer{
 		eng: eng, lm: lm, log: log, train: train, eval: eval,
 		run: eng.Config().Run, machine: c.Machine, batchSize: c.BatchSize, samples: c.Samples, bound: c.GradBound,
-		applied: res.Included,
+		applied: res.Included, public: c.Public,
 	}
 	if held := log.Held(c.Machine); len(held) > 0 {
 		t.next = held[len(held)-1].Last + 1
@@ -125,6 +130,9 @@ type Proposal struct {
 	Exp   uint8
 	Codes []int8
 	Loss  float64 // mean of (L+ + L−)/2 over the samples: the training loss
+	// Basis is the set of updates the weights held while every gradient of
+	// the proposal was computed (public-data runs; nil otherwise).
+	Basis p2p.Basis
 }
 
 // Updates are the proposal's updates from machine.
@@ -143,6 +151,11 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 	p := Proposal{First: t.next, Codes: make([]int8, t.samples)}
 	if err := t.Overflow(); err != nil {
 		return p, err
+	}
+	if t.public != nil {
+		// Nothing is applied until Commit: all the samples are computed at
+		// this one state.
+		p.Basis = t.Basis()
 	}
 	g, loss, err := t.Gradients(ctx, t.next, t.samples)
 	if err != nil {
@@ -323,4 +336,20 @@ func (t *Trainer) SkipPublished() (from uint64, moved bool) {
 		return from, true
 	}
 	return from, false
+}
+
+// Basis is the set of updates the weights include, as a batch states it.
+func (t *Trainer) Basis() p2p.Basis {
+	ms := t.applied.Machines()
+	bs := make(p2p.Basis, 0, len(ms))
+	for _, m := range ms {
+		var rs p2p.Ranges
+		for _, r := range t.applied[m] {
+			rs = append(rs, p2p.Range{Lo: r.First, Hi: r.Last})
+		}
+		if len(rs) > 0 {
+			bs = append(bs, p2p.Holding{Machine: m, Samples: rs})
+		}
+	}
+	return bs
 }

@@ -2,8 +2,35 @@ package p2p
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
+
+var errBasis = errors.New("p2p: batch lacks a valid basis")
+
+// checkBasis is the basis row of docs/PROTOCOL-WIRE.md §3.2: where the run
+// needs one, a batch states its basis, and the basis names none of the
+// batch's own samples from first on (no honest producer computes at updates
+// it has not made yet; a basis nobody can hold could never be checked).
+func checkBasis(b *Batch, need bool) error {
+	v, ok := b.Ext(ExtBasis)
+	if !ok {
+		if need {
+			return fmt.Errorf("%w: public-data run, batch of machine %016x states no basis", errBasis, b.Machine)
+		}
+		return nil
+	}
+	bs, err := DecodeBasis(v)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBasis, err)
+	}
+	for _, h := range bs {
+		if h.Machine == b.Machine && len(h.Samples) > 0 && h.Samples[len(h.Samples)-1].Hi >= b.First {
+			return fmt.Errorf("%w: basis names the machine's own sample %d ≥ first %d", errBasis, h.Samples[len(h.Samples)-1].Hi, b.First)
+		}
+	}
+	return nil
+}
 
 // Basis is the set of updates a batch's gradients were computed at: per
 // machine, the samples whose updates the producer's weights held (and no

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,16 +13,24 @@ import (
 // It needs no signature of its own and no trust in whoever relays it: any
 // peer checks it from its bytes alone, and every peer that holds it excludes
 // the machine (docs/PROTOCOL-WIRE.md §6).
+//
+// An accusation (IsAccusation) is the other kind: A is the accused batch, B
+// is nil, Sample the accused sample, and Accuser the machine that signed it.
 type Evidence struct {
+	Kind    byte // evidenceEquivocation or evidenceAccusation
 	Machine uint64
-	Sample  uint64 // the first sample the two batches disagree on
+	Sample  uint64 // the first sample the two batches disagree on; the accused sample
 	A, B    *Batch // A.Raw < B.Raw bytewise
 	Raw     []byte
+
+	Accuser    uint64 // accusations: the signer's machine
+	AccuserKey ed25519.PublicKey
 }
 
 const (
 	evidenceEquivocation = 1
 	// MaxEvidenceSize bounds an encoded evidence message.
+	// (two batches, or an accusation: key, sample, one batch, signature).
 	MaxEvidenceSize = 1 + 8 + 1 + 2*(binary.MaxVarintLen64+MaxBatchSize)
 )
 
@@ -58,7 +67,11 @@ func DecodeEvidence(data []byte, run RunTag) (*Evidence, error) {
 	if RunTag(data[1:9]) != run {
 		return nil, ErrWrongRun
 	}
-	if data[9] != evidenceEquivocation {
+	switch data[9] {
+	case evidenceEquivocation:
+	case evidenceAccusation:
+		return decodeAccusation(data, run)
+	default:
 		return nil, fmt.Errorf("%w: evidence kind %d", ErrMalformed, data[9])
 	}
 	rest := data[10:]
@@ -90,7 +103,7 @@ func DecodeEvidence(data []byte, run RunTag) (*Evidence, error) {
 	if !ok {
 		return nil, ErrNotEvidence
 	}
-	return &Evidence{Machine: a.Machine, Sample: s, A: a, B: b, Raw: data}, nil
+	return &Evidence{Kind: evidenceEquivocation, Machine: a.Machine, Sample: s, A: a, B: b, Raw: data}, nil
 }
 
 // firstDisagreement returns the first sample both batches carry with different values.

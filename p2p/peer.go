@@ -132,6 +132,7 @@ type Peer struct {
 
 	mu        sync.Mutex
 	flagged   map[uint64]Equivocation
+	rejected  map[uint64]int     // accusations of each accuser that did not hold up
 	lastState map[uint64]uint64  // machine → newest announcement time seen
 	dialErrs  map[peer.ID]string // last dial error per bootstrap or known peer
 	met       map[peer.ID]bool   // peers that joined the run's topic (redialled when alone)
@@ -178,6 +179,7 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		inbound:   make(chan struct{}, opts.SyncInbound),
 		serving:   map[peer.ID]int{},
 		flagged:   map[uint64]Equivocation{},
+		rejected:  map[uint64]int{},
 		lastState: map[uint64]uint64{},
 		dialErrs:  map[peer.ID]string{},
 		met:       map[peer.ID]bool{},
@@ -453,6 +455,16 @@ func (p *Peer) NewBatch(first uint64, exp uint8, codes []int8) (*Batch, error) {
 	return SignBatch(p.opts.Key, p.run, first, exp, codes)
 }
 
+// NewBatchExt signs a batch with extension records (version 2 if any).
+func (p *Peer) NewBatchExt(first uint64, exp uint8, codes []int8, exts []Ext) (*Batch, error) {
+	return SignBatchExt(p.opts.Key, p.run, first, exp, codes, exts)
+}
+
+// NewAccusation signs this peer's accusation of sample of the batch raw.
+func (p *Peer) NewAccusation(raw []byte, sample uint64) (*Evidence, error) {
+	return NewAccusation(p.opts.Key, p.run, raw, sample)
+}
+
 // Publish gossips a batch made by NewBatch. Store it first: peers that miss
 // the gossip fetch it from the log.
 func (p *Peer) Publish(ctx context.Context, b *Batch) error {
@@ -645,6 +657,9 @@ func checkBatch(data []byte, run RunTag, rules zo.Rules, powOK func(*Batch) bool
 	if err := rules.CheckBatch(b.Machine, b.First, b.Exp, b.Codes); err != nil {
 		return b, reasonOf(err), err
 	}
+	if err := checkBasis(b, rules.NeedBasis); err != nil {
+		return b, ReasonBasis, err
+	}
 	if !powOK(b) {
 		return b, ReasonPow, fmt.Errorf("%w: machine %016x", errPow, b.Machine)
 	}
@@ -702,6 +717,9 @@ func (p *Peer) validateEvidence(_ context.Context, from peer.ID, msg *pubsub.Mes
 	}
 	if p.opts.Log.Excluded(ev.Machine) {
 		return pubsub.ValidationIgnore // known: relaying it again helps nobody
+	}
+	if ev.IsAccusation() && p.accuserIgnored(ev.Accuser) {
+		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = ev
 	return pubsub.ValidationAccept

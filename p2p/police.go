@@ -25,6 +25,7 @@ const (
 	ReasonSampleCap    = "sample_cap"
 	ReasonNotAdmitted  = "not_admitted"
 	ReasonPow          = "pow"
+	ReasonBasis        = "basis"
 	ReasonExcluded     = "excluded"
 	ReasonRate         = "rate"
 	ReasonEquivocation = "equivocation"
@@ -47,6 +48,8 @@ func reasonOf(err error) string {
 		return ReasonNotAdmitted
 	case errors.Is(err, errPow):
 		return ReasonPow
+	case errors.Is(err, errBasis):
+		return ReasonBasis
 	}
 	return ReasonMalformed
 }

@@ -366,6 +366,9 @@ func (p *Peer) fetchEvidence(ctx context.Context, donors []*donor) {
 				p.opts.Logger.Debug("p2p: sync evidence", "peer", d.id, "machine", machineHex(m), "err", err)
 				break
 			}
+			if ev.IsAccusation() && p.accuserIgnored(ev.Accuser) {
+				continue // its accuser's accusations no longer hold up here
+			}
 			select {
 			case p.evidence <- ev:
 				p.c.evidence.Add(1)

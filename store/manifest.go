@@ -57,6 +57,33 @@ type Manifest struct {
 	Admission  string   `json:"admission,omitempty"`   // "open" (default) or "closed"
 	PowBits    int      `json:"pow_bits,omitempty"`    // open runs: proof of work of a machine's key (p2p.PowBits)
 	Admit      []string `json:"admit,omitempty"`       // closed runs: admitted machine ids, 16 hex digits each
+
+	// Data, when set, declares the run's training data public
+	// (docs/PROTOCOL.md §11): any peer holding records of this digest
+	// rebuilds any update's minibatch, so batches carry their basis and
+	// peers re-verify each other. Nil in private-data runs.
+	Data *PublicData `json:"data,omitempty"`
+}
+
+// PublicData is a public-data run's dataset and verification rule.
+type PublicData struct {
+	Digest    Digest  `json:"digest"`     // dataset.Digest of the training records, in order
+	BatchSize int     `json:"batch_size"` // records per projected gradient: sample k of machine m reads positions k·B … k·B+B−1 of its order
+	Tolerance float64 `json:"tolerance"`  // τ: a claim is wrong when it misses the recomputed value by more than one step + τ (PROTOCOL.md §11.3)
+}
+
+// dataKeys are the members of the manifest's data.
+var dataKeys = []string{"batch_size", "digest", "tolerance"}
+
+// check validates a public-data declaration.
+func (p *PublicData) check() error {
+	if p.BatchSize < 1 || p.BatchSize >= maxExactInt {
+		return fmt.Errorf("store: manifest: data.batch_size %d (want ≥ 1)", p.BatchSize)
+	}
+	if !(p.Tolerance > 0) || math.IsInf(p.Tolerance, 0) {
+		return fmt.Errorf("store: manifest: data.tolerance %g (want a finite value > 0)", p.Tolerance)
+	}
+	return nil
 }
 
 // Admission modes.
@@ -93,6 +120,12 @@ func (m Manifest) Rules() (zo.Rules, error) {
 	}
 	if !(m.GradBound >= 0) || math.IsInf(m.GradBound, 0) {
 		return r, fmt.Errorf("store: manifest: grad_bound %g (want a finite value ≥ 0)", m.GradBound)
+	}
+	if m.Data != nil {
+		if err := m.Data.check(); err != nil {
+			return r, err
+		}
+		r.NeedBasis = true
 	}
 	return r, nil
 }
@@ -145,6 +178,9 @@ func (m Manifest) diff(o Manifest) string {
 		return "max_samples"
 	case m.Admission != o.Admission || m.PowBits != o.PowBits || !slices.Equal(m.Admit, o.Admit):
 		return "admission"
+	case (m.Data == nil) != (o.Data == nil) || m.Data != nil && (m.Data.Digest != o.Data.Digest || m.Data.BatchSize != o.Data.BatchSize ||
+		math.Float64bits(m.Data.Tolerance) != math.Float64bits(o.Data.Tolerance)):
+		return "data"
 	}
 	return ""
 }
@@ -199,7 +235,7 @@ func (d *Digest) UnmarshalJSON(b []byte) error {
 }
 
 // manifestKeys are the manifest's members, in the canonical (sorted) order.
-var manifestKeys = []string{"admission", "admit", "base_digest", "dist", "eps", "format_version", "grad_bound",
+var manifestKeys = []string{"admission", "admit", "base_digest", "data", "dist", "eps", "format_version", "grad_bound",
 	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pow_bits", "quant", "run"}
 
 // modelKeys are the members of the manifest's model source (ModelSource).
@@ -282,6 +318,18 @@ func (m Manifest) Canonical() ([]byte, error) {
 	b = append(b, '"')
 	b = hex.AppendEncode(b, m.BaseDigest[:])
 	b = append(b, '"')
+	if d := m.Data; d != nil {
+		member("data")
+		outer := b
+		b = []byte{'{'}
+		integer("batch_size", uint64(max(d.BatchSize, 0)), false)
+		member("digest")
+		b = append(b, '"')
+		b = hex.AppendEncode(b, d.Digest[:])
+		b = append(b, '"')
+		num("tolerance", d.Tolerance, false)
+		b = append(outer, append(b, '}')...)
+	}
 	str("dist", m.Dist, false)
 	num("eps", m.Eps, false)
 	integer("format_version", ManifestVersion, false)
@@ -380,6 +428,20 @@ func ParseManifest(b []byte) (Manifest, error) {
 			if !slices.Contains(modelKeys, k) {
 				return m, fmt.Errorf("%w: unknown member %q of model", ErrManifestFormat, k)
 			}
+		}
+	}
+	if raw, ok := obj["data"]; ok {
+		var d map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return m, fmt.Errorf("%w: data: %v", ErrManifestFormat, err)
+		}
+		for _, k := range dataKeys {
+			if _, ok := d[k]; !ok {
+				return m, fmt.Errorf("%w: data lacks %q", ErrManifestFormat, k)
+			}
+		}
+		if len(d) != len(dataKeys) {
+			return m, fmt.Errorf("%w: data has members other than %v", ErrManifestFormat, dataKeys)
 		}
 	}
 	if err := json.Unmarshal(b, &m); err != nil {

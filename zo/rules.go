@@ -17,6 +17,10 @@ type Rules struct {
 	// Admitted, when non-nil, lists the only machines that may contribute
 	// (a closed run).
 	Admitted map[uint64]bool
+	// NeedBasis: batches must state the set of updates their gradients were
+	// computed at (a public-data run, docs/PROTOCOL.md §11.2). The wire
+	// format carries it, so package p2p checks it.
+	NeedBasis bool
 }
 
 // Reasons an update is refused, for errors.Is and for counting.

@@ -41,6 +41,7 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	fs.Uint64Var(&s.MaxSamples, "max-samples", s.MaxSamples, "samples one machine may contribute at most (0: no cap)")
 	fs.StringVar(&s.Admission, "admission", s.Admission, "open (anyone with --pow-bits of proof of work) or closed (only --admit machines)")
 	fs.IntVar(&s.PowBits, "pow-bits", s.PowBits, "open runs: proof of work every contributing key must carry, in bits")
+	fs.BoolVar(&s.PublicData, "public-data", s.PublicData, "declare the training data public: peers re-verify each other's gradients and ban liars (docs/PROTOCOL.md §11)")
 	admit := listFlag(s.Admit)
 	fs.Var(&admit, "admit", "closed runs: machine ids (16 hex digits, `zopeer id`) that may contribute, comma-separated")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
@@ -84,6 +85,9 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 			fmt.Fprintf(out, ", %d machines admitted\n", len(m.Admit))
 		} else {
 			fmt.Fprintf(out, ", proof of work %d bits\n", m.PowBits)
+		}
+		if m.Data != nil {
+			fmt.Fprintf(out, "public data %x (batch size %d), verification tolerance %g\n", m.Data.Digest[:8], m.Data.BatchSize, m.Data.Tolerance)
 		}
 		return nil
 	}
@@ -140,6 +144,8 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.DurationVar(&ps.StateEvery, "state-every", ps.StateEvery, "between announcements of (set digest, weights hash)")
 	fs.DurationVar(&ps.SyncEvery, "sync-every", ps.SyncEvery, "between anti-entropy rounds")
 	fs.Float64Var(&ps.DropGossip, "test-drop-gossip", ps.DropGossip, "TEST ONLY: drop this fraction of inbound gossip")
+	fs.BoolVar(&ps.TestLie, "test-lie", ps.TestLie, "TEST ONLY: flip the sign of every own gradient (a liar for the verification tests)")
+	fs.Float64Var(&ps.VerifyFraction, "verify-fraction", ps.VerifyFraction, "public-data runs: share of compute spent re-computing other machines' samples (0..1)")
 	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
 	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
 	fs.IntVar(&ps.RelayMaxCircuits, "relay-max-circuits", ps.RelayMaxCircuits, "relay service: relayed connections per peer at most")

@@ -1,0 +1,176 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/zopeer/zopeer/model"
+	"github.com/zopeer/zopeer/p2p"
+	"github.com/zopeer/zopeer/store"
+)
+
+func testKey(t *testing.T, seed byte) crypto.PrivKey {
+	t.Helper()
+	k, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// publicTrainer is a trainer of a public-data run over the test data, as
+// machine.
+func publicTrainer(t *testing.T, m store.Manifest, machine uint64) *Trainer {
+	t.Helper()
+	log, err := store.OpenMemory(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	lm, err := model.Load(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, lm, m, "")
+	train, eval := testData(t)
+	tr, _, err := NewTrainer(context.Background(), e, lm, log, train, eval,
+		TrainerConfig{Machine: machine, BatchSize: m.Data.BatchSize, Samples: 4, GradBound: m.GradBound, Public: m.Data}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func publicRun(t *testing.T) store.Manifest {
+	m := testRun()
+	m.GradBound = 4
+	train, _ := testData(t)
+	m.Data = &store.PublicData{Digest: train.Digest(), BatchSize: 2, Tolerance: m.GradBound / 8}
+	return m
+}
+
+// TestAccusationVerdicts: two machines train on a public-data run, each
+// applying the other's batches as they come. A third peer, holding more
+// updates than either basis, re-computes their samples at the stated basis:
+// an accusation against an honest batch (forged by a third key) has excess
+// 0 and is rejected; one against a batch whose codes were sign-flipped is
+// confirmed. Re-computation leaves the verifier's weights bit for bit as
+// they were.
+func TestAccusationVerdicts(t *testing.T) {
+	ctx := context.Background()
+	m := publicRun(t)
+	run := p2p.NewRunTag(m.Run)
+	keyA, keyB, keyV := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	mA, mB := keyMachine(t, keyA), keyMachine(t, keyB)
+	a, b := publicTrainer(t, m, mA), publicTrainer(t, m, mB)
+	v := publicTrainer(t, m, keyMachine(t, keyV))
+
+	type signed struct {
+		batch *p2p.Batch
+		lie   *p2p.Batch
+	}
+	var batches []signed
+	step := func(tr *Trainer, key crypto.PrivKey, others ...*Trainer) {
+		p, err := tr.Propose(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Basis == nil {
+			t.Fatal("a public-data proposal states no basis")
+		}
+		exts := []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, p.Basis)}}
+		bt, err := p2p.SignBatchExt(key, run, p.First, p.Exp, p.Codes, exts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flipped := make([]int8, len(p.Codes))
+		for i, c := range p.Codes {
+			flipped[i] = -c
+		}
+		// The same samples with flipped codes, signed by the same key: the
+		// liar's batch (never logged: it would equivocate).
+		lie, err := p2p.SignBatchExt(key, run, p.First, p.Exp, flipped, exts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Commit(ctx, p, bt.Raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range others {
+			if _, err := o.Apply(ctx, bt.Raw, bt.Updates()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		batches = append(batches, signed{bt, lie})
+	}
+	for range 3 {
+		step(a, keyA, b, v)
+		step(b, keyB, v) // a learns b's batches late: its basis differs
+	}
+	for _, s := range batches {
+		if s.batch.Machine == mB {
+			if _, err := a.Apply(ctx, s.batch.Raw, s.batch.Updates()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	step(a, keyA, b, v)
+	before := v.eng.Weights().Hash()
+
+	confirmed, flipsSeen := 0, 0
+	for _, s := range batches {
+		for k := range s.batch.Codes {
+			sample := s.batch.First + uint64(k)
+			honest, err := p2p.NewAccusation(keyV, run, s.batch.Raw, sample)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ex, err := v.AccusationExcess(ctx, honest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ex != 0 {
+				t.Fatalf("honest batch of %016x, sample %d: excess %g, want 0 (same BLAS)", s.batch.Machine, sample, ex)
+			}
+			lie, err := p2p.NewAccusation(keyV, run, s.lie.Raw, sample)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ex, err = v.AccusationExcess(ctx, lie)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.batch.Codes[k] != 0 {
+				flipsSeen++
+			}
+			if ex > m.Data.Tolerance {
+				confirmed++
+			}
+		}
+	}
+	if confirmed == 0 || confirmed < flipsSeen/2 {
+		t.Fatalf("flipped claims confirmed %d times of %d non-zero codes", confirmed, flipsSeen)
+	}
+	t.Logf("flipped claims confirmed: %d of %d samples with a non-zero code", confirmed, flipsSeen)
+	if v.eng.Weights().Hash() != before {
+		t.Fatal("re-computation changed the verifier's weights")
+	}
+	// A basis naming an update the verifier lacks defers, never judges.
+	far := p2p.Basis{{Machine: mA, Samples: p2p.Ranges{{Lo: 0, Hi: 1 << 20}}}}
+	if _, err := v.Recompute(ctx, mB, 0, far, 0); err == nil {
+		t.Fatal("re-computed at a basis the verifier does not hold")
+	}
+}
+
+func keyMachine(t *testing.T, k crypto.PrivKey) uint64 {
+	t.Helper()
+	raw, err := k.GetPublic().Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p2p.MachineOf(ed25519.PublicKey(raw))
+}
