@@ -64,6 +64,7 @@ type Node struct {
 	Home   string
 	Log    string   // its log (stderr for a process)
 	Args   []string // its own extra flags, after the net's
+	Env    []string // its own environment variables (KEY=VALUE), on top of the test's (processes only)
 	PeerID string
 	Addrs  []string
 
@@ -139,10 +140,16 @@ func (n *Net) Nodes() []*Node {
 // Add starts a new peer named node<i>, bootstrapped to every live peer, with
 // shard i of the data when the net has data.
 func (n *Net) Add(ctx context.Context, args ...string) (*Node, error) {
+	return n.AddEnv(ctx, nil, args...)
+}
+
+// AddEnv is Add with environment variables (KEY=VALUE) for the peer's
+// process, e.g. another BLAS thread count.
+func (n *Net) AddEnv(ctx context.Context, env []string, args ...string) (*Node, error) {
 	n.mu.Lock()
 	i := len(n.nodes)
 	name := fmt.Sprintf("node%d", i)
-	nd := &Node{Name: name, Index: i, Home: filepath.Join(n.Dir, name), Log: filepath.Join(n.Dir, name+".log"), Args: args}
+	nd := &Node{Name: name, Index: i, Home: filepath.Join(n.Dir, name), Log: filepath.Join(n.Dir, name+".log"), Args: args, Env: env}
 	if n.start.IsZero() {
 		n.start = time.Now()
 	}
@@ -190,7 +197,7 @@ func (n *Net) launch(ctx context.Context, nd *Node) error {
 	if err != nil {
 		return fmt.Errorf("testnet: %w", err)
 	}
-	fmt.Fprintf(logf, "=== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	fmt.Fprintf(logf, "=== %s start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(nd.Env, " "), strings.Join(args, " "))
 	exited := make(chan struct{})
 	done := func(err error) {
 		nd.err = err
@@ -201,7 +208,7 @@ func (n *Net) launch(ctx context.Context, nd *Node) error {
 	if n.Bin == "" {
 		proc, err = startInProcess(args, logf, done)
 	} else {
-		proc, err = startProcess(n.Bin, args, logf, done)
+		proc, err = startProcess(n.Bin, args, nd.Env, logf, done)
 	}
 	if err != nil {
 		logf.Close()
@@ -265,8 +272,11 @@ func lastInt(args []string, name string) (int, error) {
 // childProcess is a `zopeer start` process.
 type childProcess struct{ cmd *exec.Cmd }
 
-func startProcess(bin string, args []string, logf *os.File, done func(error)) (process, error) {
+func startProcess(bin string, args, env []string, logf *os.File, done func(error)) (process, error) {
 	cmd := exec.Command(bin, append([]string{"start"}, args...)...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err

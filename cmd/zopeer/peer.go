@@ -41,6 +41,7 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	fs.Uint64Var(&s.MaxSamples, "max-samples", s.MaxSamples, "samples one machine may contribute at most (0: no cap)")
 	fs.StringVar(&s.Admission, "admission", s.Admission, "open (anyone with --pow-bits of proof of work) or closed (only --admit machines)")
 	fs.IntVar(&s.PowBits, "pow-bits", s.PowBits, "open runs: proof of work every contributing key must carry, in bits")
+	fs.IntVar(&s.BatchSize, "batch-size", s.BatchSize, "records per projected gradient (a --public-data run records it; others use each peer's own)")
 	fs.BoolVar(&s.PublicData, "public-data", s.PublicData, "declare the training data public: peers re-verify each other's gradients and ban liars (docs/PROTOCOL.md §11)")
 	admit := listFlag(s.Admit)
 	fs.Var(&admit, "admit", "closed runs: machine ids (16 hex digits, `zopeer id`) that may contribute, comma-separated")

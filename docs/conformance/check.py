@@ -317,7 +317,7 @@ def pow_bits(run, pub):
 
 
 # ---- PROTOCOL.md §9 the manifest ----
-KEYS = ["admission", "admit", "base_digest", "dist", "eps", "format_version", "grad_bound", "lr", "lr_decay",
+KEYS = ["admission", "admit", "base_digest", "data", "dist", "eps", "format_version", "grad_bound", "lr", "lr_decay",
         "lr_warmup", "max_samples", "model", "params", "pow_bits", "quant", "run"]
 MODEL_KEYS = ["embedded", "name", "path", "revision", "safetensors_sha256"]
 
@@ -362,6 +362,13 @@ def parse_manifest(text):
     }
     if not isinstance(out["model"], dict) or any(k not in MODEL_KEYS for k in out["model"]):
         return None
+    if "data" in m:
+        d = m["data"]
+        if not isinstance(d, dict) or sorted(d) != ["batch_size", "digest", "tolerance"]:
+            return None
+        if not re.fullmatch(r"[0-9a-f]{64}", d["digest"]) or not isinstance(d["batch_size"], int) or d["batch_size"] < 1:
+            return None
+        out["data"] = {"batch_size": d["batch_size"], "digest": d["digest"], "tolerance": float(d["tolerance"])}
     return out
 
 
@@ -416,6 +423,9 @@ def canonical_manifest(m):
     if m["admit"]:
         parts.append('"admit":[' + ",".join(es_string(a) for a in m["admit"]) + "]")
     parts.append('"base_digest":"' + m["base_digest"] + '"')
+    if m.get("data"):
+        d = m["data"]
+        parts.append('"data":{"batch_size":%d,"digest":"%s","tolerance":%s}' % (d["batch_size"], d["digest"], es_number(d["tolerance"])))
     parts.append('"dist":' + es_string(m["dist"]))
     parts.append('"eps":' + es_number(m["eps"]))
     parts.append('"format_version":1')
@@ -564,6 +574,13 @@ def admit_batch(b, m):
     lim = code_limit(x["exp"], m["grad_bound"])
     if any(abs(c) > lim for c in x["codes"]):
         raise Bad("bound")
+    basis = [e for e in x["exts"] if e["type"] == 1]
+    if m.get("data") and not basis:
+        raise Bad("basis")
+    for e in basis:
+        for mach, rs in decode_basis(bytes.fromhex(e["hex"])):
+            if mach == x["machine"] and rs[-1][1] >= x["first"]:
+                raise Bad("basis")
     if m["admission"] != "closed" and m["pow_bits"] and pow_bits(m["run"], x["pub"]) < m["pow_bits"]:
         raise Bad("pow")
     return x
@@ -577,6 +594,8 @@ def decode_evidence(b, run):
         raise Bad("version")
     if b[1:9] != run_tag(run):
         raise Bad("wrong_run")
+    if b[9] == 2:
+        return decode_accusation(b, run)
     if b[9] != 1:
         raise Bad("malformed")
     i, parts = 10, []
@@ -597,6 +616,33 @@ def decode_evidence(b, run):
         if a["exp"] != bb["exp"] or a["codes"][s - a["first"]] != bb["codes"][s - bb["first"]]:
             return a["machine"], s
     raise Bad("invalid")
+
+
+def decode_accusation(b, run):
+    """PROTOCOL-WIRE.md §6.1: (accused machine, sample, accuser machine)."""
+    if len(b) < 10 + 32 + 2 + 64:
+        raise Bad("malformed")
+    pub = b[10:42]
+    sample, i = uvarint(b, 42)
+    n, i = uvarint(b, i)
+    if n + 64 != len(b) - i:
+        raise Bad("malformed")
+    x = decode_batch(b[i:i + n], run)
+    if not verify(pub, b"zopeer/accusation/1" + b[:-64], b[-64:]):
+        raise Bad("signature")
+    if not x["first"] <= sample < x["first"] + len(x["codes"]):
+        raise Bad("invalid")
+    if machine_of(pub) == x["machine"] or not any(t == 1 for t in (e["type"] for e in x["exts"])):
+        raise Bad("invalid")
+    return x["machine"], sample, machine_of(pub)
+
+
+def excess(exp, code, g, bound):
+    """PROTOCOL.md §11.3."""
+    if bound > 0:
+        g = max(-bound, min(bound, g))
+    step = math.ldexp(1.0, exp - 128)
+    return max(0.0, abs(code * step - g) - step)
 
 
 # ---- §4 state announcements ----
@@ -863,11 +909,18 @@ def main():
 
     for c in v["evidence"]:
         try:
-            m, s = decode_evidence(bytes.fromhex(c["hex"]), c["run"])
-            got = {"valid": True, "machine": str(m), "sample": str(s)}
+            r = decode_evidence(bytes.fromhex(c["hex"]), c["run"])
+            got = {"valid": True, "machine": str(r[0]), "sample": str(r[1])}
+            if len(r) == 3:
+                got["accuser"] = str(r[2])
         except Bad:
             got = {"valid": False}
-        check("evidence " + c["name"], got, {k: c[k] for k in ("valid", "machine", "sample") if k in c})
+        check("evidence " + c["name"], got, {k: c[k] for k in ("valid", "machine", "sample", "accuser") if k in c})
+
+    for c in v["excess"]:
+        f = lambda h: struct.unpack(">d", bytes.fromhex(h))[0]
+        got = struct.pack(">d", excess(c["exp"], c["code"], f(c["g"]), f(c["bound"]))).hex()
+        check("excess %d %d" % (c["exp"], c["code"]), got, c["excess"])
 
     for c in v["states"]:
         try:

@@ -81,6 +81,7 @@ func Generate() ([]byte, error) {
 	if v["manifests"], err = manifestVectors(); err != nil {
 		return nil, err
 	}
+	v["excess"] = excessVectors()
 	if v["batches"], err = batchVectors(); err != nil {
 		return nil, err
 	}
@@ -520,7 +521,9 @@ func contexts() []context {
 	open := store.Manifest{Run: run, GradBound: 1, MaxSamples: 1000, PowBits: 16}
 	closed := store.Manifest{Run: run, GradBound: 1, MaxSamples: 1000, Admission: store.AdmissionClosed,
 		Admit: []string{mhex(p2p.MachineOf(pubOf(keyP)))}, PowBits: 16}
-	return []context{{"open", open}, {"closed", closed}}
+	public := open
+	public.Data = &store.PublicData{Digest: store.Digest{1, 2, 3}, BatchSize: 4, Tolerance: 0.125}
+	return []context{{"open", open}, {"closed", closed}, {"public", public}}
 }
 
 // rawBatch encodes a batch by hand (for malformed ones) and signs it.
@@ -551,6 +554,7 @@ var (
 		{Machine: 7, Samples: p2p.Ranges{{Lo: 0, Hi: 9}, {Lo: 20, Hi: 20}}},
 		{Machine: 1 << 63, Samples: p2p.Ranges{{Lo: 5, Hi: 300}}},
 	})
+	ownBasis = p2p.AppendBasis(nil, p2p.Basis{{Machine: p2p.MachineOf(pubOf(keyP)), Samples: p2p.Ranges{{Lo: 0, Hi: 300}}}})
 	// Machines 9 then 8, one range [0, 0] each.
 	basisBad = slices.Concat([]byte{2}, binary.BigEndian.AppendUint64(nil, 9), []byte{1, 0, 0}, binary.BigEndian.AppendUint64(nil, 8), []byte{1, 0, 0})
 )
@@ -597,6 +601,9 @@ func batchVectors() (obj, error) {
 		{"v2: extension types not increasing", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basis))}, basis, []byte{1, byte(len(basis))}, basis))},
 		{"v2: record longer than the block", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basis) + 1)}, basis))},
 		{"v2: block longer than 16384 bytes", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, append([]byte{1}, append(uv(16385), bytes.Repeat([]byte{0}, 16385)...)...))},
+		{"public data: valid v2 batch with a basis", "public", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{1, byte(len(basis))}, basis))},
+		{"public data: a version 1 batch states no basis", "public", good},
+		{"public data: the basis names the batch's own sample 300", "public", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(ownBasis))}, ownBasis))},
 		{"v2: basis machines out of order", "open", rawBatch(keyP, 2, run, uv(300), uv(1), 127, extBlock([]byte{1}, []byte{1, byte(len(basisBad))}, basisBad))},
 		{"another run", "open", rawBatch(keyP, 1, "other", uv(300), uv(1), 127, []byte{1})},
 		{"signature: flipped bit", "open", flipped},
@@ -699,10 +706,35 @@ func evidenceVectors() ([]obj, error) {
 		{"no common sample", enc(1, p1, p2, run)},
 		{"two machines", enc(1, o1, o2, run)},
 		{"a batch with a bad signature", enc(1, b1, b2, run)},
-		{"kind 2", enc(2, lo, hi, run)},
+		{"kind 2 holding two batches (not an accusation)", enc(2, lo, hi, run)},
 		{"another run", enc(1, lo, hi, "other")},
 		{"trailing byte", append(enc(1, lo, hi, run), 0)},
 	}
+	// Accusations (kind 2, PROTOCOL-WIRE.md §6.1): keyA accuses keyP's
+	// version 2 batch.
+	accused := rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 0xff, 2}, []byte{1, byte(len(basis))}, basis))
+	accuse := func(k ed25519.PrivateKey, sample uint64, batch []byte) []byte {
+		tag := p2p.NewRunTag(run)
+		e := append([]byte{1}, tag[:]...)
+		e = append(e, 2)
+		e = append(e, pubOf(k)...)
+		e = append(e, uv(sample)...)
+		e = append(append(e, uv(uint64(len(batch)))...), batch...)
+		return append(e, ed25519.Sign(k, append([]byte("zopeer/accusation/1"), e...))...)
+	}
+	badAcc := accuse(keyA, 301, accused)
+	badAcc[len(badAcc)-1] ^= 1
+	cases = append(cases, []struct {
+		name string
+		raw  []byte
+	}{
+		{"accusation: valid (sample 301 of a v2 batch with a basis)", accuse(keyA, 301, accused)},
+		{"accusation: the batch states no basis (version 1)", accuse(keyA, 300, a)},
+		{"accusation: sample outside the batch", accuse(keyA, 303, accused)},
+		{"accusation: the batch's own signer accuses", accuse(keyP, 301, accused)},
+		{"accusation: bad accuser signature", badAcc},
+		{"accusation: trailing byte", append(accuse(keyA, 301, accused), 0)},
+	}...)
 	var out []obj
 	for _, c := range cases {
 		o := obj{"name": c.name, "hex": hx(c.raw), "run": run}
@@ -710,10 +742,34 @@ func evidenceVectors() ([]obj, error) {
 		o["valid"] = err == nil
 		if err == nil {
 			o["machine"], o["sample"] = u64(ev.Machine), u64(ev.Sample)
+			if ev.IsAccusation() {
+				o["accuser"] = u64(ev.Accuser)
+			}
 		}
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// excessVectors are zo.Excess (PROTOCOL.md §11.3) on a few claims.
+func excessVectors() []obj {
+	cases := []struct {
+		exp      uint8
+		code     int8
+		g, bound float64
+	}{
+		{121, 64, 0.5, 1},   // an exact claim
+		{121, 64, 0.504, 1}, // within one step
+		{121, -64, 0.5, 1},  // sign flipped
+		{122, 127, 3, 1},    // clipped at the bound
+		{127, 1, -0.25, 0},  // no bound
+		{121, 0, 1e-9, 1},
+	}
+	var out []obj
+	for _, c := range cases {
+		out = append(out, obj{"exp": c.exp, "code": c.code, "g": f64(c.g), "bound": f64(c.bound), "excess": f64(zo.Excess(c.exp, c.code, c.g, c.bound))})
+	}
+	return out
 }
 
 func stateVectors() []obj {
