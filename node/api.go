@@ -106,12 +106,15 @@ var (
 	mPublished    = prometheus.NewDesc("zopeer_published_batches_total", "Batches this peer published.", nil, nil)
 	mRefused      = prometheus.NewDesc("zopeer_refused_batches_total", "Batches refused, by the rule they broke.", []string{"reason"}, nil)
 	mExcluded     = prometheus.NewDesc("zopeer_excluded_machines", "Machines excluded from the run (equivocation evidence held).", nil, nil)
+	mVerified     = prometheus.NewDesc("zopeer_verified_samples_total", "Other machines' samples re-computed (public-data runs), by outcome: matched, or skipped (basis not held, too far, excluded).", []string{"outcome"}, nil)
+	mAccusations  = prometheus.NewDesc("zopeer_accusations_total", "Accusations: made by this peer, confirmed or rejected by its re-computation, dropped (queue full).", []string{"outcome"}, nil)
+	mBanned       = prometheus.NewDesc("zopeer_banned_machines", "Machines banned on a confirmed accusation (a subset of the excluded ones).", nil, nil)
 	mOverflow     = prometheus.NewDesc("zopeer_overflow", "1 while the run's updates hold a weight past int32 (the peer refuses to train).", nil, nil)
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
-		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSyncReq, mSyncBatches, mSyncUpdates, mSyncRejected, mPublished, mRefused, mExcluded, mOverflow} {
+		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSyncReq, mSyncBatches, mSyncUpdates, mSyncRejected, mPublished, mRefused, mExcluded, mVerified, mAccusations, mBanned, mOverflow} {
 		ch <- d
 	}
 }
@@ -161,5 +164,13 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		n(mRefused, float64(v), reason)
 	}
 	g(mExcluded, float64(st.ExcludedTotal))
+	v := st.Verification
+	n(mVerified, float64(v.Verified), "matched")
+	n(mVerified, float64(v.Skipped), "skipped")
+	for outcome, x := range map[string]uint64{"made": v.AccusationsMade, "confirmed": v.AccusationsConfirmed,
+		"rejected": v.AccusationsRejected, "dropped": v.AccusationsDropped} {
+		n(mAccusations, float64(x), outcome)
+	}
+	g(mBanned, float64(len(v.Banned)))
 	g(mOverflow, b(st.Overflow != ""))
 }
