@@ -1,9 +1,12 @@
 package node
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
@@ -24,27 +27,42 @@ var (
 )
 
 // Recompute returns the projected gradient of machine's sample computed at
-// the basis state: the weights minus every update they include that the
-// basis does not name (subtracted exactly, zo.Engine.Remove, and added back
-// afterwards, so the weights end bit for bit as they were). The minibatch is
-// the run's public rule (t.miniBatch) and the seed the sample's. maxOutside
-// bounds the updates subtracted (0: no bound).
+// the basis state (atBasis). The minibatch is the run's public rule
+// (t.miniBatch) and the seed the sample's. maxOutside bounds the updates
+// subtracted (0: no bound).
 func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, basis p2p.Basis, maxOutside uint64) (float64, error) {
 	if t.public == nil {
 		return 0, errors.New("node: re-computation needs a public-data run")
 	}
+	var g []float64
+	err := t.atBasis(basis, maxOutside, func() error {
+		var err error
+		g, _, err = t.gradients(ctx, machine, sample, 1)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return g[0], nil
+}
+
+// atBasis runs fn with the weights at the basis state: the weights minus
+// every update they include that the basis does not name, subtracted
+// exactly (zo.Engine.Remove) and added back afterwards, so the weights end
+// bit for bit as they were. Every update of the basis must be in the
+// weights, and the basis must name no excluded machine.
+func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) error {
 	want := make(map[uint64]p2p.Ranges, len(basis))
 	for _, h := range basis {
 		if t.log.Excluded(h.Machine) {
-			return 0, fmt.Errorf("%w: %016x", errBasisExcluded, h.Machine)
+			return fmt.Errorf("%w: %016x", errBasisExcluded, h.Machine)
 		}
 		if len(h.Samples.Sub(ranges(t.applied[h.Machine]))) > 0 {
-			return 0, fmt.Errorf("%w: machine %016x", errBasisMissing, h.Machine)
+			return fmt.Errorf("%w: machine %016x", errBasisMissing, h.Machine)
 		}
 		want[h.Machine] = h.Samples
 	}
 	// The updates the weights include beyond the basis.
-	var outside []zo.Update
 	var n uint64
 	extra := map[uint64]p2p.Ranges{}
 	for m, rs := range t.applied {
@@ -54,17 +72,18 @@ func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, basis p
 		}
 	}
 	if maxOutside > 0 && n > maxOutside {
-		return 0, fmt.Errorf("%w: %d updates beyond it, at most %d", errBasisFar, n, maxOutside)
+		return fmt.Errorf("%w: %d updates beyond it, at most %d", errBasisFar, n, maxOutside)
 	}
+	outside := make([]zo.Update, 0, n)
 	for m, rs := range extra {
 		for _, r := range rs {
 			for s := r.Lo; ; s++ {
 				u, ok, err := t.log.Get(m, s)
 				if err != nil {
-					return 0, fmt.Errorf("node: re-computing: %w", err)
+					return fmt.Errorf("node: reaching a basis: %w", err)
 				}
 				if !ok {
-					return 0, fmt.Errorf("node: re-computing: the weights include %016x/%d, the log lacks it", m, s)
+					return fmt.Errorf("node: reaching a basis: the weights include %016x/%d, the log lacks it", m, s)
 				}
 				outside = append(outside, u)
 				if s == r.Hi {
@@ -75,11 +94,39 @@ func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, basis p
 	}
 	t.eng.Remove(outside)
 	defer t.eng.Apply(outside)
-	g, _, err := t.gradients(ctx, machine, sample, 1)
-	if err != nil {
-		return 0, err
+	return fn()
+}
+
+// maxBasisValue bounds an encoded basis so that its record fits the batch
+// extension block (p2p.MaxExtSize less the record's type and length).
+const maxBasisValue = p2p.MaxExtSize - 4
+
+// compactBasis returns a basis within maxBasisValue bytes included in bs:
+// bs itself when it fits; else each machine's first range only, machines
+// with the most updates first, as many as fit. A producer whose weights
+// hold a fragmented set (gaps that anti-entropy has not filled, or a peer
+// that publishes scattered samples on purpose) computes at that smaller
+// state instead of failing.
+func compactBasis(bs p2p.Basis) p2p.Basis {
+	if len(p2p.AppendBasis(nil, bs)) <= maxBasisValue {
+		return bs
 	}
-	return g[0], nil
+	order := slices.Clone(bs)
+	slices.SortStableFunc(order, func(a, b p2p.Holding) int {
+		return cmp.Compare(b.Samples[0].Hi-b.Samples[0].Lo, a.Samples[0].Hi-a.Samples[0].Lo)
+	})
+	var out p2p.Basis
+	size := binary.MaxVarintLen16
+	for _, h := range order {
+		e := 8 + 1 + 2*binary.MaxVarintLen64 // machine, one range
+		if size+e > maxBasisValue {
+			break
+		}
+		size += e
+		out = append(out, p2p.Holding{Machine: h.Machine, Samples: h.Samples[:1]})
+	}
+	slices.SortFunc(out, func(a, b p2p.Holding) int { return cmp.Compare(a.Machine, b.Machine) })
+	return out
 }
 
 // ranges converts a store range set to p2p's.

@@ -152,12 +152,20 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 	if err := t.Overflow(); err != nil {
 		return p, err
 	}
+	var g []float64
+	var loss float64
+	var err error
 	if t.public != nil {
 		// Nothing is applied until Commit: all the samples are computed at
-		// this one state.
-		p.Basis = t.Basis()
+		// this one state, the basis the batch states.
+		p.Basis = compactBasis(t.Basis())
+		err = t.atBasis(p.Basis, 0, func() error {
+			g, loss, err = t.Gradients(ctx, t.next, t.samples)
+			return err
+		})
+	} else {
+		g, loss, err = t.Gradients(ctx, t.next, t.samples)
 	}
-	g, loss, err := t.Gradients(ctx, t.next, t.samples)
 	if err != nil {
 		return p, err
 	}
@@ -343,11 +351,7 @@ func (t *Trainer) Basis() p2p.Basis {
 	ms := t.applied.Machines()
 	bs := make(p2p.Basis, 0, len(ms))
 	for _, m := range ms {
-		var rs p2p.Ranges
-		for _, r := range t.applied[m] {
-			rs = append(rs, p2p.Range{Lo: r.First, Hi: r.Last})
-		}
-		if len(rs) > 0 {
+		if rs := ranges(t.applied[m]); len(rs) > 0 {
 			bs = append(bs, p2p.Holding{Machine: m, Samples: rs})
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/zopeer/zopeer/model"
 	"github.com/zopeer/zopeer/p2p"
 	"github.com/zopeer/zopeer/store"
+	"github.com/zopeer/zopeer/zo"
 )
 
 func testKey(t *testing.T, seed byte) crypto.PrivKey {
@@ -173,4 +174,53 @@ func keyMachine(t *testing.T, k crypto.PrivKey) uint64 {
 		t.Fatal(err)
 	}
 	return p2p.MachineOf(ed25519.PublicKey(raw))
+}
+
+// A producer whose weights hold a set too fragmented for the extension
+// block (here a machine's every other sample, 9000 ranges) states a compact
+// basis instead, computes at that state, and a verifier holding the same
+// updates re-computes its claims exactly.
+func TestFragmentedBasisIsCompacted(t *testing.T) {
+	ctx := context.Background()
+	m := publicRun(t)
+	run := p2p.NewRunTag(m.Run)
+	key := testKey(t, 4)
+	p, v := publicTrainer(t, m, keyMachine(t, key)), publicTrainer(t, m, 99)
+	var scattered []zo.Update
+	for i := range uint64(9000) {
+		scattered = append(scattered, zo.Update{Machine: 5, Sample: 2 * i, Exp: 100, Code: 1})
+	}
+	scattered = append(scattered, zo.Update{Machine: 6, Sample: 0, Exp: 100, Code: 1})
+	for _, tr := range []*Trainer{p, v} {
+		if _, err := tr.Apply(ctx, nil, scattered); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(p2p.AppendBasis(nil, p.Basis())); n <= p2p.MaxExtSize {
+		t.Fatalf("the full basis is %d bytes: the test does not exceed the block", n)
+	}
+	before := p.eng.Weights().Hash()
+	pr, err := p.Propose(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.eng.Weights().Hash() != before {
+		t.Fatal("proposing at a compact basis changed the weights")
+	}
+	b, err := p2p.SignBatchExt(key, run, pr.First, pr.Exp, pr.Codes, []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, pr.Basis)}})
+	if err != nil {
+		t.Fatalf("the compact basis does not fit: %v", err)
+	}
+	if pr.Basis.Count() >= 9001 {
+		t.Fatalf("compact basis holds %d updates", pr.Basis.Count())
+	}
+	for k := range b.Codes {
+		acc, err := p2p.NewAccusation(testKey(t, 5), run, b.Raw, b.First+uint64(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex, err := v.AccusationExcess(ctx, acc); err != nil || ex != 0 {
+			t.Fatalf("sample %d at the compact basis: excess %g, %v", k, ex, err)
+		}
+	}
 }
