@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -739,6 +740,7 @@ func (d *Daemon) Status() Status {
 	st := d.snap
 	st.Flagged = append([]string(nil), st.Flagged...)
 	st.Verification.Banned = append([]string(nil), st.Verification.Banned...)
+	st.Verification.SkippedBy = maps.Clone(st.Verification.SkippedBy)
 	st.Mismatches = append([]Mismatch(nil), st.Mismatches...)
 	st.Discredited = append([]string(nil), st.Discredited...)
 	st.Excluded = append([]Excluded(nil), st.Excluded...)

@@ -52,6 +52,9 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case st := <-d.peer.States():
 			d.compare(st)
 		case <-tick.C:
+			if err := d.verifySome(ctx, 0); err != nil {
+				return err
+			}
 			d.fresh()
 			d.refresh(ctx, false)
 			d.progress() // counts stay current while catching up

@@ -28,7 +28,7 @@ const (
 	maxCandidates = 256
 	// candidateTries bounds how often a candidate whose basis this peer
 	// does not hold yet is put back.
-	candidateTries = 3
+	candidateTries = 5
 	// maxVerifyOutside bounds the updates a verification subtracts to reach
 	// a basis: verification picks recent batches, whose basis is close.
 	maxVerifyOutside = 4096
@@ -48,11 +48,15 @@ const (
 
 // VerifyStatus is the status's view of re-verification (public-data runs).
 type VerifyStatus struct {
-	Fraction  float64 `json:"fraction"`   // --verify-fraction
-	Tolerance float64 `json:"tolerance"`  // the manifest's τ
-	Verified  uint64  `json:"verified"`   // other machines' samples re-computed that matched
-	Skipped   uint64  `json:"skipped"`    // candidates that could not be re-computed (basis not held, too far, excluded)
-	MaxExcess float64 `json:"max_excess"` // the largest excess among samples that matched: the observed noise
+	Fraction  float64 `json:"fraction"`  // --verify-fraction
+	Tolerance float64 `json:"tolerance"` // the manifest's τ
+	Verified  uint64  `json:"verified"`  // other machines' samples re-computed that matched
+	Skipped   uint64  `json:"skipped"`   // candidates that could not be re-computed
+	// SkippedBy splits Skipped by reason: basis_missing (not held after a
+	// few tries), basis_far (more than maxVerifyOutside updates away),
+	// basis_excluded (names an excluded machine), non_finite (our loss).
+	SkippedBy map[string]uint64 `json:"skipped_by,omitempty"`
+	MaxExcess float64           `json:"max_excess"` // the largest excess among samples that matched: the observed noise
 	// Accusations: made by this peer; confirmed and rejected by its own
 	// re-computation (its own included); pending re-computation; dropped
 	// because the queue (or the accuser's share of it) was full.
@@ -112,21 +116,29 @@ func (d *Daemon) offerCandidate(b *p2p.Batch) {
 	v.cands = append(v.cands, candidate{b: b})
 }
 
-// verifySome spends the credit earned by an own step of n samples on
-// re-computing random samples of other machines' recent batches.
+// verifySome spends the credit earned by an own step of n samples (n may
+// be 0: the loop calls it while idle too, for candidates whose basis has
+// arrived since) on re-computing random samples of other machines' recent
+// batches. A candidate whose basis is not held yet waits for a later call.
 func (d *Daemon) verifySome(ctx context.Context, n int) error {
 	if !d.public() || d.ps.VerifyFraction <= 0 {
 		return nil
 	}
 	v := d.ver
 	v.credit = min(v.credit+d.ps.VerifyFraction*float64(n), maxCandidates)
-	for budget := len(v.cands); v.credit >= 1 && len(v.cands) > 0 && budget > 0; budget-- {
+	var later []candidate
+	defer func() { v.cands = append(later, v.cands...) }()
+	for v.credit >= 1 && len(v.cands) > 0 {
 		i := v.rng.IntN(len(v.cands))
 		c := v.cands[i]
 		v.cands = append(v.cands[:i], v.cands[i+1:]...)
-		done, err := d.verifyOne(ctx, c)
+		done, retry, err := d.verifyOne(ctx, c)
 		if err != nil {
 			return err
+		}
+		if retry {
+			c.tries++
+			later = append(later, c)
 		}
 		if done {
 			v.credit--
@@ -136,34 +148,48 @@ func (d *Daemon) verifySome(ctx context.Context, n int) error {
 }
 
 // verifyOne re-computes one random sample of c's batch; it reports whether
-// it spent forward passes.
-func (d *Daemon) verifyOne(ctx context.Context, c candidate) (bool, error) {
+// it spent forward passes, and whether to try again later (the basis is
+// not held yet).
+func (d *Daemon) verifyOne(ctx context.Context, c candidate) (done, retry bool, err error) {
 	b := c.b
 	if d.run.Log.Excluded(b.Machine) {
-		return false, nil
+		return false, false, nil
 	}
 	basis, err := p2p.DecodeBasis(mustExt(b))
 	if err != nil {
-		return false, nil // p2p checked it; nothing to verify
+		return false, false, nil // p2p checked it; nothing to verify
 	}
 	k := d.ver.rng.IntN(len(b.Codes))
 	sample := b.First + uint64(k)
 	g, err := d.run.Trainer.Recompute(ctx, b.Machine, sample, basis, maxVerifyOutside)
+	skip := func(why string) {
+		d.snapshot(func(st *Status) {
+			st.Verification.Skipped++
+			if st.Verification.SkippedBy == nil {
+				st.Verification.SkippedBy = map[string]uint64{}
+			}
+			st.Verification.SkippedBy[why]++
+		})
+	}
 	switch {
 	case errors.Is(err, errBasisMissing) && c.tries+1 < candidateTries:
-		c.tries++
-		d.ver.cands = append([]candidate{c}, d.ver.cands...) // oldest: picked again later
-		fallthrough
-	case errors.Is(err, errBasisMissing), errors.Is(err, errBasisFar), errors.Is(err, errBasisExcluded):
-		d.snapshot(func(st *Status) { st.Verification.Skipped++ })
-		return false, nil
+		return false, true, nil
+	case errors.Is(err, errBasisMissing):
+		skip("basis_missing")
+		return false, false, nil
+	case errors.Is(err, errBasisFar):
+		skip("basis_far")
+		return false, false, nil
+	case errors.Is(err, errBasisExcluded):
+		skip("basis_excluded")
+		return false, false, nil
 	case err != nil:
-		return false, err
+		return false, false, err
 	case math.IsNaN(g) || math.IsInf(g, 0):
 		// An honest producer cannot have coded it either; never accuse on
 		// our own non-finite loss.
-		d.snapshot(func(st *Status) { st.Verification.Skipped++ })
-		return true, nil
+		skip("non_finite")
+		return true, false, nil
 	}
 	pd := d.run.Trainer.public
 	ex := zo.Excess(b.Exp, b.Codes[k], g, d.s.GradBound)
@@ -172,17 +198,17 @@ func (d *Daemon) verifyOne(ctx context.Context, c candidate) (bool, error) {
 			st.Verification.Verified++
 			st.Verification.MaxExcess = max(st.Verification.MaxExcess, ex)
 		})
-		return true, nil
+		return true, false, nil
 	}
 	ev, err := d.peer.NewAccusation(b.Raw, sample)
 	if err != nil {
-		return true, fmt.Errorf("node: accusing: %w", err)
+		return true, false, fmt.Errorf("node: accusing: %w", err)
 	}
 	d.log.Warn("re-computed sample does not match its claim: accusing the machine", "machine", fmt.Sprintf("%016x", b.Machine),
 		"sample", sample, "claimed", zo.Dequantize(b.Exp, b.Codes[k]), "recomputed", g, "excess", ex, "tolerance", pd.Tolerance)
 	d.remember(sha256.Sum256(ev.Raw), true)
 	d.snapshot(func(st *Status) { st.Verification.AccusationsMade++; st.Verification.AccusationsConfirmed++ })
-	return true, d.exclude(ctx, ev)
+	return true, false, d.exclude(ctx, ev)
 }
 
 func mustExt(b *p2p.Batch) []byte {

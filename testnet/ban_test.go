@@ -30,7 +30,9 @@ import (
 //
 // Knobs: ZOPEER_BAN_FRACTIONS (comma-separated --verify-fraction values, one
 // run each; default 0.1), ZOPEER_BAN_STEPS (honest steps, default 40),
-// ZOPEER_ADV_OUT (write the chart and the table there, e.g. docs).
+// ZOPEER_ADV_OUT (write the chart and the table there, e.g. docs),
+// ZOPEER_BAN_BASELINE=1 (also run the same net without verification, where
+// the liar stays for the whole run, for the chart's comparison).
 
 // banEnv are the honest peers' environments, by index.
 var banEnv = [][]string{nil, {"OPENBLAS_NUM_THREADS=1"}, {"OPENBLAS_NUM_THREADS=2"}, {"ZOPEER_BLAS=go"}, {"OPENBLAS_NUM_THREADS=1"}, nil}
@@ -38,7 +40,7 @@ var banEnv = [][]string{nil, {"OPENBLAS_NUM_THREADS=1"}, {"OPENBLAS_NUM_THREADS=
 type banResult struct {
 	fraction   float64
 	caught     time.Duration // from the liar's start until every honest peer banned it
-	liarOwn    uint64        // updates the liar had published by then (most its status reported)
+	liarOwn    uint64        // samples the liar had signed by then (its next_sample)
 	verified   uint64        // honest peers' matching re-computations, all together
 	maxExcess  float64       // the largest excess among them: the observed noise
 	tolerance  float64
@@ -66,14 +68,59 @@ func TestAdversaryBan(t *testing.T) {
 			results = append(results, banRun(t, f, base))
 		})
 	}
-	table := "| --verify-fraction | caught after | liar updates published before | honest re-computations that matched | largest honest excess | tolerance τ | final updates | final eval loss |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+	table := "| --verify-fraction | caught after | liar samples signed by then | honest re-computations that matched | largest honest excess | tolerance τ | final updates | final eval loss |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 	for _, r := range results {
 		table += fmt.Sprintf("| %g | %.1f s | %d | %d | %.3g | %g | %d | %.4f |\n", r.fraction, r.caught.Seconds(), r.liarOwn, r.verified, r.maxExcess, r.tolerance, r.updates, r.evalLoss)
 	}
 	t.Log("\n" + table)
-	if len(results) > 0 {
-		writeBanChart(t, base, results[0], table)
+	var baseline []Point
+	if os.Getenv("ZOPEER_BAN_BASELINE") == "1" {
+		baseline = banBaseline(t, base)
 	}
+	if len(results) > 0 {
+		writeBanChart(t, base, results[0], baseline, table)
+	}
+}
+
+// banBaseline runs the same net with --verify-fraction 0: nobody verifies,
+// the liar is never accused and lies for the whole run. It returns node0's
+// eval losses.
+func banBaseline(t *testing.T, base float64) []Point {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	n := uninitNet(t, "--steps", strconv.Itoa(envInt("ZOPEER_BAN_STEPS", 40)), "--verify-fraction", "0", "--eval-every", "4")
+	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.ReadManifest(n.ManifestPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.MintIdentities(ctx, m.Run, m.PowBits, 7, keyCache); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := n.AddEnv(ctx, banEnv[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopPoll := poll(ctx, n)
+	defer stopPoll()
+	waitOwn(t, ctx, n, 16)
+	if _, err := n.Add(ctx, "--test-lie"); err != nil {
+		t.Fatal(err)
+	}
+	sts := converged(t, ctx, n)
+	stopPoll()
+	n.Poll(ctx)
+	t.Logf("without verification: %d updates (the liar's included), node0's eval loss %.4f (base %.4f)", sts[0].Updates, *sts[0].EvalLoss, base)
+	var curve []Point
+	for _, p := range n.History() {
+		if p.Node == "node0" {
+			curve = append(curve, p)
+		}
+	}
+	return curve
 }
 
 func cmpOr(a, b string) string {
@@ -88,7 +135,7 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 	defer cancel()
 	steps := envInt("ZOPEER_BAN_STEPS", 40)
 	r := banResult{fraction: fraction}
-	n := uninitNet(t, "--steps", strconv.Itoa(steps), "--verify-fraction", strconv.FormatFloat(fraction, 'g', -1, 64))
+	n := uninitNet(t, "--steps", strconv.Itoa(steps), "--verify-fraction", strconv.FormatFloat(fraction, 'g', -1, 64), "--eval-every", "4")
 	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +190,14 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 	}
 	r.caught = time.Since(start)
 	r.banAt = time.Since(n.start)
-	n.Poll(ctx)
-	n.mu.Lock()
-	r.liarOwn = liar.ackOwn
-	n.mu.Unlock()
-	t.Logf("liar %s banned by all 6 honest peers %.1f s after it started, having published %d updates", liarID, r.caught.Seconds(), r.liarOwn)
+	// The liar's own log drops its updates once it confirms its own ban;
+	// its next sample still says how many it signed.
+	lst, err := liar.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.liarOwn = lst.NextSample
+	t.Logf("liar %s banned by all 6 honest peers %.1f s after it started, having signed %d samples", liarID, r.caught.Seconds(), r.liarOwn)
 	if err := liar.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +211,8 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 		v := st.Verification
 		r.verified += v.Verified
 		r.maxExcess = max(r.maxExcess, v.MaxExcess)
-		t.Logf("%s %v: verified %d (max excess %.3g), skipped %d, accusations made %d confirmed %d rejected %d dropped %d, banned %v",
-			nd.Name, nd.Env, v.Verified, v.MaxExcess, v.Skipped, v.AccusationsMade, v.AccusationsConfirmed, v.AccusationsRejected, v.AccusationsDropped, v.Banned)
+		t.Logf("%s %v: verified %d (max excess %.3g), skipped %d %v, accusations made %d confirmed %d rejected %d dropped %d, banned %v",
+			nd.Name, nd.Env, v.Verified, v.MaxExcess, v.Skipped, v.SkippedBy, v.AccusationsMade, v.AccusationsConfirmed, v.AccusationsRejected, v.AccusationsDropped, v.Banned)
 		if v.AccusationsRejected > 0 {
 			t.Errorf("%s rejected %d accusations: some peer accused an honest batch", nd.Name, v.AccusationsRejected)
 		}
@@ -303,7 +353,7 @@ func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar stri
 	}
 }
 
-func writeBanChart(t *testing.T, base float64, r banResult, table string) {
+func writeBanChart(t *testing.T, base float64, r banResult, baseline []Point, table string) {
 	dir := os.Getenv("ZOPEER_ADV_OUT")
 	if dir == "" {
 		dir = t.TempDir()
@@ -315,8 +365,23 @@ func writeBanChart(t *testing.T, base float64, r banResult, table string) {
 		return
 	}
 	defer f.Close()
-	ch := Chart{Title: fmt.Sprintf("6 honest peers and 1 sign-flipping liar, public data, --verify-fraction %g", r.fraction), Points: r.curve, BaseLoss: base,
-		Marks: []Mark{{Elapsed: r.liarStarts, Label: "liar starts"}, {Elapsed: r.banAt, Label: "banned everywhere"}}}
+	pts := r.curve
+	if baseline != nil {
+		pts = nil
+		for _, p := range r.curve {
+			if p.Node == "node0" {
+				p.Node = fmt.Sprintf("verify %g: liar banned", r.fraction)
+				pts = append(pts, p)
+			}
+		}
+		for _, p := range baseline {
+			p.Node = "no verification: liar stays"
+			pts = append(pts, p)
+		}
+	}
+	ch := Chart{Title: fmt.Sprintf("node0's eval loss: 6 honest peers and 1 sign-flipping liar, public data, --verify-fraction %g", r.fraction), Points: pts, BaseLoss: base,
+		Marks:      []Mark{{Elapsed: r.liarStarts, Label: "liar starts"}, {Elapsed: r.banAt, Label: "liar banned everywhere", Color: "#d62728"}},
+		MarkLegend: "green: the liar starts, red: banned by every honest peer (verified run)"}
 	if err := ch.WriteSVG(f); err != nil {
 		t.Error(err)
 	}

@@ -15,6 +15,7 @@ import (
 type Mark struct {
 	Elapsed time.Duration
 	Label   string
+	Color   string // empty: red for a label starting "kill", else green
 }
 
 // Chart is the eval-loss chart of a run: one line per peer, against the
@@ -25,6 +26,8 @@ type Chart struct {
 	Points   []Point
 	BaseLoss float64
 	Marks    []Mark
+	// MarkLegend explains the marks (empty: the churn tests' kill/start legend).
+	MarkLegend string
 }
 
 var palette = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"}
@@ -92,6 +95,9 @@ func (c Chart) WriteSVG(w io.Writer) error {
 				if strings.HasPrefix(m.Label, "kill") {
 					color = "#d62728"
 				}
+				if m.Color != "" {
+					color = m.Color
+				}
 				fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-opacity="0.6"><title>%s</title></line>`+"\n",
 					x, top, x, top+ph, color, esc(m.Label))
 			}
@@ -116,7 +122,11 @@ func (c Chart) WriteSVG(w io.Writer) error {
 			x, H-28, palette[i%len(palette)], x+18, H-23, esc(name))
 	}
 	if len(c.Marks) > 0 {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">red: kill -9, green: peer started</text>`+"\n", W-20, H-23)
+		legend := c.MarkLegend
+		if legend == "" {
+			legend = "red: kill -9, green: peer started"
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", W-20, H-23, esc(legend))
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
