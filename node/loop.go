@@ -134,7 +134,11 @@ func (d *Daemon) evidence(ctx context.Context, ev *p2p.Evidence) error {
 // its machine from the log and the weights, exactly, and is published so
 // that every peer does the same. A machine already excluded changes nothing.
 func (d *Daemon) exclude(ctx context.Context, ev *p2p.Evidence) error {
-	removed, fresh, err := d.run.Log.Exclude(ctx, ev.Machine, ev.Raw)
+	exclude := d.run.Log.Exclude
+	if ev.IsAccusation() {
+		exclude = d.run.Log.Ban // keeps the machine's batches for peers still re-computing
+	}
+	removed, fresh, err := exclude(ctx, ev.Machine, ev.Raw)
 	if err != nil {
 		return err
 	}

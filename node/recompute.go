@@ -97,6 +97,17 @@ func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) e
 	return fn()
 }
 
+// missingOf returns, per machine, the samples of basis the weights lack.
+func (t *Trainer) missingOf(basis p2p.Basis) map[uint64]p2p.Ranges {
+	out := map[uint64]p2p.Ranges{}
+	for _, h := range basis {
+		if x := h.Samples.Sub(ranges(t.applied[h.Machine])); len(x) > 0 {
+			out[h.Machine] = x
+		}
+	}
+	return out
+}
+
 // maxBasisValue bounds an encoded basis so that its record fits the batch
 // extension block (p2p.MaxExtSize less the record's type and length).
 const maxBasisValue = p2p.MaxExtSize - 4

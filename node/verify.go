@@ -279,6 +279,13 @@ func (d *Daemon) checkOne(ctx context.Context, c *pendingCheck, now time.Time) (
 	ex, err := d.run.Trainer.AccusationExcess(ctx, ev)
 	switch {
 	case errors.Is(err, errBasisMissing):
+		// Ask donors for what is missing: the accused machine's own earlier
+		// batches may be served only by peers that banned it already.
+		if basis, err := ev.Basis(); err == nil {
+			for m, rs := range d.run.Trainer.missingOf(basis) {
+				d.peer.Want(m, rs)
+			}
+		}
 		c.next = now.Add(checkRetry)
 		return now.Sub(c.since) > checkTTL, nil
 	case errors.Is(err, errBasisExcluded):

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -120,6 +121,51 @@ func (p *Peer) RejectAccusation(ev *Evidence) bool {
 	}
 	p.rejected[ev.Accuser]++
 	return p.rejected[ev.Accuser] >= maxRejectedAccusations
+}
+
+// Accusations relayed per accuser: a token bucket of accusationBurst
+// refilled at accusationRate per second. Each accusation costs every peer
+// bandwidth and (queue permitting) two forward passes; an honest peer
+// accuses rarely (one confirmed accusation bans the liar).
+const (
+	accusationRate  = 0.2
+	accusationBurst = 8
+)
+
+type accuserBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// allowAccusation takes a token from machine's accusation bucket; false
+// means over its rate (the validator then ignores the accusation and
+// scores its accuser down).
+func (p *Peer) allowAccusation(machine uint64, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.accBuckets[machine]
+	if b == nil {
+		if len(p.accBuckets) >= maxAccusers {
+			for m, old := range p.accBuckets { // forget one full (idle) bucket
+				if old.tokens+now.Sub(old.at).Seconds()*accusationRate >= accusationBurst {
+					delete(p.accBuckets, m)
+					break
+				}
+			}
+			if len(p.accBuckets) >= maxAccusers {
+				return false
+			}
+		}
+		b = &accuserBucket{tokens: accusationBurst, at: now}
+		p.accBuckets[machine] = b
+	}
+	b.tokens = min(accusationBurst, b.tokens+now.Sub(b.at).Seconds()*accusationRate)
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // accuserIgnored reports whether machine's accusations are ignored.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -93,5 +94,25 @@ func TestRejectedAccuserIgnored(t *testing.T) {
 	}
 	if !tp.accuserIgnored(ev.Accuser) {
 		t.Fatal("accuser still heard after its rejections")
+	}
+}
+
+// One accuser's accusations are relayed at a bounded rate.
+func TestAccusationRate(t *testing.T) {
+	tp := newTestPeer(t, "run", nil)
+	now := time.Now()
+	for i := range accusationBurst {
+		if !tp.allowAccusation(7, now) {
+			t.Fatalf("accusation %d of the burst refused", i)
+		}
+	}
+	if tp.allowAccusation(7, now) {
+		t.Fatal("an accusation beyond the burst allowed")
+	}
+	if !tp.allowAccusation(8, now) {
+		t.Fatal("another accuser's first accusation refused")
+	}
+	if !tp.allowAccusation(7, now.Add(time.Duration(float64(time.Second)/accusationRate))) {
+		t.Fatal("no token after the refill interval")
 	}
 }

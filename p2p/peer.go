@@ -130,13 +130,15 @@ type Peer struct {
 	c         counters
 	tr        *tracer
 
-	mu        sync.Mutex
-	flagged   map[uint64]Equivocation
-	rejected  map[uint64]int     // accusations of each accuser that did not hold up
-	lastState map[uint64]uint64  // machine → newest announcement time seen
-	dialErrs  map[peer.ID]string // last dial error per bootstrap or known peer
-	met       map[peer.ID]bool   // peers that joined the run's topic (redialled when alone)
-	reach     reach
+	mu         sync.Mutex
+	flagged    map[uint64]Equivocation
+	rejected   map[uint64]int            // accusations of each accuser that did not hold up
+	accBuckets map[uint64]*accuserBucket // accusations relayed per accuser (allowAccusation)
+	wanted     map[uint64]want           // samples the node asked for (Want)
+	lastState  map[uint64]uint64         // machine → newest announcement time seen
+	dialErrs   map[peer.ID]string        // last dial error per bootstrap or known peer
+	met        map[peer.ID]bool          // peers that joined the run's topic (redialled when alone)
+	reach      reach
 
 	// stopped is closed by Close; calls made on the caller's context
 	// (SyncNow) end with it too.
@@ -167,23 +169,25 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		return nil, err
 	}
 	p := &Peer{
-		opts:      opts,
-		run:       NewRunTag(opts.Run),
-		bw:        metrics.NewBandwidthCounter(),
-		batches:   make(chan *Batch, opts.Deliver),
-		statesCh:  make(chan State, opts.Deliver),
-		evidence:  make(chan *Evidence, opts.Deliver),
-		pol:       newPolice(opts.AuthorRate, opts.AuthorBurst),
-		trigger:   make(chan struct{}, 1),
-		announceC: make(chan struct{}, 1),
-		inbound:   make(chan struct{}, opts.SyncInbound),
-		serving:   map[peer.ID]int{},
-		flagged:   map[uint64]Equivocation{},
-		rejected:  map[uint64]int{},
-		lastState: map[uint64]uint64{},
-		dialErrs:  map[peer.ID]string{},
-		met:       map[peer.ID]bool{},
-		stopped:   make(chan struct{}),
+		opts:       opts,
+		run:        NewRunTag(opts.Run),
+		bw:         metrics.NewBandwidthCounter(),
+		batches:    make(chan *Batch, opts.Deliver),
+		statesCh:   make(chan State, opts.Deliver),
+		evidence:   make(chan *Evidence, opts.Deliver),
+		pol:        newPolice(opts.AuthorRate, opts.AuthorBurst),
+		trigger:    make(chan struct{}, 1),
+		announceC:  make(chan struct{}, 1),
+		inbound:    make(chan struct{}, opts.SyncInbound),
+		serving:    map[peer.ID]int{},
+		flagged:    map[uint64]Equivocation{},
+		rejected:   map[uint64]int{},
+		accBuckets: map[uint64]*accuserBucket{},
+		wanted:     map[uint64]want{},
+		lastState:  map[uint64]uint64{},
+		dialErrs:   map[peer.ID]string{},
+		met:        map[peer.ID]bool{},
+		stopped:    make(chan struct{}),
 	}
 	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
 	life, cancel := context.WithCancel(context.Background())
@@ -719,6 +723,10 @@ func (p *Peer) validateEvidence(_ context.Context, from peer.ID, msg *pubsub.Mes
 		return pubsub.ValidationIgnore // known: relaying it again helps nobody
 	}
 	if ev.IsAccusation() && p.accuserIgnored(ev.Accuser) {
+		return pubsub.ValidationIgnore
+	}
+	if ev.IsAccusation() && !p.allowAccusation(ev.Accuser, time.Now()) {
+		p.pol.penalise(ev.AccuserKey, penaltyTime)
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = ev

@@ -144,6 +144,7 @@ func (p *Peer) syncRound(ctx context.Context) bool {
 	}
 	wg.Wait()
 	p.fetchEvidence(ctx, donors)
+	p.fetchWanted(ctx, donors)
 	mine, err := p.opts.Log.Holdings()
 	if err != nil {
 		p.opts.Logger.Warn("p2p: sync: log holdings", "err", err)

@@ -45,6 +45,20 @@ func exclKey(machine uint64) []byte {
 // and whether the machine was newly excluded; excluding it again does nothing.
 // A crash after the evidence is recorded finishes the removal at the next Open.
 func (s *Store) Exclude(ctx context.Context, machine uint64, evidence []byte) ([]zo.Update, bool, error) {
+	return s.exclude(ctx, machine, evidence, false)
+}
+
+// Ban is Exclude for a machine convicted by an accusation (docs/PROTOCOL.md
+// §11.4), except that the machine's signed batches stay in the log (Batches
+// still returns them; its updates are gone from the set, the digest and
+// replay, as with Exclude). A peer that holds the accusation but not yet the
+// basis it names can then fetch the banned machine's own earlier batches
+// from peers that banned it first, and re-compute the accusation itself.
+func (s *Store) Ban(ctx context.Context, machine uint64, evidence []byte) ([]zo.Update, bool, error) {
+	return s.exclude(ctx, machine, evidence, true)
+}
+
+func (s *Store) exclude(ctx context.Context, machine uint64, evidence []byte, keepBatches bool) ([]zo.Update, bool, error) {
 	if !s.g.enter() {
 		return nil, false, ErrClosed
 	}
@@ -58,7 +72,7 @@ func (s *Store) Exclude(ctx context.Context, machine uint64, evidence []byte) ([
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(exclKey(machine), ev) }); err != nil {
 		return nil, false, wrap("exclude", err)
 	}
-	removed, err := s.purge(ctx, machine)
+	removed, err := s.purge(ctx, machine, keepBatches)
 	s.excl[machine] = ev
 	for _, u := range removed {
 		s.dig.Sub(u)
@@ -75,12 +89,17 @@ func (s *Store) Exclude(ctx context.Context, machine uint64, evidence []byte) ([
 	return removed, true, nil
 }
 
-// purge deletes machine's updates and batches, returning the updates.
-func (s *Store) purge(ctx context.Context, machine uint64) ([]zo.Update, error) {
+// purge deletes machine's updates and (unless keepBatches) batches,
+// returning the updates.
+func (s *Store) purge(ctx context.Context, machine uint64, keepBatches bool) ([]zo.Update, error) {
 	var removed []zo.Update
 	var keys [][]byte
+	pfxs := []byte{pfxUpdate, pfxBatch}
+	if keepBatches {
+		pfxs = pfxs[:1]
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, pfx := range []byte{pfxUpdate, pfxBatch} {
+		for _, pfx := range pfxs {
 			p := make([]byte, 9)
 			p[0] = pfx
 			binary.BigEndian.PutUint64(p[1:], machine)

@@ -347,7 +347,9 @@ func (s *Store) load(ctx context.Context, m Manifest) error {
 		return err
 	}
 	for m := range leftover {
-		if _, err := s.purge(ctx, m); err != nil {
+		// Finishing a ban interrupted by a crash also drops the banned
+		// machine's batches: they only help peers that lag behind.
+		if _, err := s.purge(ctx, m, false); err != nil {
 			return err
 		}
 		s.log.Warn("finished removing an excluded machine's updates", "machine", fmt.Sprintf("%016x", m))
