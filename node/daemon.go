@@ -53,6 +53,9 @@ type PeerSettings struct {
 	// TestLie makes this peer flip the sign of every own code: a liar for
 	// the verification tests. Test only.
 	TestLie bool
+	// TestAccuse makes this peer accuse every sample it re-computes, true
+	// or not: a false accuser for the verification tests. Test only.
+	TestAccuse bool
 
 	// NAT traversal (docs in README, "Running a peer at home").
 	RelayService         bool     // offer a bounded relay service once AutoNAT finds this peer public

@@ -110,6 +110,7 @@ func TestVerificationToleranceVsNoise(t *testing.T) {
 			t.Errorf("%s: an honest claim's excess %.3g exceeds the numerical difference %.3g", env, worstExcess, worst)
 		}
 	}
+	t.Logf("sign-flipped claims that would be accused (excess > 2τ): %d of %d", flips, len(runs)*len(ref))
 	if flips < len(runs)*len(ref)*3/4 {
 		t.Errorf("only %d of %d sign-flipped claims would be accused", flips, len(runs)*len(ref))
 	}

@@ -390,3 +390,91 @@ func writeBanChart(t *testing.T, base float64, r banResult, baseline []Point, ta
 	}
 	t.Logf("chart: %s", path)
 }
+
+// A false accuser (--test-accuse: it accuses every sample it re-computes)
+// on a public-data run of 4 honest peers: every honest peer rejects its
+// accusations, bans nobody, and the honest peers
+// converge on one set digest and weights hash. (That a peer then ignores
+// the accuser, after 3 rejections, is p2p's TestRejectedAccuserIgnored.)
+func TestAdversaryFalseAccuser(t *testing.T) {
+	adversarial(t)
+	_, base := setupAdversary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	n := uninitNet(t, "--steps", strconv.Itoa(envInt("ZOPEER_BAN_STEPS", 40)), "--verify-fraction", "0.1")
+	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.ReadManifest(n.ManifestPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.MintIdentities(ctx, m.Run, m.PowBits, 5, keyCache); err != nil {
+		t.Fatal(err)
+	}
+	var honest []*Node
+	for i := range 4 {
+		nd, err := n.AddEnv(ctx, banEnv[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		honest = append(honest, nd)
+	}
+	accuser, err := n.Add(ctx, "--test-accuse", "--verify-fraction", "0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accID := accuser.Machine(n)
+	// Wait until every honest peer has judged some of its accusations. (The
+	// accuser bans each machine it accuses locally, after which the bases of
+	// the batches it could verify name a machine it excluded: it accuses a
+	// few, not all.)
+	for {
+		all := true
+		for _, nd := range honest {
+			st, err := nd.Status(ctx)
+			if err != nil || st.Verification.AccusationsRejected == 0 {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the honest peers did not all reject a false accusation")
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	ast, err := accuser.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accuser.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sts := converged(t, ctx, n)
+	t.Logf("false accuser %s made %d accusations", accID, ast.Verification.AccusationsMade)
+	for i, st := range sts {
+		v := st.Verification
+		t.Logf("%s: rejected %d, confirmed %d, dropped %d, excluded %v", honest[i].Name, v.AccusationsRejected, v.AccusationsConfirmed, v.AccusationsDropped, st.Excluded)
+		if v.AccusationsConfirmed > 0 || len(st.Excluded) > 0 {
+			t.Errorf("%s banned an honest machine on a false accusation: %+v", honest[i].Name, st.Excluded)
+		}
+		if v.AccusationsRejected > ast.Verification.AccusationsMade {
+			t.Errorf("%s rejected %d accusations, the accuser made %d", honest[i].Name, v.AccusationsRejected, ast.Verification.AccusationsMade)
+		}
+		if v.AccusationsRejected > maxRejectedSeen {
+			t.Errorf("%s re-computed %d accusations of one accuser: it should ignore it after 3 (plus those already queued)", honest[i].Name, v.AccusationsRejected)
+		}
+		if !(*st.EvalLoss < base) {
+			t.Errorf("%s: eval loss %.4f did not improve on the base model's %.4f", honest[i].Name, *st.EvalLoss, base)
+		}
+	}
+}
+
+// maxRejectedSeen bounds the false accusations an honest peer re-computes:
+// 3 rejections make it ignore the accuser on gossip, and at most 4 more
+// (the accuser's share of the queue) were already waiting.
+const maxRejectedSeen = 3 + 4

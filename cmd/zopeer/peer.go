@@ -146,6 +146,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.DurationVar(&ps.SyncEvery, "sync-every", ps.SyncEvery, "between anti-entropy rounds")
 	fs.Float64Var(&ps.DropGossip, "test-drop-gossip", ps.DropGossip, "TEST ONLY: drop this fraction of inbound gossip")
 	fs.BoolVar(&ps.TestLie, "test-lie", ps.TestLie, "TEST ONLY: flip the sign of every own gradient (a liar for the verification tests)")
+	fs.BoolVar(&ps.TestAccuse, "test-accuse", ps.TestAccuse, "TEST ONLY: accuse every sample this peer re-computes, true or not (a false accuser)")
 	fs.Float64Var(&ps.VerifyFraction, "verify-fraction", ps.VerifyFraction, "public-data runs: share of compute spent re-computing other machines' samples (0..1)")
 	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
 	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
