@@ -17,6 +17,7 @@ import (
 
 	"github.com/zopeer/zopeer/node"
 	"github.com/zopeer/zopeer/p2p"
+	"github.com/zopeer/zopeer/store"
 	"github.com/zopeer/zopeer/zo"
 )
 
@@ -88,22 +89,7 @@ func TestAdversaryBan(t *testing.T) {
 func banBaseline(t *testing.T, base float64) []Point {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	n := uninitNet(t, "--steps", strconv.Itoa(envInt("ZOPEER_BAN_STEPS", 40)), "--verify-fraction", "0", "--eval-every", "4")
-	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
-		t.Fatal(err)
-	}
-	m, err := node.ReadManifest(n.ManifestPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.MintIdentities(ctx, m.Run, m.PowBits, 7, keyCache); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 6 {
-		if _, err := n.AddEnv(ctx, banEnv[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n, _, _ := publicNet(t, ctx, 7, 6, "--verify-fraction", "0", "--eval-every", "4")
 	stopPoll := poll(ctx, n)
 	defer stopPoll()
 	waitOwn(t, ctx, n, 16)
@@ -133,32 +119,9 @@ func cmpOr(a, b string) string {
 func banRun(t *testing.T, fraction, base float64) banResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	steps := envInt("ZOPEER_BAN_STEPS", 40)
 	r := banResult{fraction: fraction}
-	n := uninitNet(t, "--steps", strconv.Itoa(steps), "--verify-fraction", strconv.FormatFloat(fraction, 'g', -1, 64), "--eval-every", "4")
-	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
-		t.Fatal(err)
-	}
-	m, err := node.ReadManifest(n.ManifestPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Data == nil {
-		t.Fatal("zopeer init --public-data wrote no data member")
-	}
+	n, m, honest := publicNet(t, ctx, 7, 6, "--verify-fraction", strconv.FormatFloat(fraction, 'g', -1, 64), "--eval-every", "4")
 	r.tolerance = m.Data.Tolerance
-	t.Logf("public-data run: grad_bound %g, tolerance %g, batch size %d", m.GradBound, m.Data.Tolerance, m.Data.BatchSize)
-	if _, err := n.MintIdentities(ctx, m.Run, m.PowBits, 7, keyCache); err != nil {
-		t.Fatal(err)
-	}
-	var honest []*Node
-	for i := range 6 {
-		nd, err := n.AddEnv(ctx, banEnv[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		honest = append(honest, nd)
-	}
 	stopPoll := poll(ctx, n)
 	defer stopPoll()
 	// The liar joins once the honest peers train: its lies meet verifiers.
@@ -170,24 +133,9 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 	start := time.Now()
 	r.liarStarts = time.Since(n.start)
 	liarID := liar.Machine(n)
-	for {
-		all := true
-		for _, nd := range honest {
-			st, err := nd.Status(ctx)
-			if err != nil || !slices.Contains(st.Verification.Banned, liarID) {
-				all = false
-				break
-			}
-		}
-		if all {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the liar %s was not banned by every honest peer", liarID)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	waitAll(t, ctx, honest, "the liar "+liarID+" banned by every honest peer", func(st node.Status) bool {
+		return slices.Contains(st.Verification.Banned, liarID)
+	})
 	r.caught = time.Since(start)
 	r.banAt = time.Since(n.start)
 	// The liar's own log drops its updates once it confirms its own ban;
@@ -353,6 +301,61 @@ func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar stri
 	}
 }
 
+// waitAll waits until every peer of nodes reports a status with cond.
+func waitAll(t *testing.T, ctx context.Context, nodes []*Node, what string, cond func(node.Status) bool) {
+	t.Helper()
+	for {
+		all := true
+		for _, nd := range nodes {
+			st, err := nd.Status(ctx)
+			if err != nil || !cond(st) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// publicNet creates a public-data run (`zopeer init --public-data
+// --batch-size 4`), mints identities for peers daemons, and starts the
+// first honest ones with banEnv's environments. It returns the net, the
+// manifest and the honest peers.
+func publicNet(t *testing.T, ctx context.Context, peers, honest int, args ...string) (*Net, store.Manifest, []*Node) {
+	t.Helper()
+	n := uninitNet(t, append([]string{"--steps", strconv.Itoa(envInt("ZOPEER_BAN_STEPS", 40))}, args...)...)
+	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.ReadManifest(n.ManifestPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Data == nil {
+		t.Fatal("zopeer init --public-data wrote no data member")
+	}
+	t.Logf("public-data run: grad_bound %g, tolerance %g, batch size %d", m.GradBound, m.Data.Tolerance, m.Data.BatchSize)
+	if _, err := n.MintIdentities(ctx, m.Run, m.PowBits, peers, keyCache); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*Node
+	for i := range honest {
+		nd, err := n.AddEnv(ctx, banEnv[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, nd)
+	}
+	return n, m, nodes
+}
+
 func writeBanChart(t *testing.T, base float64, r banResult, baseline []Point, table string) {
 	dir := os.Getenv("ZOPEER_ADV_OUT")
 	if dir == "" {
@@ -401,25 +404,7 @@ func TestAdversaryFalseAccuser(t *testing.T) {
 	_, base := setupAdversary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	n := uninitNet(t, "--steps", strconv.Itoa(envInt("ZOPEER_BAN_STEPS", 40)), "--verify-fraction", "0.1")
-	if _, err := n.InitRun(ctx, RunFlags{PowBits: intp(8)}, "--public-data", "--batch-size", "4"); err != nil {
-		t.Fatal(err)
-	}
-	m, err := node.ReadManifest(n.ManifestPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.MintIdentities(ctx, m.Run, m.PowBits, 5, keyCache); err != nil {
-		t.Fatal(err)
-	}
-	var honest []*Node
-	for i := range 4 {
-		nd, err := n.AddEnv(ctx, banEnv[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		honest = append(honest, nd)
-	}
+	n, _, honest := publicNet(t, ctx, 5, 4, "--verify-fraction", "0.1")
 	accuser, err := n.Add(ctx, "--test-accuse", "--verify-fraction", "0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -429,24 +414,9 @@ func TestAdversaryFalseAccuser(t *testing.T) {
 	// accuser bans each machine it accuses locally, after which the bases of
 	// the batches it could verify name a machine it excluded: it accuses a
 	// few, not all.)
-	for {
-		all := true
-		for _, nd := range honest {
-			st, err := nd.Status(ctx)
-			if err != nil || st.Verification.AccusationsRejected == 0 {
-				all = false
-				break
-			}
-		}
-		if all {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the honest peers did not all reject a false accusation")
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	waitAll(t, ctx, honest, "a false accusation rejected by every honest peer", func(st node.Status) bool {
+		return st.Verification.AccusationsRejected > 0
+	})
 	ast, err := accuser.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
