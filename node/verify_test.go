@@ -224,3 +224,41 @@ func TestFragmentedBasisIsCompacted(t *testing.T) {
 		}
 	}
 }
+
+// The accusations waiting for re-computation are bounded: 4 per accuser,
+// 64 in all; more are dropped and counted, and a copy of one already
+// waiting is not queued twice.
+func TestAccusationQueueBounds(t *testing.T) {
+	m := publicRun(t)
+	run := p2p.NewRunTag(m.Run)
+	tr := publicTrainer(t, m, 1)
+	d := &Daemon{run: &Run{Trainer: tr, Log: tr.log}, ver: newVerifier()}
+	victim := testKey(t, 7)
+	exts := []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, nil)}}
+	b, err := p2p.SignBatchExt(victim, run, 0, 127, make([]int8, 64), exts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accuse := func(accuser byte, sample uint64) *p2p.Evidence {
+		ev, err := p2p.NewAccusation(testKey(t, accuser), run, b.Raw, sample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	for s := range uint64(10) {
+		d.offerAccusation(accuse(8, s))
+	}
+	d.offerAccusation(accuse(8, 0)) // a relayed copy
+	if st := d.Status(); st.Verification.AccusationsPending != maxChecksPerAccuser || st.Verification.AccusationsDropped != 10-maxChecksPerAccuser {
+		t.Fatalf("one accuser: %d pending, %d dropped", st.Verification.AccusationsPending, st.Verification.AccusationsDropped)
+	}
+	for a := range byte(40) {
+		for s := range uint64(2) {
+			d.offerAccusation(accuse(20+a, s))
+		}
+	}
+	if n := len(d.ver.checks); n != maxPendingChecks {
+		t.Fatalf("%d accusations pending, at most %d", n, maxPendingChecks)
+	}
+}
