@@ -19,8 +19,9 @@ var (
 	// errBasisMissing: the weights lack an update of the basis (anti-entropy
 	// may bring it).
 	errBasisMissing = errors.New("node: the weights lack an update of the basis")
-	// errBasisExcluded: the basis names an excluded machine, whose updates
-	// are gone from the log.
+	// errBasisExcluded: the basis names an excluded machine whose updates
+	// this peer cannot get back (an equivocator's batches are not kept; a
+	// banned machine's are, but this peer may lack some).
 	errBasisExcluded = errors.New("node: the basis names an excluded machine")
 	// errBasisFar: more updates than allowed would have to be subtracted.
 	errBasisFar = errors.New("node: the basis is too far from the weights")
@@ -53,9 +54,15 @@ func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, basis p
 // weights, and the basis must name no excluded machine.
 func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) error {
 	want := make(map[uint64]p2p.Ranges, len(basis))
+	var banned []zo.Update // basis updates of banned machines, added for fn only
 	for _, h := range basis {
 		if t.log.Excluded(h.Machine) {
-			return fmt.Errorf("%w: %016x", errBasisExcluded, h.Machine)
+			us, err := t.bannedUpdates(h)
+			if err != nil {
+				return err
+			}
+			banned = append(banned, us...)
+			continue
 		}
 		if len(h.Samples.Sub(ranges(t.applied[h.Machine]))) > 0 {
 			return fmt.Errorf("%w: machine %016x", errBasisMissing, h.Machine)
@@ -71,7 +78,7 @@ func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) e
 			n += x.Count()
 		}
 	}
-	if maxOutside > 0 && n > maxOutside {
+	if n += uint64(len(banned)); maxOutside > 0 && n > maxOutside {
 		return fmt.Errorf("%w: %d updates beyond it, at most %d", errBasisFar, n, maxOutside)
 	}
 	outside := make([]zo.Update, 0, n)
@@ -93,8 +100,46 @@ func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) e
 		}
 	}
 	t.eng.Remove(outside)
-	defer t.eng.Apply(outside)
+	t.eng.Apply(banned)
+	defer func() {
+		t.eng.Remove(banned)
+		t.eng.Apply(outside)
+	}()
 	return fn()
+}
+
+// bannedUpdates returns the updates of h (a banned machine's part of a
+// basis) from the signed batches the log keeps for it (store.Store.Ban): a
+// basis computed before the ban still names them, and peers that banned
+// the machine first must reach that basis too, or they could not judge a
+// later accusation that peers banning in the other order judge. An
+// equivocator's batches are not kept: errBasisExcluded.
+func (t *Trainer) bannedUpdates(h p2p.Holding) ([]zo.Update, error) {
+	run := p2p.NewRunTag(t.run)
+	var out []zo.Update
+	seen := map[uint64]bool{}
+	for _, r := range h.Samples {
+		raws, err := t.log.Batches(h.Machine, r.Lo, r.Hi, 0)
+		if err != nil {
+			return nil, fmt.Errorf("node: reaching a basis: %w", err)
+		}
+		for _, raw := range raws {
+			b, err := p2p.DecodeBatch(raw, run)
+			if err != nil || b.Machine != h.Machine {
+				continue
+			}
+			for _, u := range b.Updates() {
+				if u.Sample >= r.Lo && u.Sample <= r.Hi && !seen[u.Sample] {
+					seen[u.Sample] = true
+					out = append(out, u)
+				}
+			}
+		}
+	}
+	if uint64(len(out)) != h.Samples.Count() {
+		return nil, fmt.Errorf("%w: %016x, whose batches this peer does not hold", errBasisExcluded, h.Machine)
+	}
+	return out, nil
 }
 
 // missingOf returns, per machine, the samples of basis the weights lack.

@@ -54,7 +54,8 @@ type VerifyStatus struct {
 	Skipped   uint64  `json:"skipped"`   // candidates that could not be re-computed
 	// SkippedBy splits Skipped by reason: basis_missing (not held after a
 	// few tries), basis_far (more than maxVerifyOutside updates away),
-	// basis_excluded (names an excluded machine), non_finite (our loss).
+	// basis_excluded (names a machine excluded for equivocation, or a
+	// banned one whose batches this peer lacks), non_finite (our loss).
 	SkippedBy map[string]uint64 `json:"skipped_by,omitempty"`
 	MaxExcess float64           `json:"max_excess"` // the largest excess among samples that matched: the observed noise
 	// Accusations: made by this peer; confirmed and rejected by its own

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -260,5 +261,71 @@ func TestAccusationQueueBounds(t *testing.T) {
 	}
 	if n := len(d.ver.checks); n != maxPendingChecks {
 		t.Fatalf("%d accusations pending, at most %d", n, maxPendingChecks)
+	}
+}
+
+// A basis computed before a ban names the banned machine's updates. A peer
+// that banned it first still reaches that basis, from the signed batches a
+// ban keeps, and judges the batch as peers that had not banned it yet do;
+// after an exclusion that purges the batches (equivocation) it cannot, and
+// says so instead of judging.
+func TestBasisNamingABannedMachine(t *testing.T) {
+	ctx := context.Background()
+	m := publicRun(t)
+	run := p2p.NewRunTag(m.Run)
+	keyA, keyX := testKey(t, 11), testKey(t, 12)
+	mA, mX := keyMachine(t, keyA), keyMachine(t, keyX)
+	a, x := publicTrainer(t, m, mA), publicTrainer(t, m, mX)
+	banning, excluding := publicTrainer(t, m, 13), publicTrainer(t, m, 14)
+	sign := func(tr *Trainer, key crypto.PrivKey) *p2p.Batch {
+		p, err := tr.Propose(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := p2p.SignBatchExt(key, run, p.First, p.Exp, p.Codes, []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, p.Basis)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Commit(ctx, p, b.Raw); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	bx := sign(x, keyX)
+	for _, tr := range []*Trainer{a, banning, excluding} {
+		if _, err := tr.Apply(ctx, bx.Raw, bx.Updates()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ba := sign(a, keyA) // its basis names x's updates
+	for _, tr := range []*Trainer{banning, excluding} {
+		if _, err := tr.Apply(ctx, ba.Raw, ba.Updates()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, _, err := banning.log.Ban(ctx, mX, []byte("accusation"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	banning.Exclude(mX, removed)
+	if removed, _, err = excluding.log.Exclude(ctx, mX, []byte("evidence")); err != nil {
+		t.Fatal(err)
+	}
+	excluding.Exclude(mX, removed)
+	before := banning.eng.Weights().Hash()
+	for k := range ba.Codes {
+		acc, err := p2p.NewAccusation(testKey(t, 15), run, ba.Raw, ba.First+uint64(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex, err := banning.AccusationExcess(ctx, acc); err != nil || ex != 0 {
+			t.Fatalf("sample %d, after the ban: excess %g, %v", k, ex, err)
+		}
+		if _, err := excluding.AccusationExcess(ctx, acc); !errors.Is(err, errBasisExcluded) {
+			t.Fatalf("sample %d, after an exclusion that purged the batches: %v, want errBasisExcluded", k, err)
+		}
+	}
+	if banning.eng.Weights().Hash() != before {
+		t.Fatal("reaching a basis with a banned machine's updates changed the weights")
 	}
 }
