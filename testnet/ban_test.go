@@ -117,37 +117,64 @@ func cmpOr(a, b string) string {
 }
 
 func banRun(t *testing.T, fraction, base float64) banResult {
+	return banRunLiars(t, fraction, base, 1)
+}
+
+// TestAdversaryTwoLiars is TestAdversaryBan with two liars at once: each
+// honest batch's basis soon names both, and every honest peer must judge
+// the second accusation whichever ban it learnt first (the first ban keeps
+// the banned machine's batches for that).
+func TestAdversaryTwoLiars(t *testing.T) {
+	adversarial(t)
+	_, base := setupAdversary(t)
+	banRunLiars(t, 0.1, base, 2)
+}
+
+// banRunLiars runs 6 honest peers with liars liars started together once
+// the honest peers train.
+func banRunLiars(t *testing.T, fraction, base float64, liars int) banResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	r := banResult{fraction: fraction}
-	n, m, honest := publicNet(t, ctx, 7, 6, "--verify-fraction", strconv.FormatFloat(fraction, 'g', -1, 64), "--eval-every", "4")
+	n, m, honest := publicNet(t, ctx, 6+liars, 6, "--verify-fraction", strconv.FormatFloat(fraction, 'g', -1, 64), "--eval-every", "4")
 	r.tolerance = m.Data.Tolerance
 	stopPoll := poll(ctx, n)
 	defer stopPoll()
-	// The liar joins once the honest peers train: its lies meet verifiers.
+	// The liars join once the honest peers train: their lies meet verifiers.
 	waitOwn(t, ctx, n, 16)
-	liar, err := n.Add(ctx, "--test-lie")
-	if err != nil {
-		t.Fatal(err)
+	var liarNodes []*Node
+	var liarIDs []string
+	for range liars {
+		liar, err := n.Add(ctx, "--test-lie")
+		if err != nil {
+			t.Fatal(err)
+		}
+		liarNodes, liarIDs = append(liarNodes, liar), append(liarIDs, liar.Machine(n))
 	}
 	start := time.Now()
 	r.liarStarts = time.Since(n.start)
-	liarID := liar.Machine(n)
-	waitAll(t, ctx, honest, "the liar "+liarID+" banned by every honest peer", func(st node.Status) bool {
-		return slices.Contains(st.Verification.Banned, liarID)
+	waitAll(t, ctx, honest, fmt.Sprintf("the liars %v banned by every honest peer", liarIDs), func(st node.Status) bool {
+		for _, id := range liarIDs {
+			if !slices.Contains(st.Verification.Banned, id) {
+				return false
+			}
+		}
+		return true
 	})
 	r.caught = time.Since(start)
 	r.banAt = time.Since(n.start)
-	// The liar's own log drops its updates once it confirms its own ban;
-	// its next sample still says how many it signed.
-	lst, err := liar.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.liarOwn = lst.NextSample
-	t.Logf("liar %s banned by all 6 honest peers %.1f s after it started, having signed %d samples", liarID, r.caught.Seconds(), r.liarOwn)
-	if err := liar.Stop(30 * time.Second); err != nil {
-		t.Fatal(err)
+	for i, liar := range liarNodes {
+		// A liar's own log drops its updates once it confirms its own ban;
+		// its next sample still says how many it signed.
+		lst, err := liar.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.liarOwn += lst.NextSample
+		t.Logf("liar %s banned by all 6 honest peers %.1f s after it started, having signed %d samples", liarIDs[i], r.caught.Seconds(), lst.NextSample)
+		if err := liar.Stop(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sts := converged(t, ctx, n)
 	stopPoll()
@@ -165,10 +192,10 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 			t.Errorf("%s rejected %d accusations: some peer accused an honest batch", nd.Name, v.AccusationsRejected)
 		}
 		for _, e := range st.Excluded {
-			if e.Machine != liarID {
+			if !slices.Contains(liarIDs, e.Machine) {
 				t.Errorf("%s excluded %s (%s), which is honest", nd.Name, e.Machine, e.Reason)
 			} else if e.Reason != node.ReasonAccusation {
-				t.Errorf("%s excluded the liar for %q, want %q", nd.Name, e.Reason, node.ReasonAccusation)
+				t.Errorf("%s excluded the liar %s for %q, want %q", nd.Name, e.Machine, e.Reason, node.ReasonAccusation)
 			}
 		}
 		if v.Verified == 0 && fraction >= 0.1 {
@@ -185,14 +212,14 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 		t.Errorf("eval loss %.4f did not improve on the base model's %.4f", r.evalLoss, base)
 	}
 	for _, p := range n.History() {
-		if p.Node != liar.Name {
+		if !slices.ContainsFunc(liarNodes, func(l *Node) bool { return l.Name == p.Node }) {
 			r.curve = append(r.curve, p)
 		}
 	}
 	if err := n.StopAll(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	replayHonest(t, ctx, n, honest[0], liarID, honestOwn, sts[0].WeightsHash)
+	replayHonest(t, ctx, n, honest[0], liarIDs, honestOwn, sts[0].WeightsHash)
 	return r
 }
 
@@ -201,7 +228,7 @@ func banRun(t *testing.T, fraction, base float64) banResult {
 // embedded model, every exported update applied by a fresh engine. The
 // export must hold no update of the liar, the accusation as the liar's
 // exclusion evidence, and want updates; the replay must give wantHash.
-func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar string, want uint64, wantHash string) {
+func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liars []string, want uint64, wantHash string) {
 	t.Helper()
 	path := filepath.Join(n.Dir, "export.jsonl")
 	if out, err := exec.CommandContext(ctx, n.Bin, "log", "export", "--home", nd.Home, "--out", path).CombinedOutput(); err != nil {
@@ -217,7 +244,7 @@ func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar stri
 		t.Fatal(err)
 	}
 	var us []zo.Update
-	banned := false
+	banned := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -240,7 +267,7 @@ func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar stri
 		}
 		switch {
 		case line.Excluded != "":
-			if line.Excluded != liar {
+			if !slices.Contains(liars, line.Excluded) {
 				t.Errorf("the export excludes %s, which is honest", line.Excluded)
 				continue
 			}
@@ -252,10 +279,10 @@ func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar stri
 			if err != nil || !ev.IsAccusation() {
 				t.Errorf("the liar's exclusion evidence is not a valid accusation: %v", err)
 			}
-			banned = true
+			banned++
 		case line.Machine != "":
-			if line.Machine == liar {
-				t.Fatalf("the export holds the liar's update %s/%d", liar, line.Sample)
+			if slices.Contains(liars, line.Machine) {
+				t.Fatalf("the export holds the liar's update %s/%d", line.Machine, line.Sample)
 			}
 			id, err := strconv.ParseUint(line.Machine, 16, 64)
 			if err != nil {
@@ -267,8 +294,8 @@ func replayHonest(t *testing.T, ctx context.Context, n *Net, nd *Node, liar stri
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if !banned {
-		t.Error("the export lists no exclusion of the liar")
+	if banned != len(liars) {
+		t.Errorf("the export lists %d exclusions of the %d liars", banned, len(liars))
 	}
 	if uint64(len(us)) != want {
 		t.Errorf("the export holds %d updates, the honest peers contributed %d", len(us), want)
