@@ -116,10 +116,13 @@ func (c Chart) WriteSVG(w io.Writer) error {
 			b.WriteString("\n")
 		}
 	}
+	// Legend entries advance by their text's width (about 7 px a character
+	// at the chart's font size), so long series names do not overlap.
+	x := left
 	for i, name := range names {
-		x := left + (i%10)*88
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
 			x, H-28, palette[i%len(palette)], x+18, H-23, esc(name))
+		x += 18 + 7*len(name) + 16
 	}
 	if len(c.Marks) > 0 {
 		legend := c.MarkLegend
