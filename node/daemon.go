@@ -74,7 +74,7 @@ var PeerDefaults = PeerSettings{
 	JoinTimeout:          10 * time.Second,
 	API:                  "127.0.0.1:7070",
 	MaxLag:               4096,
-	StateEvery:           10 * time.Second,
+	StateEvery:           30 * time.Second,
 	SyncEvery:            5 * time.Second,
 }
 

@@ -74,8 +74,10 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	ns := "zopeer/" + p.opts.Run + "/rendezvous/1"
 	var readvertise time.Time
 	// wait paces rounds: it starts at fastDiscovery, doubles while rounds
-	// find no new peer of the run, up to DiscoveryInterval, and starts over
-	// when the peer loses its last peer of the run.
+	// find no new peer of the run, up to DiscoveryInterval, or
+	// settledDiscovery times it once the peer has settledPeers peers of the
+	// run (each round's DHT lookup costs every peer queried a request), and
+	// starts over when the peer loses its last peer of the run.
 	wait := fastDiscovery
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -129,6 +131,8 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 			wait = fastDiscovery
 		case after > before:
 			wait = fastDiscovery
+		case after >= settledPeers:
+			wait = min(2*wait, settledDiscovery*p.opts.DiscoveryInterval)
 		default:
 			wait = min(2*wait, p.opts.DiscoveryInterval)
 		}
@@ -136,8 +140,12 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	}
 }
 
-// fastDiscovery is the first pace of discovery rounds (see discoveryLoop).
-const fastDiscovery = 2 * time.Second
+// Paces of discovery rounds (see discoveryLoop).
+const (
+	fastDiscovery    = 2 * time.Second
+	settledPeers     = 2
+	settledDiscovery = 8
+)
 
 func resetTimer(t *time.Timer, d time.Duration) {
 	if !t.Stop() {
