@@ -73,6 +73,7 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	defer sub.Close()
 	ns := "zopeer/" + p.opts.Run + "/rendezvous/1"
 	var readvertise time.Time
+	refreshed := time.Now() // New's dht Bootstrap has just refreshed
 	// wait paces rounds: it starts at fastDiscovery, doubles while rounds
 	// find no new peer of the run, up to DiscoveryInterval, or
 	// settledDiscovery times it once the peer has settledPeers peers of the
@@ -103,6 +104,10 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 		if before < 2 {
 			p.connectAll(life, known)
 			p.connectAll(life, p.remembered())
+		}
+		if rd != nil && time.Since(refreshed) >= dhtRefresh {
+			p.kdht.RefreshRoutingTable() // in the background; the result is not needed
+			refreshed = time.Now()
 		}
 		if rd != nil && len(p.kdht.RoutingTable().ListPeers()) > 0 {
 			if time.Now().After(readvertise) {
@@ -145,6 +150,8 @@ const (
 	fastDiscovery    = 2 * time.Second
 	settledPeers     = 2
 	settledDiscovery = 8
+	// dhtRefresh paces routing-table refreshes (libp2p's default period).
+	dhtRefresh = 10 * time.Minute
 )
 
 func resetTimer(t *time.Timer, d time.Duration) {

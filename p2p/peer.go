@@ -286,8 +286,12 @@ func (p *Peer) start(ctx, life context.Context) error {
 		if o.DHTServer {
 			mode = dht.ModeServer
 		}
+		// The discovery loop refreshes the routing table (dhtRefresh): the
+		// DHT's own refresh runs every 2 min while it knows 10 peers or
+		// fewer, i.e. always in a small run, and was most of an idle
+		// peer's DHT traffic.
 		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...),
-			dht.AddressFilter(dhtAddrs))
+			dht.AddressFilter(dhtAddrs), dht.DisableAutoRefresh())
 		if err != nil {
 			return fmt.Errorf("p2p: dht: %w", err)
 		}

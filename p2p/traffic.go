@@ -143,7 +143,11 @@ func varintLen(x uint64) int {
 func (p *Peer) Traffic() Traffic {
 	streams := map[string]Flow{}
 	for proto, s := range p.bw.GetBandwidthByProtocol() {
-		streams[string(proto)] = Flow{In: s.TotalIn, Out: s.TotalOut}
+		name := string(proto)
+		if name == "" {
+			name = "(negotiation)" // multistream-select, before a protocol is agreed
+		}
+		streams[name] = Flow{In: s.TotalIn, Out: s.TotalOut}
 	}
 	return Traffic{Streams: streams, Gossip: p.tr.gossip.snapshot()}
 }

@@ -151,11 +151,11 @@ func sortedKeys[V any](m map[string]V) []string {
 // nothing was delivered. docs/BENCHMARKS.md has the figures and this command.
 func TestWireBytes(t *testing.T) {
 	need(t, "ZOPEER_NETNS_BENCH")
-	settle := envDur("ZOPEER_BENCH_SETTLE", 60*time.Second)
+	settle := envDur("ZOPEER_BENCH_SETTLE", 5*time.Minute) // past start-up: AutoNAT probes, discovery backing off
 	idle := envDur("ZOPEER_BENCH_IDLE", 120*time.Second)
 	step := envDur("ZOPEER_BENCH_STEP", 1270*time.Millisecond)
 	size := envInt("ZOPEER_BENCH_BATCH", 64) // zopeer's --samples: one signed batch per step
-	batches := envInt("ZOPEER_BENCH_BATCHES", 4)
+	batches := envInt("ZOPEER_BENCH_BATCHES", 3)
 	extra := strings.Fields(os.Getenv("ZOPEER_BENCH_ARGS")) // p2pnode flags, e.g. --mesh-degree 6
 	const n = 6
 	every := time.Duration(size) * step
