@@ -65,52 +65,41 @@ func (g *gossipBytes) add(dir, part, bytes int, items int) {
 // prefix) is framing.
 func (g *gossipBytes) count(dir int, rpc *pubsub.RPC) {
 	total := rpc.Size()
-	total += varintLen(uint64(total))
+	total += uvarintLen(uint64(total))
 	parts := 0
+	charge := func(part, size, items int) {
+		n := 1 + uvarintLen(uint64(size)) + size // tag, length, bytes
+		g.add(dir, part, n, items)
+		parts += n
+	}
 	for _, m := range rpc.Publish {
-		s := fieldLen(m.Size())
 		part := gpOther
 		for i, t := range g.topics {
 			if m.GetTopic() == t {
 				part = i
 			}
 		}
-		g.add(dir, part, s, 1)
-		parts += s
+		charge(part, m.Size(), 1)
 	}
 	for _, s := range rpc.Subscriptions {
-		n := fieldLen(s.Size())
-		g.add(dir, gpSubs, n, 1)
-		parts += n
+		charge(gpSubs, s.Size(), 1)
 	}
 	if c := rpc.Control; c != nil {
-		ctl := 0
 		for _, x := range c.Ihave {
-			n := fieldLen(x.Size())
-			g.add(dir, gpIHave, n, len(x.MessageIDs))
-			ctl += n
+			charge(gpIHave, x.Size(), len(x.MessageIDs))
 		}
 		for _, x := range c.Iwant {
-			n := fieldLen(x.Size())
-			g.add(dir, gpIWant, n, len(x.MessageIDs))
-			ctl += n
+			charge(gpIWant, x.Size(), len(x.MessageIDs))
 		}
 		for _, x := range c.Idontwant {
-			n := fieldLen(x.Size())
-			g.add(dir, gpIDontWant, n, len(x.MessageIDs))
-			ctl += n
+			charge(gpIDontWant, x.Size(), len(x.MessageIDs))
 		}
 		for _, x := range c.Graft {
-			n := fieldLen(x.Size())
-			g.add(dir, gpGraft, n, 1)
-			ctl += n
+			charge(gpGraft, x.Size(), 1)
 		}
 		for _, x := range c.Prune {
-			n := fieldLen(x.Size())
-			g.add(dir, gpPrune, n, 1)
-			ctl += n
+			charge(gpPrune, x.Size(), 1)
 		}
-		parts += ctl
 	}
 	g.add(dir, gpFraming, total-parts, 0)
 }
@@ -124,19 +113,6 @@ func (g *gossipBytes) snapshot() map[string]Flow {
 		}
 	}
 	return out
-}
-
-// fieldLen is the encoded length of an embedded protobuf field of n bytes
-// (a one-byte tag, the length varint, the bytes).
-func fieldLen(n int) int { return 1 + varintLen(uint64(n)) + n }
-
-func varintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
 }
 
 // Traffic returns the byte breakdown since the peer started.
