@@ -327,6 +327,7 @@ func TestNATMesh(t *testing.T) {
 		return
 	}
 	partitioned := false
+	var sameAt, punchedAt time.Duration // when the digests first agreed, when n1-n2 first punched
 	want := uint64(len(peers) * batches * size)
 	deadline := time.Now().Add(4 * time.Minute)
 	start := time.Now()
@@ -351,6 +352,12 @@ func TestNATMesh(t *testing.T) {
 			same = same && st.Updates == want && st.Digest == sts[0].Digest
 		}
 		punchedN12 := (direct["n1n2"] || direct["n2n1"]) && punched() > 0
+		if same && sameAt == 0 {
+			sameAt = time.Since(start)
+		}
+		if punchedN12 && punchedAt == 0 {
+			punchedAt = time.Since(start)
+		}
 		if same && reserved["n1"] && reserved["n2"] && reserved["n3"] && punchedN12 {
 			break
 		}
@@ -364,7 +371,8 @@ func TestNATMesh(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	t.Logf("converged in %v: %d peers hold %d updates with identical digests", time.Since(start).Round(time.Second), len(peers), want)
+	t.Logf("done in %v: %d peers hold %d updates with identical digests (at %v), n1-n2 hole punched (at %v)", time.Since(start).Round(time.Second),
+		len(peers), want, sameAt.Round(time.Second), punchedAt.Round(time.Second))
 	t.Logf("relay reservations %v; NATed pairs seen relayed %v, direct %v", reserved, relayed, direct)
 	for _, p := range peers {
 		st, _ := l.status(p)

@@ -152,6 +152,7 @@ func main() {
 	flag.DurationVar(&o.SyncInterval, "sync-every", 5*time.Second, "anti-entropy (zopeer's default)")
 	flag.DurationVar(&o.DiscoveryInterval, "discovery-every", o.DiscoveryInterval, "discovery")
 	flag.IntVar(&o.MeshDegree, "mesh-degree", o.MeshDegree, "gossipsub D")
+	debug := flag.Bool("debug", os.Getenv("ZOPEER_P2PNODE_DEBUG") != "", "debug logs (env ZOPEER_P2PNODE_DEBUG)")
 	flag.Parse()
 	if len(listen) > 0 {
 		o.ListenAddrs = listen
@@ -159,7 +160,11 @@ func main() {
 	o.Bootstrap = boot
 	o.Run = *run
 	o.PeerExchange = true
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	o.Logger = log
 	k, err := p2p.LoadIdentity(*key)
 	if err != nil {
