@@ -290,6 +290,7 @@ func TestNATMesh(t *testing.T) {
 	l.kill(boot)
 	t.Log("bootstrap host killed 5 s after start")
 
+	start := time.Now()
 	ids := map[string]string{} // peer ID -> name
 	reserved := map[string]bool{}
 	// conn[a+b]: a saw a connection to b, relayed or direct.
@@ -305,8 +306,9 @@ func TestNATMesh(t *testing.T) {
 			if !ok {
 				continue
 			}
-			if len(st.Net.Relays) > 0 {
+			if len(st.Net.Relays) > 0 && !reserved[n.name] {
 				reserved[n.name] = true
+				t.Logf("%s holds a relay reservation (at %v)", n.name, time.Since(start).Round(time.Second))
 			}
 			for _, c := range st.Net.Conns {
 				if o := ids[c.Peer]; strings.HasPrefix(o, "n") {
@@ -330,7 +332,6 @@ func TestNATMesh(t *testing.T) {
 	var sameAt, punchedAt time.Duration // when the digests first agreed, when n1-n2 first punched
 	want := uint64(len(peers) * batches * size)
 	deadline := time.Now().Add(4 * time.Minute)
-	start := time.Now()
 	for {
 		watch()
 		// A partition: n1's router loses its uplink for 15 s mid-run.
