@@ -98,6 +98,8 @@ var (
 	mState    = prometheus.NewDesc("zopeer_state", "1 for the peer's current state.", []string{"state"}, nil)
 	mBytes    = prometheus.NewDesc("zopeer_p2p_bytes_total", "Bytes of libp2p stream payloads (above yamux and Noise; not link level: TCP/IP, Noise and yamux framing are not counted).", []string{"dir"}, nil)
 	mGossip   = prometheus.NewDesc("zopeer_gossip_messages_total", "Gossip messages by outcome.", []string{"outcome"}, nil)
+	mStreamB  = prometheus.NewDesc("zopeer_p2p_stream_bytes_total", "Bytes of libp2p stream payloads by protocol (not link level).", []string{"protocol", "dir"}, nil)
+	mGossipB  = prometheus.NewDesc("zopeer_gossip_bytes_total", "Bytes of gossipsub RPCs by part (protobuf, before stream framing): msg_updates, msg_state, msg_evidence, ihave, iwant, idontwant, graft, prune, subscriptions, framing.", []string{"part", "dir"}, nil)
 	// Anti-entropy, each counter counting one kind of thing.
 	mSyncReq      = prometheus.NewDesc("zopeer_sync_requests_total", "Sync requests from peers: served, or refused as busy (too many at once).", []string{"outcome"}, nil)
 	mSyncBatches  = prometheus.NewDesc("zopeer_sync_fetched_batches_total", "Signed batches fetched from peers by anti-entropy.", nil, nil)
@@ -114,7 +116,7 @@ var (
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mUpdates, mOwn, mSteps, mPeers, mEval, mContrib, mCatching, mBest,
-		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mSyncReq, mSyncBatches, mSyncUpdates, mSyncRejected, mPublished, mRefused, mExcluded, mVerified, mAccusations, mBanned, mOverflow} {
+		mMismatch, mFlagged, mDiscred, mState, mBytes, mGossip, mStreamB, mGossipB, mSyncReq, mSyncBatches, mSyncUpdates, mSyncRejected, mPublished, mRefused, mExcluded, mVerified, mAccusations, mBanned, mOverflow} {
 		ch <- d
 	}
 }
@@ -153,6 +155,14 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		"ignored": st.P2P.GossipIgnored, "duplicate": st.P2P.GossipDuplicates, "dropped": st.P2P.GossipDropped,
 		"undeliverable": st.P2P.Undeliverable} {
 		n(mGossip, float64(v), outcome)
+	}
+	for proto, f := range st.Traffic.Streams {
+		n(mStreamB, float64(f.In), proto, "in")
+		n(mStreamB, float64(f.Out), proto, "out")
+	}
+	for part, f := range st.Traffic.Gossip {
+		n(mGossipB, float64(f.In), part, "in")
+		n(mGossipB, float64(f.Out), part, "out")
 	}
 	n(mSyncReq, float64(st.P2P.SyncServed), "served")
 	n(mSyncReq, float64(st.P2P.SyncBusy), "busy")

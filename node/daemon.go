@@ -87,7 +87,7 @@ var PeerDefaults = PeerSettings{
 	JoinTimeout:          10 * time.Second,
 	API:                  "127.0.0.1:7070",
 	MaxLag:               4096,
-	StateEvery:           10 * time.Second,
+	StateEvery:           30 * time.Second,
 	SyncEvery:            5 * time.Second,
 	VerifyFraction:       0.1,
 }
@@ -427,6 +427,9 @@ type Status struct {
 	// NetworkWarning says why the peer runs alone, if it does (no
 	// reachable peer of the run: what was tried).
 	NetworkWarning string `json:"network_warning,omitempty"`
+	// Traffic is where the bytes go: stream payload per libp2p protocol,
+	// gossipsub's share by part (not link level).
+	Traffic p2p.Traffic `json:"traffic"`
 }
 
 // Excluded is a machine excluded from the run.
@@ -754,6 +757,7 @@ func (d *Daemon) Status() Status {
 		st.Peers = st.P2P.Peers
 		st.Refused, st.RefusedMachines = st.P2P.Refused, st.P2P.RefusedMachines
 		st.Network = peer.NetInfo()
+		st.Traffic = peer.Traffic()
 		st.Addrs = peer.Addrs()
 	}
 	st.Uptime = time.Since(d.start).Seconds()

@@ -347,7 +347,7 @@ func flaggedMachines(eqs []p2p.Equivocation) []string {
 // itself. A state is forgotten stateTTL after it arrived; a machine whose
 // claim a verified round did not bear out is ignored for discreditFor.
 const (
-	stateTTLIntervals = 4 // p2p re-announces an unchanged state every 3 intervals
+	stateTTLIntervals = p2p.IdleAnnounce + 1 // p2p re-announces an unchanged state every IdleAnnounce intervals
 	discreditFor      = 10 * time.Minute
 )
 

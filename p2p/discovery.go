@@ -2,6 +2,8 @@ package p2p
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 const dialTimeout = 15 * time.Second
@@ -73,9 +76,13 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	defer sub.Close()
 	ns := "zopeer/" + p.opts.Run + "/rendezvous/1"
 	var readvertise time.Time
+	var advertised string   // our addresses when we last advertised
+	refreshed := time.Now() // New's dht Bootstrap has just refreshed
 	// wait paces rounds: it starts at fastDiscovery, doubles while rounds
-	// find no new peer of the run, up to DiscoveryInterval, and starts over
-	// when the peer loses its last peer of the run.
+	// find no new peer of the run, up to DiscoveryInterval, or
+	// settledDiscovery times it once the peer has settledPeers peers of the
+	// run (each round's DHT lookup costs every peer queried a request), and
+	// starts over when the peer loses its last peer of the run.
 	wait := fastDiscovery
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -102,13 +109,21 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 			p.connectAll(life, known)
 			p.connectAll(life, p.remembered())
 		}
+		if rd != nil && time.Since(refreshed) >= dhtRefresh {
+			p.kdht.RefreshRoutingTable() // in the background; the result is not needed
+			refreshed = time.Now()
+		}
 		if rd != nil && len(p.kdht.RoutingTable().ListPeers()) > 0 {
-			if time.Now().After(readvertise) {
+			// Advertise again when our addresses changed (a NATed peer's relay
+			// addresses arrive later than its first round): DHT servers hand
+			// out the addresses they know with the record.
+			if addrs := addrsKey(p.host.Addrs()); time.Now().After(readvertise) || addrs != advertised {
 				ttl, err := rd.Advertise(life, ns)
 				if err != nil {
 					p.opts.Logger.Debug("p2p: dht advertise", "err", err)
 				} else {
-					readvertise = time.Now().Add(ttl * 7 / 10)
+					readvertise, advertised = time.Now().Add(ttl*7/10), addrs
+					p.opts.Logger.Debug("p2p: dht advertised", "addrs", addrs)
 				}
 			}
 			ch, err := rd.FindPeers(life, ns)
@@ -121,6 +136,7 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 						ais = append(ais, ai)
 					}
 				}
+				p.opts.Logger.Debug("p2p: dht found peers", "n", len(ais))
 				p.connectAll(life, ais)
 			}
 		}
@@ -129,6 +145,8 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 			wait = fastDiscovery
 		case after > before:
 			wait = fastDiscovery
+		case after >= settledPeers:
+			wait = min(2*wait, settledDiscovery*p.opts.DiscoveryInterval)
 		default:
 			wait = min(2*wait, p.opts.DiscoveryInterval)
 		}
@@ -136,8 +154,14 @@ func (p *Peer) discoveryLoop(life context.Context, boot []peer.AddrInfo) {
 	}
 }
 
-// fastDiscovery is the first pace of discovery rounds (see discoveryLoop).
-const fastDiscovery = 2 * time.Second
+// Paces of discovery rounds (see discoveryLoop).
+const (
+	fastDiscovery    = 2 * time.Second
+	settledPeers     = 2
+	settledDiscovery = 8
+	// dhtRefresh paces routing-table refreshes (libp2p's default period).
+	dhtRefresh = 10 * time.Minute
+)
 
 func resetTimer(t *time.Timer, d time.Duration) {
 	if !t.Stop() {
@@ -181,4 +205,14 @@ func (p *Peer) remembered() []peer.AddrInfo {
 		}
 	}
 	return out
+}
+
+// addrsKey is a set of addresses as one comparable string.
+func addrsKey(addrs []ma.Multiaddr) string {
+	ss := make([]string, len(addrs))
+	for i, a := range addrs {
+		ss[i] = a.String()
+	}
+	slices.Sort(ss)
+	return strings.Join(ss, " ")
 }

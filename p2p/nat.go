@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -77,7 +78,7 @@ func (p *Peer) natOptions(boot []peer.AddrInfo) ([]libp2p.Option, error) {
 		lopts = append(lopts, libp2p.EnableAutoNATv2())
 	}
 	if o.HolePunching {
-		lopts = append(lopts, libp2p.EnableHolePunching())
+		lopts = append(lopts, libp2p.EnableHolePunching(holepunch.WithTracer(&p.punch)))
 	}
 	if o.NATService {
 		lopts = append(lopts, libp2p.EnableNATService())
@@ -312,10 +313,13 @@ type NetInfo struct {
 	Relays     []string `json:"relay_reservations"`
 	// RelayService says whether this peer offers the relay service (only
 	// once AutoNAT finds it public).
-	RelayService bool   `json:"relay_service"`
-	Direct       int    `json:"direct_peers"`
-	Relayed      int    `json:"relayed_peers"`
-	Conns        []Conn `json:"connections"`
+	RelayService bool `json:"relay_service"`
+	// HolePunch counts DCUtR hole punches (relayed connections upgraded to
+	// direct ones, or not).
+	HolePunch HolePunch `json:"hole_punch"`
+	Direct    int       `json:"direct_peers"`
+	Relayed   int       `json:"relayed_peers"`
+	Conns     []Conn    `json:"connections"`
 }
 
 // maxConnsShown bounds the connections NetInfo lists.
@@ -331,6 +335,7 @@ func (p *Peer) NetInfo() NetInfo {
 	}
 	p.reach.mu.Unlock()
 	ni.RelayService = p.opts.RelayService && ni.Reachability == "public"
+	ni.HolePunch = p.punch.get()
 	relays := map[string]bool{}
 	for _, a := range p.host.Addrs() {
 		if isRelayed(a) {

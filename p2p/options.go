@@ -53,7 +53,9 @@ type Options struct {
 	// MeshDegree is gossipsub's D, the number of peers each peer forwards a
 	// message to; every peer receives a message about D times, so D sets the
 	// bytes per gradient a swarm costs (docs/BENCHMARKS.md, p2p), against
-	// resilience to loss and churn, which anti-entropy backs up.
+	// resilience to loss and churn, which anti-entropy backs up. The default,
+	// 3 (libp2p's is 6), halves the copies in small runs; peers of a run
+	// with other values still interoperate (D is a local choice).
 	MeshDegree int
 
 	// Gossip queue sizes: bursts of tiny messages overflow the libp2p defaults (32).
@@ -107,7 +109,7 @@ func DefaultOptions() Options {
 		AutoNATv2:            true,
 		DialTimeout:          5 * time.Second,
 		DiscoveryInterval:    30 * time.Second,
-		MeshDegree:           6,
+		MeshDegree:           3,
 		OutboundQueue:        4096,
 		ValidateQueue:        4096,
 		Deliver:              4096,

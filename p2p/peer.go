@@ -136,9 +136,14 @@ type Peer struct {
 	accBuckets map[uint64]*accuserBucket // accusations relayed per accuser (allowAccusation)
 	wanted     map[uint64]want           // samples the node asked for (Want)
 	lastState  map[uint64]uint64         // machine → newest announcement time seen
-	dialErrs   map[peer.ID]string        // last dial error per bootstrap or known peer
-	met        map[peer.ID]bool          // peers that joined the run's topic (redialled when alone)
-	reach      reach
+	// heardStates is what each machine last announced (lean.go).
+	heardStates map[uint64]heard
+	inflight    []inflight         // batches delivered by gossip, oldest first (lean.go)
+	chasing     atomic.Bool        // a chaseLater check is pending
+	dialErrs    map[peer.ID]string // last dial error per bootstrap or known peer
+	met         map[peer.ID]bool   // peers that joined the run's topic (redialled when alone)
+	reach       reach
+	punch       punchTracer
 
 	// stopped is closed by Close; calls made on the caller's context
 	// (SyncNow) end with it too.
@@ -169,25 +174,26 @@ func New(ctx context.Context, opts Options) (*Peer, error) {
 		return nil, err
 	}
 	p := &Peer{
-		opts:       opts,
-		run:        NewRunTag(opts.Run),
-		bw:         metrics.NewBandwidthCounter(),
-		batches:    make(chan *Batch, opts.Deliver),
-		statesCh:   make(chan State, opts.Deliver),
-		evidence:   make(chan *Evidence, opts.Deliver),
-		pol:        newPolice(opts.AuthorRate, opts.AuthorBurst),
-		trigger:    make(chan struct{}, 1),
-		announceC:  make(chan struct{}, 1),
-		inbound:    make(chan struct{}, opts.SyncInbound),
-		serving:    map[peer.ID]int{},
-		flagged:    map[uint64]Equivocation{},
-		rejected:   map[uint64]int{},
-		accBuckets: map[uint64]*accuserBucket{},
-		wanted:     map[uint64]want{},
-		lastState:  map[uint64]uint64{},
-		dialErrs:   map[peer.ID]string{},
-		met:        map[peer.ID]bool{},
-		stopped:    make(chan struct{}),
+		opts:        opts,
+		run:         NewRunTag(opts.Run),
+		bw:          metrics.NewBandwidthCounter(),
+		batches:     make(chan *Batch, opts.Deliver),
+		statesCh:    make(chan State, opts.Deliver),
+		evidence:    make(chan *Evidence, opts.Deliver),
+		pol:         newPolice(opts.AuthorRate, opts.AuthorBurst),
+		trigger:     make(chan struct{}, 1),
+		announceC:   make(chan struct{}, 1),
+		inbound:     make(chan struct{}, opts.SyncInbound),
+		serving:     map[peer.ID]int{},
+		flagged:     map[uint64]Equivocation{},
+		rejected:    map[uint64]int{},
+		accBuckets:  map[uint64]*accuserBucket{},
+		wanted:      map[uint64]want{},
+		lastState:   map[uint64]uint64{},
+		heardStates: map[uint64]heard{},
+		dialErrs:    map[peer.ID]string{},
+		met:         map[peer.ID]bool{},
+		stopped:     make(chan struct{}),
 	}
 	p.machine = MachineOf(sk.Public().(ed25519.PublicKey))
 	life, cancel := context.WithCancel(context.Background())
@@ -228,7 +234,7 @@ func (p *Peer) start(ctx, life context.Context) error {
 	p.host = h
 
 	ut, st, et := updatesTopic(o.Run), statesTopic(o.Run), evidenceTopic(o.Run)
-	p.tr = newTracer(&p.c, ut)
+	p.tr = newTracer(&p.c, ut, st, et)
 	p.ps, err = pubsub.NewGossipSub(life, h,
 		// Authenticity comes from the batch's own signature: pubsub's per-message
 		// signature, author and seqno would cost ~110 bytes per message.
@@ -286,8 +292,12 @@ func (p *Peer) start(ctx, life context.Context) error {
 		if o.DHTServer {
 			mode = dht.ModeServer
 		}
+		// The discovery loop refreshes the routing table (dhtRefresh): the
+		// DHT's own refresh runs every 2 min while it knows 10 peers or
+		// fewer, i.e. always in a small run, and was most of an idle
+		// peer's DHT traffic.
 		p.kdht, err = dht.New(h, dht.ProtocolPrefix("/zopeer"), dht.Mode(mode), dht.BootstrapPeers(boot...),
-			dht.AddressFilter(dhtAddrs))
+			dht.AddressFilter(dhtAddrs), dht.DisableAutoRefresh())
 		if err != nil {
 			return fmt.Errorf("p2p: dht: %w", err)
 		}
@@ -782,6 +792,7 @@ func (p *Peer) validateState(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationIgnore // keys are free: bound the memory they cost
 	}
 	p.lastState[s.Machine] = s.Time
+	p.noteStateLocked(s, time.Now())
 	msg.ValidatorData = s
 	return pubsub.ValidationAccept
 }
@@ -797,6 +808,7 @@ func (p *Peer) readBatches(life context.Context) {
 		if !ok || msg.ReceivedFrom == p.host.ID() {
 			continue
 		}
+		p.noteInflight(b)
 		if !p.deliver(life, b) {
 			return
 		}
@@ -825,7 +837,7 @@ func (p *Peer) readStates(life context.Context) {
 			continue
 		}
 		if hs, err := p.opts.Log.Holdings(); err == nil && s.Count > countHeld(hs) {
-			p.wake()
+			p.chaseLater(s.Count)
 		} else if p.opts.State != nil {
 			// As many updates as ours but another set: sync.
 			if own, ok := p.opts.State(); ok && own.Count == s.Count && own.Digest != s.Digest {
@@ -842,7 +854,7 @@ func (p *Peer) readStates(life context.Context) {
 
 // announceLoop publishes opts.State: at once when AnnounceSoon asks, every
 // StateInterval when it changed since the last announcement, and every
-// idleAnnounce intervals when it did not (a heartbeat, so peers' views of it
+// IdleAnnounce intervals when it did not (a heartbeat, so peers' views of it
 // do not expire). It exits when life ends.
 func (p *Peer) announceLoop(life context.Context) {
 	t := time.NewTicker(p.opts.StateInterval)
@@ -863,7 +875,7 @@ func (p *Peer) announceLoop(life context.Context) {
 			continue
 		}
 		same := s.Count == last.Count && s.Digest == last.Digest && s.WeightsHash == last.WeightsHash
-		if same && (soon || time.Since(lastAt) < idleAnnounce*p.opts.StateInterval-p.opts.StateInterval/2) {
+		if same && (soon || time.Since(lastAt) < IdleAnnounce*p.opts.StateInterval-p.opts.StateInterval/2) {
 			continue
 		}
 		s.Time = uint64(time.Now().UnixMilli())
@@ -874,9 +886,10 @@ func (p *Peer) announceLoop(life context.Context) {
 	}
 }
 
-// idleAnnounce is how many StateIntervals an unchanged state waits before
-// it is announced again.
-const idleAnnounce = 3
+// IdleAnnounce is how many StateIntervals an unchanged state waits before
+// it is announced again: each announcement costs every peer about D copies
+// of ~200 bytes, the largest part of an idle swarm's traffic.
+const IdleAnnounce = 10
 
 // AnnounceSoon asks for the state to be announced now, if it changed.
 func (p *Peer) AnnounceSoon() {
@@ -896,10 +909,15 @@ func countHeld(hs []Holding) uint64 {
 
 // meshParams scales gossipsub's degree parameters from D, keeping libp2p's
 // defaults at D = 6 (Dlo 5, Dhi 12, Dscore 4, Dout 2).
+//
+// Each message ID is offered (IHAVE) to non-mesh peers in one heartbeat
+// only, not in HistoryGossip = 3 successive ones: a small run has few
+// non-mesh peers, and anti-entropy fills what lazy gossip misses.
 func meshParams(d int) pubsub.GossipSubParams {
 	p := pubsub.DefaultGossipSubParams()
 	p.D, p.Dlo, p.Dhi, p.Dscore = d, max(1, d*5/6), 2*d, d*2/3
-	p.Dout = max(0, min(p.Dlo-1, d/2-1))
+	p.Dout = max(0, min(p.Dlo-1, d/2-1)) // gossipsub wants Dout < Dlo and Dout < D/2
+	p.HistoryGossip = 1
 	return p
 }
 

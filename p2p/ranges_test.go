@@ -119,7 +119,7 @@ func TestPlanFragmentedDigest(t *testing.T) {
 		shifted[i] = Range{r.Lo + 1, r.Hi + 1}
 	}
 	d2 := &donor{id: "b", holds: map[uint64]Ranges{1: shifted}}
-	chunks := plan([]Holding{{Machine: 1, Samples: Ranges{{0, 0}}}}, []*donor{d1, d2}, func(uint64) bool { return false }, maxChunks)
+	chunks := plan([]Holding{{Machine: 1, Samples: Ranges{{0, 0}}}}, nil, []*donor{d1, d2}, func(uint64) bool { return false }, maxChunks)
 	if len(chunks) != maxChunks {
 		t.Fatalf("%d chunks, want the cap %d", len(chunks), maxChunks)
 	}

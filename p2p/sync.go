@@ -41,12 +41,15 @@ func (p *Peer) wake() {
 // syncLoop runs anti-entropy rounds when woken (a joining peer, a peer that
 // announced more than we hold or another digest for as many) and on a timer
 // that starts at SyncInterval and doubles, up to maxSyncBackoff times it,
-// while rounds find nothing to fetch: an idle swarm whose digests agree
-// costs few digest exchanges. It exits when life ends.
+// while rounds find nothing to fetch. A timer round is skipped while every
+// recent announcement agrees with our state (agreed), up to maxIdleSync
+// SyncIntervals after the last round: an idle swarm whose digests agree
+// exchanges almost no digests. It exits when life ends.
 func (p *Peer) syncLoop(life context.Context) {
 	wait := p.opts.SyncInterval
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		woken := false
 		select {
@@ -59,6 +62,13 @@ func (p *Peer) syncLoop(life context.Context) {
 				<-t.C
 			}
 		}
+		now := time.Now()
+		if !woken && p.agreed(now) && now.Sub(last) < maxIdleSync*p.opts.SyncInterval {
+			wait = min(2*wait, maxSyncBackoff*p.opts.SyncInterval)
+			t.Reset(wait)
+			continue
+		}
+		last = now
 		if p.syncRound(life) || woken {
 			wait = p.opts.SyncInterval
 		} else {
@@ -150,7 +160,7 @@ func (p *Peer) syncRound(ctx context.Context) bool {
 		p.opts.Logger.Warn("p2p: sync: log holdings", "err", err)
 		return false
 	}
-	q := &workQueue{chunks: plan(mine, donors, p.opts.Log.Excluded, maxChunks)}
+	q := &workQueue{chunks: plan(mine, p.pending(time.Now()), donors, p.opts.Log.Excluded, maxChunks)}
 	if len(q.chunks) == 0 {
 		return false
 	}
@@ -188,10 +198,11 @@ const maxChunks = 1024
 
 // plan lists what the donors hold and mine lacks, in at most limit chunks of
 // at most MaxFetch samples each, lowest machines and samples first, leaving
-// out excluded machines. A donor that holds exactly a machine's samples we
+// out excluded machines and the samples pending (delivered by gossip, on
+// their way into the log). A donor that holds exactly a machine's samples we
 // hold but with another digest holds some of them with other values: those
 // samples are planned again, from that donor only, so the conflict surfaces.
-func plan(mine []Holding, donors []*donor, excluded func(uint64) bool, limit int) []*chunk {
+func plan(mine []Holding, pending map[uint64]Ranges, donors []*donor, excluded func(uint64) bool, limit int) []*chunk {
 	have := make(map[uint64]Ranges, len(mine))
 	digest := make(map[uint64]uint64, len(mine))
 	for _, h := range mine {
@@ -211,8 +222,11 @@ func plan(mine []Holding, donors []*donor, excluded func(uint64) bool, limit int
 			if excluded(m) {
 				continue
 			}
-			if lack := rs.Sub(have[m]); len(lack) > 0 {
-				missing[m] = missing[m].Union(lack)
+			lack := rs.Sub(have[m])
+			if len(lack) > 0 {
+				if lack = lack.Sub(pending[m]); len(lack) > 0 {
+					missing[m] = missing[m].Union(lack)
+				}
 			} else if d.digests[m] != digest[m] && slices.Equal(rs, have[m]) {
 				splits = append(splits, split{m, d.id})
 			}

@@ -13,16 +13,17 @@ import (
 // the updates topic's mesh. Pubsub calls it from its event loop, so it only
 // touches atomics and one short-held lock.
 type tracer struct {
-	c     *counters
-	topic string
-	mu    sync.Mutex
-	mesh  map[peer.ID]struct{}
+	c      *counters
+	topic  string
+	gossip gossipBytes
+	mu     sync.Mutex
+	mesh   map[peer.ID]struct{}
 }
 
 var _ pubsub.RawTracer = (*tracer)(nil)
 
-func newTracer(c *counters, topic string) *tracer {
-	return &tracer{c: c, topic: topic, mesh: map[peer.ID]struct{}{}}
+func newTracer(c *counters, updates, state, evidence string) *tracer {
+	return &tracer{c: c, topic: updates, gossip: gossipBytes{topics: [3]string{updates, state, evidence}}, mesh: map[peer.ID]struct{}{}}
 }
 
 // meshSize is the number of peers in our mesh of the updates topic: gossip
@@ -72,8 +73,8 @@ func (t *tracer) Join(string)                              {}
 func (t *tracer) Leave(string)                             {}
 func (t *tracer) ValidateMessage(*pubsub.Message)          {}
 func (t *tracer) ThrottlePeer(peer.ID)                     {}
-func (t *tracer) RecvRPC(*pubsub.RPC)                      {}
-func (t *tracer) SendRPC(*pubsub.RPC, peer.ID)             {}
+func (t *tracer) RecvRPC(rpc *pubsub.RPC)                  { t.gossip.count(0, rpc) }
+func (t *tracer) SendRPC(rpc *pubsub.RPC, _ peer.ID)       { t.gossip.count(1, rpc) }
 
 // scoreParams turns Reject verdicts into a penalty: P4 (invalid messages) on
 // both topics, and nothing else, so scoring never punishes honest peers for

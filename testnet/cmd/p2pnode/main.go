@@ -117,6 +117,7 @@ type Status struct {
 	RunPeers  int         `json:"run_peers"`
 	Net       p2p.NetInfo `json:"net"`
 	Stats     p2p.Stats   `json:"stats"`
+	Traffic   p2p.Traffic `json:"traffic"`
 	Time      string      `json:"time"`
 }
 
@@ -147,10 +148,11 @@ func main() {
 	flag.BoolVar(&o.DHTServer, "dht-server", false, "DHT server mode")
 	flag.BoolVar(&o.RelayService, "relay-service", o.RelayService, "relay service")
 	flag.BoolVar(&o.MDNS, "mdns", false, "mDNS")
-	flag.DurationVar(&o.StateInterval, "state-every", 10*time.Second, "state announcements")
-	flag.DurationVar(&o.SyncInterval, "sync-every", 5*time.Second, "anti-entropy")
+	flag.DurationVar(&o.StateInterval, "state-every", 30*time.Second, "state announcements (zopeer's default)")
+	flag.DurationVar(&o.SyncInterval, "sync-every", 5*time.Second, "anti-entropy (zopeer's default)")
 	flag.DurationVar(&o.DiscoveryInterval, "discovery-every", o.DiscoveryInterval, "discovery")
 	flag.IntVar(&o.MeshDegree, "mesh-degree", o.MeshDegree, "gossipsub D")
+	debug := flag.Bool("debug", os.Getenv("ZOPEER_P2PNODE_DEBUG") != "", "debug logs (env ZOPEER_P2PNODE_DEBUG)")
 	flag.Parse()
 	if len(listen) > 0 {
 		o.ListenAddrs = listen
@@ -158,7 +160,11 @@ func main() {
 	o.Bootstrap = boot
 	o.Run = *run
 	o.PeerExchange = true
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	o.Logger = log
 	k, err := p2p.LoadIdentity(*key)
 	if err != nil {
@@ -228,7 +234,7 @@ func main() {
 		n, d := ml.state()
 		pmu.Lock()
 		st := Status{ID: pr.ID().String(), Addrs: pr.Addrs(), Updates: n, Published: published, Digest: hex.EncodeToString(d[:]),
-			Net: pr.NetInfo(), Stats: pr.Stats(), Time: time.Now().Format(time.RFC3339Nano)}
+			Net: pr.NetInfo(), Stats: pr.Stats(), Traffic: pr.Traffic(), Time: time.Now().Format(time.RFC3339Nano)}
 		pmu.Unlock()
 		for _, c := range st.Net.Conns {
 			if c.Run == o.Run {
