@@ -259,7 +259,7 @@ func CalibrateBound(ctx context.Context, s Settings) (float64, error) {
 // the weights comes from the manifest, not from local flags.
 func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
-	s.LRWarmup, s.LRDecay = m.LRWarmup, m.LRDecay
+	s.LRWarmup, s.LRDecay, s.Pool = m.LRWarmup, m.LRDecay, m.Pool
 	s.GradBound, s.MaxSamples, s.Admission, s.PowBits, s.Admit = m.GradBound, m.MaxSamples, m.Admission, m.PowBits, m.Admit
 	return s
 }
@@ -606,6 +606,7 @@ func admitIdentity(ctx context.Context, s Settings, key crypto.PrivKey, log *slo
 func (d *Daemon) hashNow() {
 	dig := d.run.Log.Digest()
 	n := d.run.Log.Stats().Updates
+	d.run.Trainer.Flush()
 	h := d.run.Engine.Weights().Hash()
 	d.hashAt, d.lastHash = dig, time.Now()
 	own := d.run.Log.Held(d.s.Machine).Count()

@@ -63,13 +63,15 @@ func (d *Daemon) loop(ctx context.Context) error {
 const drainBudget = 200 * time.Millisecond
 
 // drain takes the batches, evidence and states already waiting, without
-// blocking, for at most drainBudget.
+// blocking, for at most drainBudget. The batches' updates are applied
+// together (Trainer.Take), before anything reads the weights.
 func (d *Daemon) drain(ctx context.Context) error {
+	defer d.run.Trainer.Flush()
 	deadline := time.Now().Add(drainBudget)
 	for time.Now().Before(deadline) {
 		select {
 		case b := <-d.peer.Batches():
-			if err := d.take(ctx, b); err != nil {
+			if err := d.takeDeferred(ctx, b); err != nil {
 				return err
 			}
 		case ev := <-d.peer.Evidences():
@@ -77,6 +79,7 @@ func (d *Daemon) drain(ctx context.Context) error {
 				return err
 			}
 		case st := <-d.peer.States():
+			d.run.Trainer.Flush()
 			d.compare(st)
 		default:
 			return nil
@@ -90,7 +93,13 @@ func (d *Daemon) drain(ctx context.Context) error {
 // logged; the log catches the second, p2p is told so that it flags the
 // machine, and the two signed batches are the evidence that excludes it.
 func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
-	eqs, err := d.run.Trainer.Apply(ctx, b.Raw, b.Updates())
+	defer d.run.Trainer.Flush()
+	return d.takeDeferred(ctx, b)
+}
+
+// takeDeferred is take, leaving the batch's updates pending (Trainer.Take).
+func (d *Daemon) takeDeferred(ctx context.Context, b *p2p.Batch) error {
+	eqs, err := d.run.Trainer.Take(ctx, b.Raw, b.Updates())
 	if err != nil {
 		return err
 	}
@@ -275,6 +284,7 @@ func (d *Daemon) fresh() {
 	if dig == d.hashAt {
 		return
 	}
+	d.run.Trainer.Flush()
 	h := d.run.Engine.Weights().Hash()
 	d.hashAt, d.lastHash = dig, time.Now()
 	d.snapshot(func(st *Status) {

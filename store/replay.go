@@ -14,6 +14,10 @@ import (
 // amortise memory traffic.
 const DefaultReplayBatch = 64
 
+// poolReplayBatch is how many updates a pool-mode replay sums at once (the
+// summing runs in parallel over the batch; the weights are touched once, at the end).
+const poolReplayBatch = 8192
+
 // ReplayOptions tunes Replay.
 type ReplayOptions struct {
 	Batch    int                  // updates per Engine.Apply; DefaultReplayBatch if 0
@@ -119,9 +123,21 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 			o.Progress(res.ReplayProgress)
 		}
 	}
+	// A pool-mode run sums every update's coefficients per pool seed and
+	// perturbs once per pool seed at the end (docs/PROTOCOL.md §12): the cost
+	// is K passes at most, whatever the log's length.
+	var sums *zo.PoolSums
+	if e.Config().Pool > 0 {
+		sums = e.NewPoolSums()
+		batch = max(batch, poolReplayBatch)
+	}
 	buf := make([]zo.Update, 0, batch)
 	flush := func() {
-		e.Apply(buf)
+		if sums != nil {
+			sums.Add(buf)
+		} else {
+			e.Apply(buf)
+		}
 		for _, u := range buf {
 			res.Included.Add(u.Machine, u.Sample)
 		}
@@ -150,6 +166,9 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 	}
 	if len(buf) > 0 {
 		flush()
+	}
+	if sums != nil {
+		e.ApplySums(sums)
 	}
 	progress()
 	if res.Applied != res.Total {
