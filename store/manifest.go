@@ -33,19 +33,19 @@ const FormatVersion = 1
 // bytes of the home's manifest.json and of the store's copy are the same, so
 // peers can compare manifests byte for byte.
 type Manifest struct {
-	FormatVersion int               `json:"format_version"` // ManifestVersion once canonical; 0 in homes written before it
-	Run           string            `json:"run"`
-	BaseDigest    Digest            `json:"base_digest"` // weights hash (PROTOCOL.md §7) of the base weights
-	Dist          string            `json:"dist"`        // perturbation distribution (zo.Dist.String)
-	Eps           float64           `json:"eps"`
-	LR            float64           `json:"lr"`
-	LRWarmup      uint64            `json:"lr_warmup,omitempty"` // zo.Config.Warmup
-	LRDecay       uint64            `json:"lr_decay,omitempty"`  // zo.Config.Decay
+	FormatVersion int     `json:"format_version"` // ManifestVersion once canonical; 0 in homes written before it
+	Run           string  `json:"run"`
+	BaseDigest    Digest  `json:"base_digest"` // weights hash (PROTOCOL.md §7) of the base weights
+	Dist          string  `json:"dist"`        // perturbation distribution (zo.Dist.String)
+	Eps           float64 `json:"eps"`
+	LR            float64 `json:"lr"`
+	LRWarmup      uint64  `json:"lr_warmup,omitempty"` // zo.Config.Warmup
+	LRDecay       uint64  `json:"lr_decay,omitempty"`  // zo.Config.Decay
 	// Pool is the run's pool of seeds K (zo.Config.Pool, docs/PROTOCOL.md
 	// §12); absent (0): every update perturbs along its own seed.
-	Pool uint32 `json:"pool,omitempty"`
-	Quant         string            `json:"quant"`               // quantisation scheme of updates and weights
-	Params        map[string]string `json:"params,omitempty"`
+	Pool   uint32            `json:"pool,omitempty"`
+	Quant  string            `json:"quant"` // quantisation scheme of updates and weights
+	Params map[string]string `json:"params,omitempty"`
 	// Model says where the base model came from (ModelSource). It is a
 	// hint for joiners, not a rule: BaseDigest decides, and diff ignores it,
 	// so homes made before it existed keep opening.
