@@ -32,7 +32,7 @@ type Settings struct {
 	LR        float64 // learning rate η
 	LRWarmup  uint64  // samples (per machine) over which η ramps up; 0: none
 	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
-	Pool      uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §12); 0: every update has its own seed
+	Pool      uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §11); 0: every update has its own seed
 	Trainable string  // regexp over parameter names; empty trains all
 	BatchSize int     // records per projected gradient
 	Samples   int     // projected gradients per step (one exponent byte each)

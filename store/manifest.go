@@ -42,7 +42,7 @@ type Manifest struct {
 	LRWarmup      uint64  `json:"lr_warmup,omitempty"` // zo.Config.Warmup
 	LRDecay       uint64  `json:"lr_decay,omitempty"`  // zo.Config.Decay
 	// Pool is the run's pool of seeds K (zo.Config.Pool, docs/PROTOCOL.md
-	// §12); absent (0): every update perturbs along its own seed.
+	// §11); absent (0): every update perturbs along its own seed.
 	Pool   uint32            `json:"pool,omitempty"`
 	Quant  string            `json:"quant"` // quantisation scheme of updates and weights
 	Params map[string]string `json:"params,omitempty"`

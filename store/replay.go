@@ -124,7 +124,7 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 		}
 	}
 	// A pool-mode run sums every update's coefficients per pool seed and
-	// perturbs once per pool seed at the end (docs/PROTOCOL.md §12): the cost
+	// perturbs once per pool seed at the end (docs/PROTOCOL.md §11): the cost
 	// is K passes at most, whatever the log's length.
 	var sums *zo.PoolSums
 	if e.Config().Pool > 0 {

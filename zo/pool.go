@@ -10,7 +10,7 @@ import (
 	"sync"
 )
 
-// Pool mode (docs/PROTOCOL.md §12, FedKSeed): a run whose Config.Pool is K
+// Pool mode (docs/PROTOCOL.md §11, FedKSeed): a run whose Config.Pool is K
 // perturbs only along K pool seeds fixed by the run. Update (m, s) uses pool
 // seed PoolIndex(run, m, s, K) for its z; its coefficients are rounded with
 // its own seed's uniforms as in full mode. Then the weights are

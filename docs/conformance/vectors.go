@@ -87,6 +87,9 @@ func Generate() ([]byte, error) {
 	if v["evidence"], err = evidenceVectors(); err != nil {
 		return nil, err
 	}
+	if v["pools"], err = poolVectors(); err != nil {
+		return nil, err
+	}
 	v["states"] = stateVectors()
 	v["sync"] = syncVectors()
 	b, err := json.MarshalIndent(v, "", " ")
@@ -459,8 +462,10 @@ func manifestVectors() ([]obj, error) {
 	sourced.Model = &store.ModelSource{Name: "HuggingFaceTB/SmolLM-135M", Revision: "main", Path: "/models/smollm", SHA256: hx(m.BaseDigest[:])}
 	embedded := m
 	embedded.Model = &store.ModelSource{Embedded: true}
+	pooled := m
+	pooled.Pool = 1024
 	inputs := []string{
-		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded),
+		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded), mustCanon(pooled),
 		`{"run":"x","dist":"rademacher","eps":1,"lr":0,"quant":"q","base_digest":"` + hx(m.BaseDigest[:]) + `","model":{"nmae":"typo"}}`,
 		`{
   "format_version": 0,
