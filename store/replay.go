@@ -22,6 +22,10 @@ const poolReplayBatch = 8192
 type ReplayOptions struct {
 	Batch    int                  // updates per Engine.Apply; DefaultReplayBatch if 0
 	FromBase bool                 // ignore checkpoints and apply the whole log (to verify them)
+	// Only, if not nil, limits the rebuild to these updates (all logged):
+	// checkpoints are used only if they include none outside it. A
+	// snapshot's background check replays exactly the snapshot's set.
+	Only Summary
 	Progress func(ReplayProgress) // called after every batch, from Replay's goroutine
 }
 
@@ -38,7 +42,7 @@ type ReplayResult struct {
 	Checkpoint uint64       // ID of the checkpoint replay started from; 0 for the base weights
 	Skipped    []error      // checkpoints passed over, newest first, and why
 	Included   Summary      // exactly the updates the weights now include
-	Digest     zo.SetDigest // set digest of Included
+	Digest     zo.SetDigest // set digest of Included (zero with ReplayOptions.Only)
 	Hash       [32]byte
 	Verified   int // recorded hashes the weights were checked against and matched
 	ReplayProgress
@@ -73,6 +77,12 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 	res.Digest = s.dig
 	s.mu.Unlock()
 	defer txn.Discard()
+	if o.Only != nil {
+		if !o.Only.SubsetOf(logged) {
+			return res, fmt.Errorf("store: replay: %w: the set to rebuild is not all logged", ErrNotLogged)
+		}
+		logged, count, res.Digest = o.Only, o.Only.Count(), zo.SetDigest{}
+	}
 	cks, err := listCkpts(txn)
 	if err != nil {
 		return res, err
@@ -152,7 +162,7 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 			scanErr = err
 			return false
 		}
-		if skip.Contains(u.Machine, u.Sample) {
+		if skip.Contains(u.Machine, u.Sample) || o.Only != nil && !o.Only.Contains(u.Machine, u.Sample) {
 			return true
 		}
 		buf = append(buf, u)
