@@ -20,12 +20,12 @@ const poolReplayBatch = 8192
 
 // ReplayOptions tunes Replay.
 type ReplayOptions struct {
-	Batch    int                  // updates per Engine.Apply; DefaultReplayBatch if 0
-	FromBase bool                 // ignore checkpoints and apply the whole log (to verify them)
+	Batch    int  // updates per Engine.Apply; DefaultReplayBatch if 0
+	FromBase bool // ignore checkpoints and apply the whole log (to verify them)
 	// Only, if not nil, limits the rebuild to these updates (all logged):
 	// checkpoints are used only if they include none outside it. A
 	// snapshot's background check replays exactly the snapshot's set.
-	Only Summary
+	Only     Summary
 	Progress func(ReplayProgress) // called after every batch, from Replay's goroutine
 }
 
