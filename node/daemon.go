@@ -43,6 +43,13 @@ type PeerSettings struct {
 	StateEvery   time.Duration // between state announcements
 	SyncEvery    time.Duration // between anti-entropy rounds
 	DropGossip   float64       // fraction of inbound gossip dropped on purpose: a test hook
+	// Snapshot sync (snapshot.go): a peer with an empty log joins from a
+	// snapshot once SnapshotQuorum machines announce its pair (0: replay
+	// everything); SnapshotVerify then replays the snapshot's set in the
+	// background. SnapshotLie (a test hook) serves a snapshot that lies.
+	SnapshotQuorum int
+	SnapshotVerify bool
+	SnapshotLie    bool
 
 	// NAT traversal (docs in README, "Running a peer at home").
 	RelayService         bool     // offer a bounded relay service once AutoNAT finds this peer public
@@ -106,6 +113,8 @@ func (ps PeerSettings) Validate() error {
 		return errors.New("node: --join-timeout must be positive")
 	case ps.StateEvery <= 0 || ps.SyncEvery <= 0:
 		return errors.New("node: --state-every and --sync-every must be positive")
+	case ps.SnapshotQuorum < 0:
+		return errors.New("node: --snapshot-quorum must be ≥ 0")
 	case ps.DropGossip < 0 || ps.DropGossip >= 1:
 		return errors.New("node: --test-drop-gossip must be in [0, 1)")
 	}
@@ -300,6 +309,15 @@ type Daemon struct {
 	watch      watch          // history, rates and per-peer activity for the dashboard (watch.go)
 	met        *metrics       // latency histograms (metrics.go)
 
+	// Snapshots (snapshot.go): what this peer serves, when it last wrote an
+	// agreed checkpoint (loop-owned), and the joiner's requests to the loop
+	// and to the background verifier.
+	served     atomic.Pointer[servedSnapshot]
+	agreedAt   zo.SetDigest
+	lastAgreed time.Time
+	installC   chan installReq
+	verifyC    chan verifyReq
+
 	mu          sync.Mutex // guards snap, states and discredited
 	snap        Status
 	states      map[uint64]heard     // latest announcement per machine, while fresh
@@ -375,6 +393,8 @@ type Status struct {
 	// NetworkWarning says why the peer runs alone, if it does (no
 	// reachable peer of the run: what was tried).
 	NetworkWarning string `json:"network_warning,omitempty"`
+	// Snapshot is the join by snapshot, when --snapshot-quorum asked for one.
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
 }
 
 // Excluded is a machine excluded from the run.
@@ -410,7 +430,8 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer cancel()
 
 	d := &Daemon{s: s, ps: ps, log: log, states: map[uint64]heard{}, discredited: map[uint64]time.Time{},
-		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), met: newMetrics(), start: time.Now()}
+		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), met: newMetrics(), start: time.Now(),
+		installC: make(chan installReq), verifyC: make(chan verifyReq, 1)}
 	// A peer starts by catching up, and says so before its loop first runs:
 	// a status read then must not look finished.
 	d.catchingUp.Store(true)
@@ -507,6 +528,10 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return fmt.Errorf("node: %w", err)
 	}
 	popts.State = d.announce
+	popts.Snapshots = snapshotSource{d}
+	if ps.SnapshotQuorum > 0 && run.Log.Stats().Updates == 0 {
+		run.Trainer.Hold() // until a snapshot is installed, or given up on
+	}
 	peer, err := p2p.New(ctx, popts)
 	if err != nil {
 		return err
@@ -535,6 +560,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	wg.Go(func() { d.watchJoin(ctx, peer, fail) })
 	wg.Go(func() { d.keepKnownPeers(ctx, peer) })
 	wg.Go(func() { d.catchUp(ctx) })
+	wg.Go(func() { d.verifySnapshots(ctx) })
 	err = d.loop(ctx)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
 		err = cause
@@ -604,6 +630,9 @@ func admitIdentity(ctx context.Context, s Settings, key crypto.PrivKey, log *slo
 // hashNow records the log's counts and the weights hash in the status (the
 // loop keeps them current from then on). Only before the loop starts, or from it.
 func (d *Daemon) hashNow() {
+	if d.run.Trainer.Held() {
+		return // the weights lag the log: no consistent pair to record
+	}
 	dig := d.run.Log.Digest()
 	n := d.run.Log.Stats().Updates
 	d.run.Trainer.Flush()

@@ -35,6 +35,8 @@ func (d *Daemon) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case req := <-d.installC:
+			d.install(ctx, req)
 		case req := <-d.exportC:
 			r, err := d.exportNow(req.out)
 			req.done <- exportAnswer{r, err}
@@ -47,7 +49,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 				return err
 			}
 		case st := <-d.peer.States():
-			d.compare(st)
+			d.compare(ctx, st)
 		case <-tick.C:
 			d.fresh()
 			d.refresh(ctx, false)
@@ -80,7 +82,7 @@ func (d *Daemon) drain(ctx context.Context) error {
 			}
 		case st := <-d.peer.States():
 			d.run.Trainer.Flush()
-			d.compare(st)
+			d.compare(ctx, st)
 		default:
 			return nil
 		}
@@ -281,7 +283,7 @@ func (d *Daemon) fresh() {
 		return
 	}
 	dig := d.run.Log.Digest()
-	if dig == d.hashAt {
+	if dig == d.hashAt || d.run.Trainer.Held() {
 		return
 	}
 	d.run.Trainer.Flush()
@@ -320,7 +322,7 @@ func (d *Daemon) stateTTL() time.Duration {
 // compare checks a peer's announcement against our own pair and, when it
 // claims more than MaxLag updates beyond ours, asks for a verified catch-up
 // round: only what donors can actually send decides whether we are behind.
-func (d *Daemon) compare(st p2p.State) {
+func (d *Daemon) compare(ctx context.Context, st p2p.State) {
 	now := time.Now()
 	d.mu.Lock()
 	until, bad := d.discredited[st.Machine]
@@ -351,6 +353,8 @@ func (d *Daemon) compare(st p2p.State) {
 					"peer_machine", m.Machine, "set_digest", m.SetDigest, "their_hash", theirs, "our_hash", ours)
 				s.Mismatches = append(s.Mismatches[max(0, len(s.Mismatches)-maxMismatches+1):], m)
 			})
+		} else if ours != "" {
+			d.noteAgreed(ctx)
 		}
 	}
 	d.watch.heardFrom(st, now)
@@ -453,6 +457,9 @@ func (d *Daemon) catchUp(ctx context.Context) {
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+	if d.run.Trainer.Held() {
+		d.snapshotJoin(ctx)
 	}
 	wait := time.NewTimer(0)
 	defer wait.Stop()

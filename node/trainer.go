@@ -41,6 +41,7 @@ type Trainer struct {
 	next      uint64
 	applied   store.Summary // exactly the updates the weights include, or will once pending is flushed
 	pending   []zo.Update   // taken (logged) but not yet applied: Flush applies them
+	held      bool          // log only, apply nothing: the weights wait for a snapshot (Install) or a replay (Release)
 }
 
 // maxPending bounds the updates Take holds before it applies them itself.
@@ -246,6 +247,9 @@ func (t *Trainer) Take(ctx context.Context, raw []byte, us []zo.Update) ([]store
 	for _, r := range ar.Refused {
 		rejected[r.Update] = true
 	}
+	if t.held {
+		return ar.Equivocations, nil
+	}
 	for _, u := range us {
 		if !rejected[u] && t.applied.Add(u.Machine, u.Sample) {
 			t.pending = append(t.pending, u)
@@ -255,6 +259,39 @@ func (t *Trainer) Take(ctx context.Context, raw []byte, us []zo.Update) ([]store
 		t.Flush()
 	}
 	return ar.Equivocations, nil
+}
+
+// Hold makes Take log updates without applying them, and the weights stay
+// where they are, until Install or Release: a joiner by snapshot does not
+// pay for applying what the snapshot will replace.
+func (t *Trainer) Hold() { t.held = true }
+
+// Held reports whether the trainer holds (the weights lag the log).
+func (t *Trainer) Held() bool { return t.held }
+
+// Release ends a hold: the weights are rebuilt from the log (its newest
+// valid checkpoint, then the rest) as at start.
+func (t *Trainer) Release(ctx context.Context) (store.ReplayResult, error) {
+	res, err := t.log.Replay(ctx, t.eng, store.ReplayOptions{})
+	if err != nil {
+		return res, fmt.Errorf("node: replay: %w", err)
+	}
+	t.applied, t.pending, t.held = res.Included, t.pending[:0], false
+	return res, nil
+}
+
+// Install ends a hold with a verified snapshot: raw (the canonical layout)
+// becomes the weights of exactly the logged updates included, is written
+// as a checkpoint, and the log's other updates are applied on top (Release).
+func (t *Trainer) Install(ctx context.Context, raw []byte, included store.Summary) (store.ReplayResult, error) {
+	w := t.eng.Weights()
+	if err := w.SetQ(raw); err != nil {
+		return store.ReplayResult{}, fmt.Errorf("node: snapshot: %w", err)
+	}
+	if _, err := t.log.WriteCheckpoint(ctx, w, included); err != nil {
+		return store.ReplayResult{}, fmt.Errorf("node: snapshot: %w", err)
+	}
+	return t.Release(ctx)
 }
 
 // Flush applies the updates Take left pending.
