@@ -17,7 +17,7 @@ import (
 )
 
 // Snapshot sync (docs/DESIGN.md, "Joining by snapshot"; wire:
-// PROTOCOL-WIRE.md §5.5). A donor serves the checkpoint it wrote when its
+// PROTOCOL-WIRE.md §5.7). A donor serves the checkpoint it wrote when its
 // (set digest, weights hash) pair matched another peer's announcement: a
 // state others reached too. A joiner started with --snapshot-quorum N and an
 // empty log logs what arrives without applying it, waits until N machines

@@ -40,7 +40,7 @@ func EncodeDigestResponse(hs []Holding, excluded []uint64) []byte {
 // requester does.
 func DecodeDigestResponse(b []byte) ([]Holding, []uint64, error) { return decodeDigest(b) }
 
-// EncodeSnapshotInfo is the body of a snapshot info response (§5.5).
+// EncodeSnapshotInfo is the body of a snapshot info response (PROTOCOL-WIRE.md §5.7).
 func EncodeSnapshotInfo(in SnapshotInfo) ([]byte, error) { return encodeSnapInfo(in) }
 
 // DecodeSnapshotInfo parses and checks a snapshot info body as a joiner does.

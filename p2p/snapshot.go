@@ -12,7 +12,7 @@ import (
 	"github.com/zopeer/zopeer/zo"
 )
 
-// Snapshot sync (docs/PROTOCOL-WIRE.md §5.5). A donor serves one snapshot:
+// Snapshot sync (docs/PROTOCOL-WIRE.md §5.7). A donor serves one snapshot:
 // weights in the canonical int32 layout (PROTOCOL.md §5.1) and the exact set
 // of updates they include. A joiner asks donors what they serve (kind 5),
 // fetches the weights in chunks (kind 6) from the donors that serve the same

@@ -590,11 +590,32 @@ def decode_request(b, run):
             q["hi"], i = uvarint(b, i)
             if q["lo"] > q["hi"]:
                 raise Bad("malformed")
-    elif kind not in (1, 3):
+    elif kind == 6:  # snapshot data: weights hash, offset
+        if len(b) < 42:
+            raise Bad("malformed")
+        q["hash"] = b[10:42].hex()
+        q["offset"], i = uvarint(b, 42)
+    elif kind not in (1, 3, 5):
         raise Bad("malformed")
     if i != len(b):
         raise Bad("malformed")
     return q
+
+
+def decode_snap_info(b):
+    """PROTOCOL-WIRE.md §5.7: count, set digest, weights hash, size, then a digest body."""
+    if len(b) < 80:
+        raise Bad("malformed")
+    count, size = struct.unpack(">Q", b[0:8])[0], struct.unpack(">Q", b[72:80])[0]
+    hs, ex = decode_digest(b[80:])
+    n = 0
+    for h in hs:
+        if h["machine_digest"] != "0":
+            raise Bad("malformed")
+        n += sum(int(hi) - int(lo) + 1 for lo, hi in h["ranges"])
+    if n != count or size % 4:
+        raise Bad("malformed")
+    return {"count": str(count), "set_digest": b[8:40].hex(), "weights_hash": b[40:72].hex(), "size": str(size)}
 
 
 def decode_digest(b):
@@ -871,11 +892,21 @@ def main():
         b = bytes.fromhex(c["body"])
         try:
             q = decode_request(b, run)
-            got = {"valid": True, "kind": q["kind"], "machine": str(q["machine"]), "lo": str(q["lo"]), "hi": str(q["hi"])}
+            got = {"valid": True, "kind": q["kind"]}
+            if q["kind"] in (5, 6):
+                got.update({"hash": q.get("hash", "00" * 32), "offset": str(q.get("offset", 0))})
+            else:
+                got.update({"machine": str(q["machine"]), "lo": str(q["lo"]), "hi": str(q["hi"])})
             check("request frame", frame(b).hex(), c["frame"])
         except Bad:
             got = {"valid": False}
-        check("request " + c["body"], got, {k: c[k] for k in ("valid", "kind", "machine", "lo", "hi") if k in c})
+        check("request " + c["body"], got, {k: c[k] for k in ("valid", "kind", "machine", "lo", "hi", "hash", "offset") if k in c})
+    for c in sy["snapshot_infos"]:
+        try:
+            got = dict(decode_snap_info(bytes.fromhex(c["body"])), valid=True)
+        except Bad:
+            got = {"valid": False}
+        check("snapshot info " + c["body"][:40], got, {k: c[k] for k in ("valid", "count", "set_digest", "weights_hash", "size") if k in c})
     for c in sy["digest_responses"]:
         try:
             hs, ex = decode_digest(bytes.fromhex(c["body"]))

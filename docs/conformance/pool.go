@@ -1,6 +1,9 @@
 package conformance
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -98,3 +101,34 @@ func poolVectors() (obj, error) {
 }
 
 func i64(v int64) string { return fmt.Sprint(v) }
+
+// snapshotInfoVectors are snapshot info bodies (PROTOCOL-WIRE.md §5.7): a
+// valid one over the digest vectors' holdings (machine digests zeroed), and
+// invalid ones.
+func snapshotInfoVectors(hs []p2p.Holding) ([]obj, error) {
+	in := p2p.SnapshotInfo{Hash: sha256.Sum256([]byte("weights")), Size: 4 * 1000, Excluded: []uint64{4, 9}}
+	in.Digest[0], in.Digest[31] = 7, 9
+	for _, h := range hs {
+		h.Digest = 0
+		in.Included = append(in.Included, h)
+		in.Count += h.Samples.Count()
+	}
+	good, err := p2p.EncodeSnapshotInfo(in)
+	if err != nil {
+		return nil, err
+	}
+	out := []obj{{"body": hx(good), "valid": true, "count": u64(in.Count), "set_digest": hx(in.Digest[:]),
+		"weights_hash": hx(in.Hash[:]), "size": u64(in.Size)}}
+	patch := func(off int, v uint64) []byte {
+		b := bytes.Clone(good)
+		binary.BigEndian.PutUint64(b[off:], v)
+		return b
+	}
+	withDigest := bytes.Clone(good)
+	withDigest[80+1+8+7] = 1 // the first machine's digest, last byte
+	for _, bad := range [][]byte{patch(0, in.Count+1), patch(72, 4*1000+2), withDigest, good[:79]} {
+		_, err := p2p.DecodeSnapshotInfo(bad)
+		out = append(out, obj{"body": hx(bad), "valid": err == nil})
+	}
+	return out, nil
+}
