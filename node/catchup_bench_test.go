@@ -60,6 +60,7 @@ func TestCatchUpFigures(t *testing.T) {
 	m := store.Manifest{Run: "catchup-bench", BaseDigest: w.Hash(), Dist: "rademacher", Eps: 1e-3, LR: 1e-6, Quant: quantScheme}
 	t.Logf("GPT-2-small shape: %d parameters, %d tensors", params, len(w.Tensors))
 	for _, n := range sizes {
+		snapshotInstallFigure(t, ctx, m, w, n)
 		for _, k := range append([]int{0}, pools...) {
 			m.Pool = uint32(k)
 			s, err := store.Open(ctx, t.TempDir(), m)
@@ -109,6 +110,56 @@ func TestCatchUpFigures(t *testing.T) {
 			}
 		}
 	}
+}
+
+// snapshotInstallFigure measures what a joiner by snapshot does locally once
+// it holds the weights bytes and the log of n updates: check the set digest
+// of the snapshot's updates, set the weights, write them as a checkpoint and
+// rebuild from it (Trainer.Install).
+func snapshotInstallFigure(t *testing.T, ctx context.Context, m store.Manifest, w *zo.Weights, n int) {
+	m.Pool = 0
+	s, err := store.Open(ctx, t.TempDir(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(uint64(n), 6))
+	for i := 0; i < n; i += 4096 {
+		us := make([]zo.Update, min(4096, n-i))
+		for j := range us {
+			x := i + j
+			us[j] = zo.Update{Machine: uint64(x % 64), Sample: uint64(x / 64), Exp: 120, Code: int8(rng.IntN(255) - 127)}
+		}
+		if _, err := s.Append(ctx, us...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var raw []byte
+	for _, tn := range w.Tensors {
+		raw = append(raw, zo.LittleEndianInt32s(tn.Q)...)
+	}
+	mc, err := m.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := zo.NewEngine(mc, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	inc := s.Summary()
+	if _, err := s.DigestOf(ctx, inc, nil); err != nil {
+		t.Fatal(err)
+	}
+	digest := time.Since(start)
+	tr := &Trainer{eng: e, log: s, held: true}
+	res, err := tr.Install(ctx, raw, inc)
+	if err != nil || res.Checkpoint == 0 || res.Applied != 0 {
+		t.Fatalf("install: %v (checkpoint %d, applied %d)", err, res.Checkpoint, res.Applied)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("RESULT log=%d mode=snapshot-install digest_check=%.2fs install=%.2fs (set weights, write checkpoint, rebuild from it) load=%s",
+		n, digest.Seconds(), (time.Since(start) - digest).Seconds(), strings.Fields(string(load))[0])
 }
 
 // envInts reads a comma-separated list of integers from the environment (def if unset).
