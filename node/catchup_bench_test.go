@@ -68,21 +68,11 @@ func TestCatchUpFigures(t *testing.T) {
 				t.Fatal(err)
 			}
 			fill := time.Now()
-			rng := rand.New(rand.NewPCG(uint64(n), 5))
 			logged := n
 			if k == 0 {
 				logged = min(n, prefix) // full replay: a prefix, extrapolated
 			}
-			for i := 0; i < logged; i += 4096 {
-				us := make([]zo.Update, min(4096, logged-i))
-				for j := range us {
-					x := i + j
-					us[j] = zo.Update{Machine: uint64(x % 64), Sample: uint64(x / 64), Exp: 120, Code: int8(rng.IntN(255) - 127)}
-				}
-				if _, err := s.Append(ctx, us...); err != nil {
-					t.Fatal(err)
-				}
-			}
+			fillLog(t, ctx, s, logged, 5)
 			fillTime := time.Since(fill)
 			mc, err := m.Config()
 			if err != nil {
@@ -123,17 +113,7 @@ func snapshotInstallFigure(t *testing.T, ctx context.Context, m store.Manifest, 
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rng := rand.New(rand.NewPCG(uint64(n), 6))
-	for i := 0; i < n; i += 4096 {
-		us := make([]zo.Update, min(4096, n-i))
-		for j := range us {
-			x := i + j
-			us[j] = zo.Update{Machine: uint64(x % 64), Sample: uint64(x / 64), Exp: 120, Code: int8(rng.IntN(255) - 127)}
-		}
-		if _, err := s.Append(ctx, us...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillLog(t, ctx, s, n, 6)
 	var raw []byte
 	for _, tn := range w.Tensors {
 		raw = append(raw, zo.LittleEndianInt32s(tn.Q)...)
@@ -160,6 +140,22 @@ func snapshotInstallFigure(t *testing.T, ctx context.Context, m store.Manifest, 
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("RESULT log=%d mode=snapshot-install digest_check=%.2fs install=%.2fs (set weights, write checkpoint, rebuild from it) load=%s",
 		n, digest.Seconds(), (time.Since(start) - digest).Seconds(), strings.Fields(string(load))[0])
+}
+
+// fillLog appends n synthetic updates: 64 machines streaming their samples
+// in turn, random codes at exponent 120.
+func fillLog(t *testing.T, ctx context.Context, s *store.Store, n int, seed uint64) {
+	rng := rand.New(rand.NewPCG(uint64(n), seed))
+	for i := 0; i < n; i += 4096 {
+		us := make([]zo.Update, min(4096, n-i))
+		for j := range us {
+			x := i + j
+			us[j] = zo.Update{Machine: uint64(x % 64), Sample: uint64(x / 64), Exp: 120, Code: int8(rng.IntN(255) - 127)}
+		}
+		if _, err := s.Append(ctx, us...); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // envInts reads a comma-separated list of integers from the environment (def if unset).

@@ -20,21 +20,7 @@ func TestPoolReplayEqualsPerUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	cfg, err := m.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := func() *zo.Engine {
-		w, err := zo.NewWeights(testSpecs(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := zo.NewEngine(cfg, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	engine := func() *zo.Engine { return manifestEngine(t, m) }
 	var us []zo.Update
 	for mch := range uint64(3) {
 		for smp := range uint64(300) {
@@ -79,4 +65,22 @@ func mustSummary(us []zo.Update) Summary {
 		s.Add(u.Machine, u.Sample)
 	}
 	return s
+}
+
+// manifestEngine builds an engine on the base weights of testSpecs(1) under m.
+func manifestEngine(t testing.TB, m Manifest) *zo.Engine {
+	t.Helper()
+	w, err := zo.NewWeights(testSpecs(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := m.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := zo.NewEngine(cfg, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

@@ -28,18 +28,7 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			engine := func() *zo.Engine {
-				w, err := zo.NewWeights(testSpecs(1))
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg, _ := m.Config()
-				e, err := zo.NewEngine(cfg, w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return e
-			}
+			engine := func() *zo.Engine { return manifestEngine(t, m) }
 			var all []zo.Update
 			for mch := range uint64(4) {
 				for smp := range uint64(50 + rng.IntN(100)) {
