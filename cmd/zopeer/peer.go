@@ -85,6 +85,9 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		} else {
 			fmt.Fprintf(out, ", proof of work %d bits\n", m.PowBits)
 		}
+		if m.Pool > 0 {
+			fmt.Fprintf(out, "seed pool of %d: every update perturbs along one of them (docs/PROTOCOL.md §11)\n", m.Pool)
+		}
 		return nil
 	}
 }
