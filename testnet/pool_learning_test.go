@@ -16,7 +16,8 @@ import (
 // TestPoolLearning compares learning in pool mode (K = 256, 1024, 4096)
 // with full mode on the embedded task, at equal numbers of updates: eval loss
 // after `zopeer train` of 400, 1600 and 6400 updates (16 per step), mean of
-// three runs (run ids) each. A measurement for docs/BENCHMARKS.md, not a
+// three runs (run ids) each, against updates and against the wall time of
+// one `zopeer train` (process start, model load, training and evaluations). A measurement for docs/BENCHMARKS.md, not a
 // check: it runs only with ZOPEER_POOL_LEARNING=1 and writes the table and
 // chart to ZOPEER_POOL_OUT (default: a temporary directory).
 //
@@ -45,13 +46,16 @@ func TestPoolLearning(t *testing.T) {
 		}
 		for _, u := range budgets {
 			var sum float64
+			var took time.Duration
 			for r := range runs {
 				home := filepath.Join(t.TempDir(), "h")
 				args := []string{"train", "--home", home, "--run", fmt.Sprintf("pool-learning-%d", r), "--samples", "16", "--steps", strconv.Itoa(u / 16)}
 				if k > 0 {
 					args = append(args, "--pool", strconv.Itoa(k))
 				}
+				t0 := time.Now()
 				b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+				took += time.Since(t0)
 				if err != nil {
 					t.Fatalf("zopeer %v: %v\n%s", args, err, b)
 				}
@@ -64,7 +68,7 @@ func TestPoolLearning(t *testing.T) {
 				sum += loss
 			}
 			mean[[2]int{k, u}] = sum / runs
-			pts = append(pts, Point{Node: name, Updates: uint64(u), EvalLoss: sum / runs})
+			pts = append(pts, Point{Node: name, Updates: uint64(u), Elapsed: took / runs, EvalLoss: sum / runs})
 		}
 	}
 	var tb strings.Builder
