@@ -353,6 +353,7 @@ type Status struct {
 	API          string   `json:"api"`
 	Machine      string   `json:"machine"`
 	Run          string   `json:"run"`
+	Pool         uint32   `json:"pool,omitempty"` // the run's seed pool K (docs/PROTOCOL.md §11); absent: full mode
 	Addrs        []string `json:"addrs"`
 	Updates      uint64   `json:"updates"`
 	OwnUpdates   uint64   `json:"own_updates"`
@@ -500,7 +501,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 	d.s = s
 	d.snapshot(func(st *Status) { st.Machine = fmt.Sprintf("%016x", s.Machine) })
-	d.snapshot(func(st *Status) { st.Run, st.State = s.Run, StateReplaying })
+	d.snapshot(func(st *Status) { st.Run, st.Pool, st.State = s.Run, s.Pool, StateReplaying })
 	run, err := OpenRun(ctx, s, &m, log)
 	if err != nil {
 		return err

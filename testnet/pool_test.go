@@ -38,6 +38,11 @@ func TestPoolRunJoinerAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sts := converged(t, ctx, n)
+	for _, st := range sts {
+		if st.Pool != 64 {
+			t.Errorf("%s reports pool %d, want 64", st.PeerID, st.Pool)
+		}
+	}
 	checkTotals(t, sts, 2*25*16, 25*16, 32) // the restarted peer runs its --steps again
 	if sts[0].WeightsHash == before[0].WeightsHash {
 		t.Fatal("the joiner's updates did not change the weights")
