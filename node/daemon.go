@@ -56,6 +56,13 @@ type PeerSettings struct {
 	// TestAccuse makes this peer accuse every sample it re-computes, true
 	// or not: a false accuser for the verification tests. Test only.
 	TestAccuse bool
+	// Snapshot sync (snapshot.go): a peer with an empty log joins from a
+	// snapshot once SnapshotQuorum machines announce its pair (0: replay
+	// everything); SnapshotVerify then replays the snapshot's set in the
+	// background. SnapshotLie (a test hook) serves a snapshot that lies.
+	SnapshotQuorum int
+	SnapshotVerify bool
+	SnapshotLie    bool
 
 	// NAT traversal (docs in README, "Running a peer at home").
 	RelayService         bool     // offer a bounded relay service once AutoNAT finds this peer public
@@ -122,6 +129,8 @@ func (ps PeerSettings) Validate() error {
 		return errors.New("node: --state-every and --sync-every must be positive")
 	case !(ps.VerifyFraction >= 0 && ps.VerifyFraction <= 1):
 		return fmt.Errorf("node: --verify-fraction %g: want 0..1", ps.VerifyFraction)
+	case ps.SnapshotQuorum < 0:
+		return errors.New("node: --snapshot-quorum must be ≥ 0")
 	case ps.DropGossip < 0 || ps.DropGossip >= 1:
 		return errors.New("node: --test-drop-gossip must be in [0, 1)")
 	}
@@ -303,7 +312,7 @@ func publicData(ctx context.Context, s Settings) (*store.PublicData, error) {
 // the weights comes from the manifest, not from local flags.
 func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
-	s.LRWarmup, s.LRDecay = m.LRWarmup, m.LRDecay
+	s.LRWarmup, s.LRDecay, s.Pool = m.LRWarmup, m.LRDecay, m.Pool
 	s.GradBound, s.MaxSamples, s.Admission, s.PowBits, s.Admit = m.GradBound, m.MaxSamples, m.Admission, m.PowBits, m.Admit
 	s.public = m.Data
 	if m.Data != nil {
@@ -349,6 +358,15 @@ type Daemon struct {
 	ver        *verifier      // re-verification and accusations (verify.go)
 	met        *metrics       // latency histograms (metrics.go)
 
+	// Snapshots (snapshot.go): what this peer serves, when it last wrote an
+	// agreed checkpoint (loop-owned), and the joiner's requests to the loop
+	// and to the background verifier.
+	served     atomic.Pointer[servedSnapshot]
+	agreedAt   zo.SetDigest
+	lastAgreed time.Time
+	installC   chan installReq
+	verifyC    chan verifyReq
+
 	mu          sync.Mutex // guards snap, states and discredited
 	snap        Status
 	states      map[uint64]heard     // latest announcement per machine, while fresh
@@ -384,6 +402,7 @@ type Status struct {
 	API          string   `json:"api"`
 	Machine      string   `json:"machine"`
 	Run          string   `json:"run"`
+	Pool         uint32   `json:"pool,omitempty"` // the run's seed pool K (docs/PROTOCOL.md §12); absent: full mode
 	Addrs        []string `json:"addrs"`
 	Updates      uint64   `json:"updates"`
 	OwnUpdates   uint64   `json:"own_updates"`
@@ -430,6 +449,8 @@ type Status struct {
 	// Traffic is where the bytes go: stream payload per libp2p protocol,
 	// gossipsub's share by part (not link level).
 	Traffic p2p.Traffic `json:"traffic"`
+	// Snapshot is the join by snapshot, when --snapshot-quorum asked for one.
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
 }
 
 // Excluded is a machine excluded from the run.
@@ -465,7 +486,8 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	defer cancel()
 
 	d := &Daemon{s: s, ps: ps, log: log, states: map[uint64]heard{}, discredited: map[uint64]time.Time{},
-		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), met: newMetrics(), start: time.Now()}
+		wakeC: make(chan struct{}, 1), exportC: make(chan exportReq), met: newMetrics(), start: time.Now(),
+		installC: make(chan installReq), verifyC: make(chan verifyReq, 1)}
 	// A peer starts by catching up, and says so before its loop first runs:
 	// a status read then must not look finished.
 	d.catchingUp.Store(true)
@@ -534,7 +556,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 	d.s = s
 	d.snapshot(func(st *Status) { st.Machine = fmt.Sprintf("%016x", s.Machine) })
-	d.snapshot(func(st *Status) { st.Run, st.State = s.Run, StateReplaying })
+	d.snapshot(func(st *Status) { st.Run, st.Pool, st.State = s.Run, s.Pool, StateReplaying })
 	run, err := OpenRun(ctx, s, &m, log)
 	if err != nil {
 		return err
@@ -568,6 +590,10 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 		return fmt.Errorf("node: %w", err)
 	}
 	popts.State = d.announce
+	popts.Snapshots = snapshotSource{d}
+	if ps.SnapshotQuorum > 0 && run.Log.Stats().Updates == 0 {
+		run.Trainer.Hold() // until a snapshot is installed, or given up on
+	}
 	peer, err := p2p.New(ctx, popts)
 	if err != nil {
 		return err
@@ -596,6 +622,7 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	wg.Go(func() { d.watchJoin(ctx, peer, fail) })
 	wg.Go(func() { d.keepKnownPeers(ctx, peer) })
 	wg.Go(func() { d.catchUp(ctx) })
+	wg.Go(func() { d.verifySnapshots(ctx) })
 	err = d.loop(ctx)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
 		err = cause
@@ -665,8 +692,12 @@ func admitIdentity(ctx context.Context, s Settings, key crypto.PrivKey, log *slo
 // hashNow records the log's counts and the weights hash in the status (the
 // loop keeps them current from then on). Only before the loop starts, or from it.
 func (d *Daemon) hashNow() {
+	if d.run.Trainer.Held() {
+		return // the weights lag the log: no consistent pair to record
+	}
 	dig := d.run.Log.Digest()
 	n := d.run.Log.Stats().Updates
+	d.run.Trainer.Flush()
 	h := d.run.Engine.Weights().Hash()
 	d.hashAt, d.lastHash = dig, time.Now()
 	own := d.run.Log.Held(d.s.Machine).Count()

@@ -38,6 +38,8 @@ func (d *Daemon) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case req := <-d.installC:
+			d.install(ctx, req)
 		case req := <-d.exportC:
 			r, err := d.exportNow(req.out)
 			req.done <- exportAnswer{r, err}
@@ -50,7 +52,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 				return err
 			}
 		case st := <-d.peer.States():
-			d.compare(st)
+			d.compare(ctx, st)
 		case <-tick.C:
 			if err := d.verifySome(ctx, 0); err != nil {
 				return err
@@ -69,13 +71,15 @@ func (d *Daemon) loop(ctx context.Context) error {
 const drainBudget = 200 * time.Millisecond
 
 // drain takes the batches, evidence and states already waiting, without
-// blocking, for at most drainBudget.
+// blocking, for at most drainBudget. The batches' updates are applied
+// together (Trainer.Take), before anything reads the weights.
 func (d *Daemon) drain(ctx context.Context) error {
+	defer d.run.Trainer.Flush()
 	deadline := time.Now().Add(drainBudget)
 	for time.Now().Before(deadline) {
 		select {
 		case b := <-d.peer.Batches():
-			if err := d.take(ctx, b); err != nil {
+			if err := d.takeDeferred(ctx, b); err != nil {
 				return err
 			}
 		case ev := <-d.peer.Evidences():
@@ -83,7 +87,7 @@ func (d *Daemon) drain(ctx context.Context) error {
 				return err
 			}
 		case st := <-d.peer.States():
-			d.compare(st)
+			d.compare(ctx, st) // reads the recorded pair, not the weights
 		default:
 			return nil
 		}
@@ -96,7 +100,13 @@ func (d *Daemon) drain(ctx context.Context) error {
 // logged; the log catches the second, p2p is told so that it flags the
 // machine, and the two signed batches are the evidence that excludes it.
 func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
-	eqs, err := d.run.Trainer.Apply(ctx, b.Raw, b.Updates())
+	defer d.run.Trainer.Flush()
+	return d.takeDeferred(ctx, b)
+}
+
+// takeDeferred is take, leaving the batch's updates pending (Trainer.Take).
+func (d *Daemon) takeDeferred(ctx context.Context, b *p2p.Batch) error {
+	eqs, err := d.run.Trainer.Take(ctx, b.Raw, b.Updates())
 	if err != nil {
 		return err
 	}
@@ -320,9 +330,10 @@ func (d *Daemon) fresh() {
 		return
 	}
 	dig := d.run.Log.Digest()
-	if dig == d.hashAt {
+	if dig == d.hashAt || d.run.Trainer.Held() {
 		return
 	}
+	d.run.Trainer.Flush()
 	h := d.run.Engine.Weights().Hash()
 	d.hashAt, d.lastHash = dig, time.Now()
 	d.snapshot(func(st *Status) {
@@ -358,7 +369,7 @@ func (d *Daemon) stateTTL() time.Duration {
 // compare checks a peer's announcement against our own pair and, when it
 // claims more than MaxLag updates beyond ours, asks for a verified catch-up
 // round: only what donors can actually send decides whether we are behind.
-func (d *Daemon) compare(st p2p.State) {
+func (d *Daemon) compare(ctx context.Context, st p2p.State) {
 	now := time.Now()
 	d.mu.Lock()
 	until, bad := d.discredited[st.Machine]
@@ -389,6 +400,8 @@ func (d *Daemon) compare(st p2p.State) {
 					"peer_machine", m.Machine, "set_digest", m.SetDigest, "their_hash", theirs, "our_hash", ours)
 				s.Mismatches = append(s.Mismatches[max(0, len(s.Mismatches)-maxMismatches+1):], m)
 			})
+		} else if ours != "" {
+			d.noteAgreed(ctx)
 		}
 	}
 	d.watch.heardFrom(st, now)
@@ -491,6 +504,9 @@ func (d *Daemon) catchUp(ctx context.Context) {
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+	if d.run.Trainer.Held() {
+		d.snapshotJoin(ctx)
 	}
 	wait := time.NewTimer(0)
 	defer wait.Stop()

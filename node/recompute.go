@@ -53,6 +53,9 @@ func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, basis p
 // bit for bit as they were. Every update of the basis must be in the
 // weights, and the basis must name no excluded machine.
 func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) error {
+	// t.applied counts the updates Take left pending: the weights must hold
+	// them too before the basis is computed from t.applied.
+	t.Flush()
 	want := make(map[uint64]p2p.Ranges, len(basis))
 	var banned []zo.Update // basis updates of banned machines, added for fn only
 	for _, h := range basis {

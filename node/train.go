@@ -32,6 +32,7 @@ type Settings struct {
 	LR        float64 // learning rate η
 	LRWarmup  uint64  // samples (per machine) over which η ramps up; 0: none
 	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
+	Pool      uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §12); 0: every update has its own seed
 	Trainable string  // regexp over parameter names; empty trains all
 	BatchSize int     // records per projected gradient
 	Samples   int     // projected gradients per step (one exponent byte each)
@@ -174,7 +175,7 @@ type Run struct {
 // Manifest is the run manifest these settings and base weights imply.
 func (s Settings) Manifest(base [32]byte) store.Manifest {
 	return store.Manifest{
-		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Quant: quantScheme,
+		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Pool: s.Pool, Quant: quantScheme,
 		Params:    map[string]string{"trainable": s.Trainable},
 		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,

@@ -40,9 +40,14 @@ type Trainer struct {
 	samples   int // projected gradients per step, sharing one exponent byte
 	bound     float64
 	next      uint64
-	applied   store.Summary // exactly the updates the weights include
+	applied   store.Summary // exactly the updates the weights include, or will once pending is flushed
+	pending   []zo.Update   // taken (logged) but not yet applied: Flush applies them
+	held      bool          // log only, apply nothing: the weights wait for a snapshot (Install) or a replay (Release)
 	public    *store.PublicData
 }
+
+// maxPending bounds the updates Take holds before it applies them itself.
+const maxPending = 1 << 16
 
 // TrainerConfig is what NewTrainer needs besides the open parts.
 type TrainerConfig struct {
@@ -198,7 +203,7 @@ func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int) (
 			return nil, 0, err
 		}
 		sample := first + uint64(k)
-		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, sample)}, zo.DeriveSeed(t.run, machine, sample))
+		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, sample)}, t.eng.Config().PerturbSeed(machine, sample))
 		if err != nil {
 			return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, sample, err)
 		}
@@ -239,6 +244,17 @@ func (t *Trainer) Step(ctx context.Context) (Proposal, error) {
 // how a node takes both its own updates and its peers'. It returns the
 // updates that contradicted the log: they were neither logged nor applied.
 func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) ([]store.Equivocation, error) {
+	eqs, err := t.Take(ctx, raw, us)
+	t.Flush()
+	return eqs, err
+}
+
+// Take is Apply without the apply: the fresh updates wait until Flush (or
+// until maxPending wait), so that batches taken in a row are applied in one
+// pass over the weights, and in a pool-mode run with their coefficients
+// summed per pool seed. Applying is order- and batching-independent, so this
+// changes no weight; callers flush before they read the weights.
+func (t *Trainer) Take(ctx context.Context, raw []byte, us []zo.Update) ([]store.Equivocation, error) {
 	ar, err := t.log.AppendBatch(ctx, raw, us...)
 	if err != nil {
 		return nil, fmt.Errorf("node: logging updates: %w", err)
@@ -252,19 +268,63 @@ func (t *Trainer) Apply(ctx context.Context, raw []byte, us []zo.Update) ([]stor
 	for _, r := range ar.Refused {
 		rejected[r.Update] = true
 	}
-	fresh := us[:0:0]
+	if t.held {
+		return ar.Equivocations, nil
+	}
 	for _, u := range us {
 		if !rejected[u] && t.applied.Add(u.Machine, u.Sample) {
-			fresh = append(fresh, u)
+			t.pending = append(t.pending, u)
 		}
 	}
-	t.eng.Apply(fresh)
+	if len(t.pending) >= maxPending {
+		t.Flush()
+	}
 	return ar.Equivocations, nil
+}
+
+// Hold makes Take log updates without applying them, and the weights stay
+// where they are, until Install or Release: a joiner by snapshot does not
+// pay for applying what the snapshot will replace.
+func (t *Trainer) Hold() { t.held = true }
+
+// Held reports whether the trainer holds (the weights lag the log).
+func (t *Trainer) Held() bool { return t.held }
+
+// Release ends a hold: the weights are rebuilt from the log (its newest
+// valid checkpoint, then the rest) as at start.
+func (t *Trainer) Release(ctx context.Context) (store.ReplayResult, error) {
+	res, err := t.log.Replay(ctx, t.eng, store.ReplayOptions{})
+	if err != nil {
+		return res, fmt.Errorf("node: replay: %w", err)
+	}
+	t.applied, t.pending, t.held = res.Included, t.pending[:0], false
+	return res, nil
+}
+
+// Install ends a hold with a verified snapshot: raw (the canonical layout)
+// becomes the weights of exactly the logged updates included, is written
+// as a checkpoint, and the log's other updates are applied on top (Release).
+func (t *Trainer) Install(ctx context.Context, raw []byte, included store.Summary) (store.ReplayResult, error) {
+	w := t.eng.Weights()
+	if err := w.SetQ(raw); err != nil {
+		return store.ReplayResult{}, fmt.Errorf("node: snapshot: %w", err)
+	}
+	if _, err := t.log.WriteCheckpoint(ctx, w, included); err != nil {
+		return store.ReplayResult{}, fmt.Errorf("node: snapshot: %w", err)
+	}
+	return t.Release(ctx)
+}
+
+// Flush applies the updates Take left pending.
+func (t *Trainer) Flush() {
+	t.eng.Apply(t.pending)
+	t.pending = t.pending[:0]
 }
 
 // Eval returns the mean loss per target token over the held-out set, and the
 // number of target tokens, at the current weights.
 func (t *Trainer) Eval(ctx context.Context) (float64, int, error) {
+	t.Flush()
 	return EvalLoss(ctx, t.eng, t.lm, t.eval, t.batchSize)
 }
 
@@ -302,6 +362,7 @@ func EvalLoss(ctx context.Context, eng *zo.Engine, lm *model.Model, d *dataset.D
 // weights include are subtracted exactly, which leaves the weights bit for
 // bit as if they had never been applied.
 func (t *Trainer) Exclude(machine uint64, removed []zo.Update) {
+	t.Flush()
 	var in []zo.Update
 	for _, u := range removed {
 		if u.Machine == machine && t.applied.Contains(u.Machine, u.Sample) {
@@ -317,8 +378,10 @@ func (t *Trainer) Exclude(machine uint64, removed []zo.Update) {
 // same set finds the same, and none may train, checkpoint or export on it.
 var ErrOverflow = errors.New("node: the run's updates have left the weights' int32 range")
 
-// Overflow reports ErrOverflow while the weights hold an overflowed element.
+// Overflow reports ErrOverflow while the weights hold an overflowed element
+// (after applying what is pending: callers go on to use the weights).
 func (t *Trainer) Overflow() error {
+	t.Flush()
 	if tensors, elems := t.eng.Weights().Overflow(); elems > 0 {
 		return fmt.Errorf("%w: %d elements of %d tensors", ErrOverflow, elems, tensors)
 	}

@@ -20,6 +20,8 @@ const (
 	KindFetch    = kindFetch
 	KindManifest = kindManifest
 	KindEvidence = kindEvidence
+	KindSnapInfo = kindSnapInfo
+	KindSnapData = kindSnapData
 )
 
 // EncodeSyncRequest is the body of a request frame.
@@ -37,6 +39,12 @@ func EncodeDigestResponse(hs []Holding, excluded []uint64) []byte {
 // DecodeDigestResponse parses and checks a digest response's body as a
 // requester does.
 func DecodeDigestResponse(b []byte) ([]Holding, []uint64, error) { return decodeDigest(b) }
+
+// EncodeSnapshotInfo is the body of a snapshot info response (PROTOCOL-WIRE.md §5.7).
+func EncodeSnapshotInfo(in SnapshotInfo) ([]byte, error) { return encodeSnapInfo(in) }
+
+// DecodeSnapshotInfo parses and checks a snapshot info body as a joiner does.
+func DecodeSnapshotInfo(b []byte) (SnapshotInfo, error) { return decodeSnapInfo(b) }
 
 // AppendFrame appends uvarint(len(body)) || body.
 func AppendFrame(dst, body []byte) []byte {

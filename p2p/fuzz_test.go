@@ -108,3 +108,32 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+func FuzzDecodeSnapshotInfo(f *testing.F) {
+	in := SnapshotInfo{Count: 6, Size: 4096, Included: []Holding{{Machine: 3, Samples: Ranges{{0, 4}}}, {Machine: 9, Samples: Ranges{{10, 10}}}}, Excluded: []uint64{5}}
+	b, _ := encodeSnapInfo(in)
+	f.Add(b)
+	b, _ = encodeSnapInfo(SnapshotInfo{Size: math.MaxUint64 - 3})
+	f.Add(b)
+	f.Add(make([]byte, 80))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, err := decodeSnapInfo(data)
+		if err != nil {
+			return
+		}
+		var n uint64
+		for _, h := range in.Included {
+			n += h.Samples.Count()
+			if h.Digest != 0 {
+				t.Fatal("a machine digest accepted")
+			}
+		}
+		if n != in.Count || in.Size%4 != 0 {
+			t.Fatalf("accepted an inconsistent info: %+v", in)
+		}
+		re, err := encodeSnapInfo(in)
+		if err != nil || !bytes.Equal(re, data) {
+			t.Fatal("a decoded info does not encode back to its bytes")
+		}
+	})
+}

@@ -76,6 +76,9 @@ type Options struct {
 	// Manifest is the run manifest, served to joiners that lack it (opaque to
 	// p2p, at most MaxManifestSize bytes; nil serves nothing).
 	Manifest []byte
+	// Snapshots, if set, serves snapshot requests (snapshot.go); nil answers
+	// every snapshot request with "none".
+	Snapshots Snapshots
 	// Rules are the run's admission rules (manifest): a batch with any update
 	// outside them is rejected by the validator.
 	Rules zo.Rules

@@ -91,15 +91,8 @@ func (p *Peer) SyncNow(ctx context.Context) uint64 {
 	}
 	defer p.wg.Done()
 	// Close must not wait on the caller's context: end the round with it.
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := p.roundContext(ctx)
 	defer cancel()
-	go func() { // exits when SyncNow returns, at the latest
-		select {
-		case <-p.stopped:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	before := p.c.syncUpdates.Load()
 	p.syncRound(ctx)
 	return p.c.syncUpdates.Load() - before
@@ -634,6 +627,10 @@ func (p *Peer) answer(s network.Stream) error {
 	case kindEvidence:
 		ev, _ := p.opts.Log.Evidence(q.Machine)
 		if err := writeFrame(w, ev); err != nil {
+			return err
+		}
+	case kindSnapInfo, kindSnapData:
+		if err := p.answerSnapshot(w, q); err != nil {
 			return err
 		}
 	}

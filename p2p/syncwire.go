@@ -19,7 +19,7 @@ const (
 	// MaxManifestSize bounds the run manifest a peer serves.
 	MaxManifestSize = 64 << 10
 
-	maxRequestSize = 1 + 8 + 1 + 8 + 2*binary.MaxVarintLen64
+	maxRequestSize = 1 + 8 + 1 + 32 + binary.MaxVarintLen64 // the largest: a snapshot chunk request
 	// maxDigestRanges bounds the ranges in one digest, so decoding allocates
 	// at most a few MiB whatever the sender claims.
 	maxDigestRanges = MaxDigestSize / 2
@@ -28,6 +28,8 @@ const (
 	kindFetch    = 2
 	kindManifest = 3
 	kindEvidence = 4
+	kindSnapInfo = 5 // snapshot.go
+	kindSnapData = 6
 
 	// maxDigestExclusions bounds the excluded machines one digest lists.
 	maxDigestExclusions = 4096
@@ -36,8 +38,10 @@ const (
 // SyncRequest is the single request on a sync stream.
 type SyncRequest struct {
 	Kind    byte
-	Machine uint64 // fetch and evidence only
-	Lo, Hi  uint64 // fetch only: the inclusive sample range wanted
+	Machine uint64   // fetch and evidence only
+	Lo, Hi  uint64   // fetch only: the inclusive sample range wanted
+	Hash    [32]byte // snapshot data only: the snapshot's weights hash
+	Offset  uint64   // snapshot data only: the first byte wanted
 }
 
 func encodeRequest(run RunTag, q SyncRequest) []byte {
@@ -52,6 +56,9 @@ func encodeRequest(run RunTag, q SyncRequest) []byte {
 		b = binary.AppendUvarint(b, q.Hi)
 	case kindEvidence:
 		b = binary.BigEndian.AppendUint64(b, q.Machine)
+	case kindSnapData:
+		b = append(b, q.Hash[:]...)
+		b = binary.AppendUvarint(b, q.Offset)
 	}
 	return b
 }
@@ -70,7 +77,16 @@ func decodeRequest(b []byte, run RunTag) (SyncRequest, error) {
 	q.Kind = b[9]
 	rest := b[10:]
 	switch q.Kind {
-	case kindDigest, kindManifest:
+	case kindDigest, kindManifest, kindSnapInfo:
+	case kindSnapData:
+		if len(rest) < 32 {
+			return q, fmt.Errorf("%w: short snapshot request", ErrMalformed)
+		}
+		copy(q.Hash[:], rest)
+		var err error
+		if q.Offset, rest, err = uvarint(rest[32:]); err != nil {
+			return q, err
+		}
 	case kindEvidence:
 		if len(rest) < 8 {
 			return q, fmt.Errorf("%w: short evidence request", ErrMalformed)

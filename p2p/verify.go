@@ -44,13 +44,8 @@ func (p *Peer) Verify(ctx context.Context, machine uint64) Verification {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	go func() { // Close must not wait on the caller's context
-		select {
-		case <-p.stopped:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, stop := p.roundContext(ctx) // Close must not wait on the caller's context
+	defer stop()
 	ids := p.syncPeers()
 	v.Asked = len(ids)
 	answers := make([][]Holding, len(ids))

@@ -132,8 +132,13 @@ func (m *memBlobs) open(name string) (io.ReadCloser, int64, error) {
 	if !ok {
 		return nil, 0, fmt.Errorf("%s: %w", name, errNoBlob)
 	}
-	return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
+	return memBlob{bytes.NewReader(b)}, int64(len(b)), nil
 }
+
+// memBlob is an open in-memory blob; like a file it reads at offsets too.
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }
 
 func (m *memBlobs) remove(name string) error {
 	m.mu.Lock()

@@ -33,16 +33,19 @@ const FormatVersion = 1
 // bytes of the home's manifest.json and of the store's copy are the same, so
 // peers can compare manifests byte for byte.
 type Manifest struct {
-	FormatVersion int               `json:"format_version"` // ManifestVersion once canonical; 0 in homes written before it
-	Run           string            `json:"run"`
-	BaseDigest    Digest            `json:"base_digest"` // weights hash (PROTOCOL.md §7) of the base weights
-	Dist          string            `json:"dist"`        // perturbation distribution (zo.Dist.String)
-	Eps           float64           `json:"eps"`
-	LR            float64           `json:"lr"`
-	LRWarmup      uint64            `json:"lr_warmup,omitempty"` // zo.Config.Warmup
-	LRDecay       uint64            `json:"lr_decay,omitempty"`  // zo.Config.Decay
-	Quant         string            `json:"quant"`               // quantisation scheme of updates and weights
-	Params        map[string]string `json:"params,omitempty"`
+	FormatVersion int     `json:"format_version"` // ManifestVersion once canonical; 0 in homes written before it
+	Run           string  `json:"run"`
+	BaseDigest    Digest  `json:"base_digest"` // weights hash (PROTOCOL.md §7) of the base weights
+	Dist          string  `json:"dist"`        // perturbation distribution (zo.Dist.String)
+	Eps           float64 `json:"eps"`
+	LR            float64 `json:"lr"`
+	LRWarmup      uint64  `json:"lr_warmup,omitempty"` // zo.Config.Warmup
+	LRDecay       uint64  `json:"lr_decay,omitempty"`  // zo.Config.Decay
+	// Pool is the run's pool of seeds K (zo.Config.Pool, docs/PROTOCOL.md
+	// §12); absent (0): every update perturbs along its own seed.
+	Pool   uint32            `json:"pool,omitempty"`
+	Quant  string            `json:"quant"` // quantisation scheme of updates and weights
+	Params map[string]string `json:"params,omitempty"`
 	// Model says where the base model came from (ModelSource). It is a
 	// hint for joiners, not a rule: BaseDigest decides, and diff ignores it,
 	// so homes made before it existed keep opening.
@@ -149,7 +152,10 @@ func (m Manifest) Config() (zo.Config, error) {
 	if err != nil {
 		return zo.Config{}, fmt.Errorf("store: manifest: %w", err)
 	}
-	return zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay}, nil
+	if m.Pool > zo.MaxPool {
+		return zo.Config{}, fmt.Errorf("store: manifest: pool of %d seeds (at most %d)", m.Pool, zo.MaxPool)
+	}
+	return zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay, Pool: m.Pool}, nil
 }
 
 // diff names the first field in which m and o differ, or returns "".
@@ -170,6 +176,8 @@ func (m Manifest) diff(o Manifest) string {
 		return "lr schedule"
 	case m.Quant != o.Quant:
 		return "quant"
+	case m.Pool != o.Pool:
+		return "pool"
 	case !maps.Equal(m.Params, o.Params):
 		return "params"
 	case math.Float64bits(m.GradBound) != math.Float64bits(o.GradBound):
@@ -236,7 +244,7 @@ func (d *Digest) UnmarshalJSON(b []byte) error {
 
 // manifestKeys are the manifest's members, in the canonical (sorted) order.
 var manifestKeys = []string{"admission", "admit", "base_digest", "data", "dist", "eps", "format_version", "grad_bound",
-	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pow_bits", "quant", "run"}
+	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"}
 
 // modelKeys are the members of the manifest's model source (ModelSource).
 var modelKeys = []string{"embedded", "name", "path", "revision", "safetensors_sha256"}
@@ -252,7 +260,7 @@ const maxExactInt = 1 << 53
 // JSON Canonicalization Scheme of the object whose members are the manifest's
 // fields, format_version set to ManifestVersion, the optional members
 // (lr_warmup, lr_decay, params, grad_bound, max_samples, admission, pow_bits,
-// admit) omitted when zero or empty. Members are sorted by key, there is no
+// admit, pool) omitted when zero or empty. Members are sorted by key, there is no
 // whitespace, strings are UTF-8 with only '"', '\\' and control characters
 // escaped, and binary64 numbers are written as ECMAScript writes them
 // (shortest round-trip digits). It fails on a value with no canonical form:
@@ -373,6 +381,7 @@ func (m Manifest) Canonical() ([]byte, error) {
 	if m.PowBits < 0 {
 		errs = append(errs, fmt.Errorf("pow_bits %d", m.PowBits))
 	}
+	integer("pool", uint64(m.Pool), true)
 	integer("pow_bits", uint64(max(m.PowBits, 0)), true)
 	str("quant", m.Quant, false)
 	str("run", m.Run, false)

@@ -14,10 +14,18 @@ import (
 // amortise memory traffic.
 const DefaultReplayBatch = 64
 
+// poolReplayBatch is how many updates a pool-mode replay sums at once (the
+// summing runs in parallel over the batch; the weights are touched once, at the end).
+const poolReplayBatch = 8192
+
 // ReplayOptions tunes Replay.
 type ReplayOptions struct {
-	Batch    int                  // updates per Engine.Apply; DefaultReplayBatch if 0
-	FromBase bool                 // ignore checkpoints and apply the whole log (to verify them)
+	Batch    int  // updates per Engine.Apply; DefaultReplayBatch if 0
+	FromBase bool // ignore checkpoints and apply the whole log (to verify them)
+	// Only, if not nil, limits the rebuild to these updates (all logged):
+	// checkpoints are used only if they include none outside it. A
+	// snapshot's background check replays exactly the snapshot's set.
+	Only     Summary
 	Progress func(ReplayProgress) // called after every batch, from Replay's goroutine
 }
 
@@ -34,7 +42,7 @@ type ReplayResult struct {
 	Checkpoint uint64       // ID of the checkpoint replay started from; 0 for the base weights
 	Skipped    []error      // checkpoints passed over, newest first, and why
 	Included   Summary      // exactly the updates the weights now include
-	Digest     zo.SetDigest // set digest of Included
+	Digest     zo.SetDigest // set digest of Included (zero with ReplayOptions.Only)
 	Hash       [32]byte
 	Verified   int // recorded hashes the weights were checked against and matched
 	ReplayProgress
@@ -69,6 +77,12 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 	res.Digest = s.dig
 	s.mu.Unlock()
 	defer txn.Discard()
+	if o.Only != nil {
+		if !o.Only.SubsetOf(logged) {
+			return res, fmt.Errorf("store: replay: %w: the set to rebuild is not all logged", ErrNotLogged)
+		}
+		logged, count, res.Digest = o.Only, o.Only.Count(), zo.SetDigest{}
+	}
 	cks, err := listCkpts(txn)
 	if err != nil {
 		return res, err
@@ -119,9 +133,21 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 			o.Progress(res.ReplayProgress)
 		}
 	}
+	// A pool-mode run sums every update's coefficients per pool seed and
+	// perturbs once per pool seed at the end (docs/PROTOCOL.md §12): the cost
+	// is K passes at most, whatever the log's length.
+	var sums *zo.PoolSums
+	if e.Config().Pool > 0 {
+		sums = e.NewPoolSums()
+		batch = max(batch, poolReplayBatch)
+	}
 	buf := make([]zo.Update, 0, batch)
 	flush := func() {
-		e.Apply(buf)
+		if sums != nil {
+			sums.Add(buf)
+		} else {
+			e.Apply(buf)
+		}
 		for _, u := range buf {
 			res.Included.Add(u.Machine, u.Sample)
 		}
@@ -136,7 +162,7 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 			scanErr = err
 			return false
 		}
-		if skip.Contains(u.Machine, u.Sample) {
+		if skip.Contains(u.Machine, u.Sample) || o.Only != nil && !o.Only.Contains(u.Machine, u.Sample) {
 			return true
 		}
 		buf = append(buf, u)
@@ -150,6 +176,9 @@ func (s *Store) Replay(ctx context.Context, e *zo.Engine, o ReplayOptions) (Repl
 	}
 	if len(buf) > 0 {
 		flush()
+	}
+	if sums != nil {
+		e.ApplySums(sums)
 	}
 	progress()
 	if res.Applied != res.Total {

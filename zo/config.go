@@ -18,6 +18,9 @@ type Config struct {
 	// Zero turns either off.
 	Warmup uint64
 	Decay  uint64
+	// Pool, when not 0, is the run's pool of seeds K (pool.go): every
+	// update perturbs along one of K seeds derived from the run.
+	Pool uint32
 }
 
 // LRAt is η for an update of sample index s. It uses only IEEE-754 division,
@@ -46,7 +49,7 @@ func (c Config) Validate() error {
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
 		return fmt.Errorf("zo: config: lr must be non-negative and finite, got %g", c.LR)
 	}
-	return nil
+	return c.validatePool()
 }
 
 // Update is one projected gradient: machine's sample-th sample, coded in one

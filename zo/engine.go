@@ -96,9 +96,17 @@ func (e *Engine) Apply(us []Update) { e.apply(us, 1) }
 // is the caller's error; the engine cannot tell.
 func (e *Engine) Remove(us []Update) { e.apply(us, -1) }
 
-// apply adds sign·Coeff·zInt for every update in us.
+// apply adds sign·Coeff·zInt for every update in us. In a pool-mode run the
+// updates' coefficients are first summed per pool seed (PoolSums), which
+// adds the same integers to every element.
 func (e *Engine) apply(us []Update, sign int32) {
 	if len(us) == 0 {
+		return
+	}
+	if e.cfg.Pool > 0 {
+		ps := e.NewPoolSums()
+		ps.add(us, sign)
+		e.ApplySums(ps)
 		return
 	}
 	seeds := make([]Seed, len(us))
@@ -106,17 +114,30 @@ func (e *Engine) apply(us []Update, sign int32) {
 		seeds[k] = DeriveSeed(e.cfg.Run, u.Machine, u.Sample)
 	}
 	plans := make([]*applyPlan, len(e.w.Tensors))
-	rescan := false
 	for ti, t := range e.w.Tensors {
 		if !t.Trainable {
 			continue
 		}
-		p := newApplyPlan(e, us, seeds, ti, sign)
-		if p.delta == 0 {
-			continue // every coefficient is zero
+		p := &applyPlan{seeds: seeds}
+		for k, u := range us {
+			p.add(int64(sign*e.Coeff(u, seeds[k], ti)), e.cfg.Dist)
 		}
-		plans[ti] = p
-		rescan = rescan || !fits(t.qmax, p.delta)
+		if p.delta > 0 {
+			plans[ti] = p
+		}
+	}
+	e.run(plans)
+}
+
+// run adds every plan to its tensor (nil plans are skipped) in one pass over
+// memory, in parallel over chunks, on the fast wrapping kernels where no
+// element can cross the int32 boundary and on the exact path elsewhere.
+func (e *Engine) run(plans []*applyPlan) {
+	rescan := false
+	for ti, t := range e.w.Tensors {
+		if p := plans[ti]; p != nil {
+			rescan = rescan || !fits(t.qmax, p.delta)
+		}
 	}
 	if rescan {
 		// The cached bound is conservative; the exact max|Q| usually leaves
@@ -178,7 +199,7 @@ func (p *applyPlan) applyExact(t *Tensor, dist Dist, lo, hi int) {
 	sum := make([]int64, len(d))
 	z := make([]int32, len(d))
 	for k, s := range p.seeds {
-		c := int64(p.c[k])
+		c := p.wide[k]
 		if c == 0 {
 			continue
 		}
@@ -218,30 +239,32 @@ func (p *applyPlan) applyExact(t *Tensor, dist Dist, lo, hi int) {
 	}
 }
 
-// applyPlan holds what every chunk of one tensor needs for a batch of updates.
-// Its coefficients carry the batch's sign: Coeff for Apply, −Coeff for Remove
-// (the clamp is symmetric, so −Coeff never overflows).
+// applyPlan holds what every chunk of one tensor needs for a batch of updates:
+// one coefficient per seed, carrying the batch's sign (Coeff for Apply, −Coeff
+// for Remove; the clamp is symmetric, so −Coeff never overflows). In a
+// pool-mode run a seed is a pool seed and its coefficient the exact sum of its
+// updates' coefficients, which may leave int32: the wrapping kernels take it
+// modulo 2^32 (exact, since Q is kept modulo 2^32), the exact path in full.
 type applyPlan struct {
 	seeds []Seed
-	c     []int32
+	wide  []int64 // the exact coefficients
+	c     []int32 // wide modulo 2^32
 	twoC  []int32
 	// sumC lets the kernels add ±c as sumC − Σ 2c·bit over the set bits.
 	sumC int32
 	// delta is the batch's worst case on one element, Σ|c|·max|zInt|
-	// (saturating; at most 2^35 per update).
+	// (saturating at 2^62).
 	delta int64
 	slow  *slowAcc // set when the tensor takes the exact path
 }
 
-func newApplyPlan(e *Engine, us []Update, seeds []Seed, ti int, sign int32) *applyPlan {
-	p := &applyPlan{seeds: seeds, c: make([]int32, len(us)), twoC: make([]int32, len(us))}
-	for k, u := range us {
-		p.c[k] = sign * e.Coeff(u, seeds[k], ti)
-		p.twoC[k] = 2 * p.c[k]
-		p.sumC += p.c[k]
-		p.delta = min(p.delta+absQ(p.c[k])*e.cfg.Dist.maxZ(), 1<<62)
-	}
-	return p
+// add appends the next seed's coefficient c (p.seeds holds the seeds).
+func (p *applyPlan) add(c int64, d Dist) {
+	p.wide = append(p.wide, c)
+	p.c = append(p.c, int32(c))
+	p.twoC = append(p.twoC, int32(2*c))
+	p.sumC += int32(c)
+	p.delta = min(p.delta+min(max(c, -c), 1<<40)*d.maxZ(), 1<<62)
 }
 
 // lanePtr is the address of lane l's first word in a Philox output array.

@@ -51,12 +51,11 @@ func trueValues(e *Engine, base [][]int32, us []Update) (vals [][]int64, outside
 		}
 		z := make([]int32, t.Len())
 		for _, u := range us {
-			s := DeriveSeed(e.cfg.Run, u.Machine, u.Sample)
-			c := int64(e.Coeff(u, s, ti))
+			c := int64(e.Coeff(u, DeriveSeed(e.cfg.Run, u.Machine, u.Sample), ti))
 			if c == 0 {
 				continue
 			}
-			e.cfg.Dist.Fill(s, t.Offset, z)
+			e.cfg.Dist.Fill(e.cfg.PerturbSeed(u.Machine, u.Sample), t.Offset, z)
 			for i := range z {
 				v[i] += c * int64(z[i])
 			}
@@ -101,7 +100,7 @@ func adversarial(e *Engine, machine, from uint64, ti, j, n int, exp uint8) []Upd
 	z := make([]int32, 1)
 	var us []Update
 	for s := from; s < from+uint64(n); s++ {
-		e.cfg.Dist.Fill(DeriveSeed(e.cfg.Run, machine, s), t.Offset+uint64(j), z)
+		e.cfg.Dist.Fill(e.cfg.PerturbSeed(machine, s), t.Offset+uint64(j), z)
 		code := int8(-CodeMax)
 		if z[0] < 0 {
 			code = CodeMax

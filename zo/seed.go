@@ -21,6 +21,13 @@ const seedDomain = "zopeer/seed/v1\x00"
 // DeriveSeed returns the seed of the given machine's sample in a run.
 // Encoding: domain || u32be(len(run)) || run || u64be(machine) || u64be(sample).
 func DeriveSeed(run string, machine, sample uint64) Seed {
+	sum := updateSeedHash(run, machine, sample)
+	return seedOf(sum[:16])
+}
+
+// updateSeedHash is the SHA-256 behind an update's seed: bytes 0..15 make
+// the seed, bytes 16..23 choose its pool seed in a pool-mode run (PoolIndex).
+func updateSeedHash(run string, machine, sample uint64) [sha256.Size]byte {
 	h := sha256.New()
 	var buf [8]byte
 	h.Write([]byte(seedDomain))
@@ -33,9 +40,15 @@ func DeriveSeed(run string, machine, sample uint64) Seed {
 	h.Write(buf[:])
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
+	return sum
+}
+
+// seedOf reads a seed from 16 hash bytes: key from 0..7, stream from 8..15,
+// as little-endian words.
+func seedOf(b []byte) Seed {
 	return Seed{
-		Key:    [2]uint32{binary.LittleEndian.Uint32(sum[0:]), binary.LittleEndian.Uint32(sum[4:])},
-		Stream: [2]uint32{binary.LittleEndian.Uint32(sum[8:]), binary.LittleEndian.Uint32(sum[12:])},
+		Key:    [2]uint32{binary.LittleEndian.Uint32(b[0:]), binary.LittleEndian.Uint32(b[4:])},
+		Stream: [2]uint32{binary.LittleEndian.Uint32(b[8:]), binary.LittleEndian.Uint32(b[12:])},
 	}
 }
 

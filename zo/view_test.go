@@ -156,3 +156,31 @@ func TestDropViews(t *testing.T) {
 		}
 	}
 }
+
+// HashOf and SetQ read the canonical little-endian layout: the bytes of the
+// weights hash to Hash, set back give the same weights, and a wrong length
+// is refused.
+func TestHashOfAndSetQ(t *testing.T) {
+	w := testWeights(t, rand.New(rand.NewPCG(5, 6)))
+	var raw []byte
+	for _, tn := range w.Tensors {
+		raw = append(raw, LittleEndianInt32s(tn.Q)...)
+	}
+	if h, err := w.HashOf(raw); err != nil || h != w.Hash() {
+		t.Fatalf("HashOf: %v", err)
+	}
+	want := w.Hash()
+	raw[5] ^= 1
+	if h, _ := w.HashOf(raw); h == want {
+		t.Fatal("a changed byte hashes the same")
+	}
+	v := testWeights(t, rand.New(rand.NewPCG(5, 6)))
+	v.Tensors[0].Q[0]++
+	raw[5] ^= 1
+	if err := v.SetQ(raw); err != nil || v.Hash() != want {
+		t.Fatalf("SetQ: %v", err)
+	}
+	if _, err := w.HashOf(raw[1:]); err == nil || v.SetQ(raw[4:]) == nil {
+		t.Fatal("a short layout was accepted")
+	}
+}

@@ -274,7 +274,10 @@ func (w *Weights) Hash() [32]byte {
 	return out
 }
 
-func (t *Tensor) hash() [32]byte {
+func (t *Tensor) hash() [32]byte { return t.hashOf(LittleEndianInt32s(t.Q)) }
+
+// hashOf is the tensor's hash were its Q the little-endian int32s q.
+func (t *Tensor) hashOf(q []byte) [32]byte {
 	h := sha256.New()
 	var b [8]byte
 	binary.BigEndian.PutUint32(b[:4], uint32(len(t.Name)))
@@ -288,10 +291,59 @@ func (t *Tensor) hash() [32]byte {
 	}
 	binary.BigEndian.PutUint32(b[:4], uint32(int32(t.Exp)))
 	h.Write(b[:4])
-	h.Write(LittleEndianInt32s(t.Q))
+	h.Write(q)
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// HashOf is the weights hash (Hash) the weights would have with raw as
+// every tensor's Q, in layout order, as little-endian int32s (the canonical
+// layout of docs/PROTOCOL.md §5.1): a snapshot is checked before it is
+// installed. raw must hold exactly 4 bytes per element.
+func (w *Weights) HashOf(raw []byte) ([32]byte, error) {
+	if err := w.checkRaw(raw); err != nil {
+		return [32]byte{}, err
+	}
+	h := sha256.New()
+	h.Write([]byte("zopeer/weights/v1\x00"))
+	for _, t := range w.Tensors {
+		s := t.hashOf(raw[:4*t.Len()])
+		h.Write(s[:])
+		raw = raw[4*t.Len():]
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out, nil
+}
+
+// checkRaw checks that raw holds 4 bytes per element of the layout.
+func (w *Weights) checkRaw(raw []byte) error {
+	n := 0
+	for _, t := range w.Tensors {
+		n += 4 * t.Len()
+	}
+	if len(raw) != n {
+		return fmt.Errorf("zo: %d weight bytes for a layout of %d", len(raw), n)
+	}
+	return nil
+}
+
+// SetQ overwrites every tensor's Q from raw (HashOf's layout) and re-derives
+// the views and bounds (SyncViews). Only into weights whose Overflow is zero
+// (see Tensor).
+func (w *Weights) SetQ(raw []byte) error {
+	if err := w.checkRaw(raw); err != nil {
+		return err
+	}
+	for _, t := range w.Tensors {
+		for i := range t.Q {
+			t.Q[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		raw = raw[4*t.Len():]
+	}
+	w.SyncViews()
+	return nil
 }
 
 // LittleEndianInt32s returns q's bytes in little-endian order, without copying

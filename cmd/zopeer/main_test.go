@@ -110,6 +110,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"generate", "--model", model, "--tokens", "-1"}, 2, "must be"},
 		{[]string{"status", "--api", "127.0.0.1:1"}, 1, "no zopeer node answers"},
 		{[]string{"start", "--home", filepath.Join(dir, "h3"), "--test-drop-gossip", "1.5"}, 2, "test-drop-gossip"},
+		{[]string{"init", "--home", filepath.Join(dir, "h4"), "--pool", "70000"}, 2, "want 0..65536"},
+		{[]string{"start", "--home", filepath.Join(dir, "h5"), "--snapshot-quorum", "-1"}, 1, "snapshot-quorum"},
 		{[]string{"bench", "--model", "gpt2-small", "--tokens", "1"}, 1, "tokens"},
 	} {
 		code, _, errs := zopeer(t, c.args...)

@@ -90,6 +90,9 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		if m.Data != nil {
 			fmt.Fprintf(out, "public data %x (batch size %d), verification tolerance %g\n", m.Data.Digest[:8], m.Data.BatchSize, m.Data.Tolerance)
 		}
+		if m.Pool > 0 {
+			fmt.Fprintf(out, "seed pool of %d: every update perturbs along one of them (docs/PROTOCOL.md §12)\n", m.Pool)
+		}
 		return nil
 	}
 }
@@ -148,6 +151,9 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.BoolVar(&ps.TestLie, "test-lie", ps.TestLie, "TEST ONLY: flip the sign of every own gradient (a liar for the verification tests)")
 	fs.BoolVar(&ps.TestAccuse, "test-accuse", ps.TestAccuse, "TEST ONLY: accuse every sample this peer re-computes, true or not (a false accuser)")
 	fs.Float64Var(&ps.VerifyFraction, "verify-fraction", ps.VerifyFraction, "public-data runs: share of compute spent re-computing other machines' samples (0..1)")
+	fs.IntVar(&ps.SnapshotQuorum, "snapshot-quorum", ps.SnapshotQuorum, "join with an empty log from a snapshot once this many peers announce its (set digest, weights hash); 0: replay every update")
+	fs.BoolVar(&ps.SnapshotVerify, "snapshot-verify", ps.SnapshotVerify, "after joining by snapshot, replay its updates in the background to check it (status snapshot.verify)")
+	fs.BoolVar(&ps.SnapshotLie, "test-snapshot-lie", ps.SnapshotLie, "TEST ONLY: serve snapshots whose weights hash is wrong")
 	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
 	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
 	fs.IntVar(&ps.RelayMaxCircuits, "relay-max-circuits", ps.RelayMaxCircuits, "relay service: relayed connections per peer at most")

@@ -11,10 +11,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/zopeer/zopeer/model/tokenizer"
 	"github.com/zopeer/zopeer/node"
+	"github.com/zopeer/zopeer/zo"
 )
 
 // runFlags are the settings that decide the weights: they go into the run manifest.
@@ -25,6 +27,14 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η")
 	fs.Uint64Var(&s.LRWarmup, "lr-warmup", s.LRWarmup, "ramp η up linearly over each machine's first N samples (0: off)")
 	fs.Uint64Var(&s.LRDecay, "lr-decay", s.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
+	fs.Func("pool", "pool of K seeds every update perturbs along (FedKSeed: catch-up costs K passes at most; 0: each update its own seed)", func(v string) error {
+		k, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || k > zo.MaxPool {
+			return fmt.Errorf("want 0..%d", zo.MaxPool)
+		}
+		s.Pool = uint32(k)
+		return nil
+	})
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
 }
 

@@ -192,10 +192,30 @@ def coeff(cfg, t, ti, u, seed):
 
 def apply(cfg, ts, u, sign):
     seed = derive_seed(cfg["run"], u["machine"], u["sample"])
+    zseed = perturb_seed(cfg, u["machine"], u["sample"])
     for ti, t in enumerate(ts):
         c = coeff(cfg, t, ti, u, seed) * sign
         if c:
-            t["q"] = [wrap32(q + c * z_int(cfg["dist"], seed, t["offset"] + j)) for j, q in enumerate(t["q"])]
+            t["q"] = [wrap32(q + c * z_int(cfg["dist"], zseed, t["offset"] + j)) for j, q in enumerate(t["q"])]
+
+
+# ---- §12 seed pools ----
+def pool_seed(run, k):
+    rb = run.encode()
+    d = hashlib.sha256(b"zopeer/pool-seed/v1\x00" + struct.pack(">I", len(rb)) + rb + struct.pack(">I", k)).digest()
+    return list(struct.unpack("<2I", d[0:8])), list(struct.unpack("<2I", d[8:16]))
+
+
+def pool_index(run, machine, sample, pool):
+    rb = run.encode()
+    d = hashlib.sha256(b"zopeer/seed/v1\x00" + struct.pack(">I", len(rb)) + rb + struct.pack(">QQ", machine, sample)).digest()
+    return struct.unpack("<Q", d[16:24])[0] % pool
+
+
+def perturb_seed(cfg, machine, sample):
+    if cfg.get("pool", 0) == 0:
+        return derive_seed(cfg["run"], machine, sample)
+    return pool_seed(cfg["run"], pool_index(cfg["run"], machine, sample, cfg["pool"]))
 
 
 # ---- §7 digests ----
@@ -318,7 +338,7 @@ def pow_bits(run, pub):
 
 # ---- PROTOCOL.md §9 the manifest ----
 KEYS = ["admission", "admit", "base_digest", "data", "dist", "eps", "format_version", "grad_bound", "lr", "lr_decay",
-        "lr_warmup", "max_samples", "model", "params", "pow_bits", "quant", "run"]
+        "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"]
 MODEL_KEYS = ["embedded", "name", "path", "revision", "safetensors_sha256"]
 
 
@@ -357,7 +377,7 @@ def parse_manifest(text):
         "admission": m.get("admission", ""), "admit": m.get("admit") or [], "base_digest": bd,
         "dist": m.get("dist", ""), "eps": float(m.get("eps", 0)), "grad_bound": float(m.get("grad_bound", 0)),
         "lr": float(m.get("lr", 0)), "lr_decay": m.get("lr_decay", 0), "lr_warmup": m.get("lr_warmup", 0),
-        "max_samples": m.get("max_samples", 0), "params": m.get("params") or {}, "pow_bits": m.get("pow_bits", 0),
+        "max_samples": m.get("max_samples", 0), "params": m.get("params") or {}, "pool": m.get("pool", 0), "pow_bits": m.get("pow_bits", 0),
         "quant": m.get("quant", ""), "run": m.get("run", ""), "model": m.get("model") or {},
     }
     if not isinstance(out["model"], dict) or any(k not in MODEL_KEYS for k in out["model"]):
@@ -441,6 +461,8 @@ def canonical_manifest(m):
     if m["params"]:
         ks = sorted(m["params"], key=lambda k: k.encode("utf-16-be"))
         parts.append('"params":{' + ",".join(es_string(k) + ":" + es_string(m["params"][k]) for k in ks) + "}")
+    if m["pool"]:
+        parts.append('"pool":%d' % m["pool"])
     if m["pow_bits"]:
         parts.append('"pow_bits":%d' % m["pow_bits"])
     parts.append('"quant":' + es_string(m["quant"]))
@@ -678,11 +700,32 @@ def decode_request(b, run):
             q["hi"], i = uvarint(b, i)
             if q["lo"] > q["hi"]:
                 raise Bad("malformed")
-    elif kind not in (1, 3):
+    elif kind == 6:  # snapshot data: weights hash, offset
+        if len(b) < 42:
+            raise Bad("malformed")
+        q["hash"] = b[10:42].hex()
+        q["offset"], i = uvarint(b, 42)
+    elif kind not in (1, 3, 5):
         raise Bad("malformed")
     if i != len(b):
         raise Bad("malformed")
     return q
+
+
+def decode_snap_info(b):
+    """PROTOCOL-WIRE.md §5.7: count, set digest, weights hash, size, then a digest body."""
+    if len(b) < 80:
+        raise Bad("malformed")
+    count, size = struct.unpack(">Q", b[0:8])[0], struct.unpack(">Q", b[72:80])[0]
+    hs, ex = decode_digest(b[80:])
+    n = 0
+    for h in hs:
+        if h["machine_digest"] != "0":
+            raise Bad("malformed")
+        n += sum(int(hi) - int(lo) + 1 for lo, hi in h["ranges"])
+    if n != count or size % 4:
+        raise Bad("malformed")
+    return {"count": str(count), "set_digest": b[8:40].hex(), "weights_hash": b[40:72].hex(), "size": str(size)}
 
 
 def decode_digest(b):
@@ -847,6 +890,37 @@ def main():
             check(n + " " + st["do"] + " weights hash", weights_hash(ts), st["weights_hash"])
             check(n + " " + st["do"] + " set digest", digest_hex(d), st["set_digest"])
 
+    pools = v["pools"]
+    for c in pools["seeds"]:
+        s = pool_seed(c["run"], c["k"])
+        check("pool seed %s/%d" % (c["run"], c["k"]), [s[0], s[1], block(s, 0)], [c["key"], c["stream"], c["block_0"]])
+    for c in pools["indices"]:
+        check("pool index", pool_index(c["run"], int(c["machine"]), int(c["sample"]), c["pool"]), c["index"])
+    base_tensors = v["engine"][0]["tensors"]
+    for c in pools["engine"]:
+        cfg = {"run": c["run"], "dist": c["dist"], "lr": f64(c["lr"]), "eps": f64(c["eps"]),
+               "warmup": int(c["lr_warmup"]), "decay": int(c["lr_decay"]), "pool": c["pool"]}
+        n = "pool engine " + c["dist"]
+        ts = layout(base_tensors)
+        us, sums = [], {}
+        for w in c["updates"]:
+            u = {"machine": int(w["machine"]), "sample": int(w["sample"]), "exp": w["exp"], "code": w["code"]}
+            us.append(u)
+            k = pool_index(cfg["run"], u["machine"], u["sample"], cfg["pool"])
+            check(n + " pool index", k, w["pool_index"])
+            cs = [coeff(cfg, t, ti, u, derive_seed(cfg["run"], u["machine"], u["sample"])) for ti, t in enumerate(ts)]
+            check(n + " coeffs", cs, w["coeffs"])
+            sums[k] = [a + b for a, b in zip(sums.get(k, [0] * len(ts)), cs)]
+        check(n + " sums", [{"pool_index": k, "sums": [str(x) for x in sums[k]]} for k in sorted(sums)], c["sums"])
+        # The definition: one update at a time, own coefficient, pool seed's z.
+        for u in us:
+            apply(cfg, ts, u, 1)
+        check(n + " q after all", [[wrap32(x) for x in t["q"]] for t in ts], [t["q"] for t in c["after_all"]["layout"]])
+        check(n + " hash after all", weights_hash(ts), c["after_all"]["weights_hash"])
+        for u in us[:3]:
+            apply(cfg, ts, u, -1)
+        check(n + " hash after removals", weights_hash(ts), c["after_removing_first_3"]["weights_hash"])
+
     for c in v["layouts"]:
         cfg = json.loads(c["config"])
         names = layout_names(cfg)
@@ -937,11 +1011,21 @@ def main():
         b = bytes.fromhex(c["body"])
         try:
             q = decode_request(b, run)
-            got = {"valid": True, "kind": q["kind"], "machine": str(q["machine"]), "lo": str(q["lo"]), "hi": str(q["hi"])}
+            got = {"valid": True, "kind": q["kind"]}
+            if q["kind"] in (5, 6):
+                got.update({"hash": q.get("hash", "00" * 32), "offset": str(q.get("offset", 0))})
+            else:
+                got.update({"machine": str(q["machine"]), "lo": str(q["lo"]), "hi": str(q["hi"])})
             check("request frame", frame(b).hex(), c["frame"])
         except Bad:
             got = {"valid": False}
-        check("request " + c["body"], got, {k: c[k] for k in ("valid", "kind", "machine", "lo", "hi") if k in c})
+        check("request " + c["body"], got, {k: c[k] for k in ("valid", "kind", "machine", "lo", "hi", "hash", "offset") if k in c})
+    for c in sy["snapshot_infos"]:
+        try:
+            got = dict(decode_snap_info(bytes.fromhex(c["body"])), valid=True)
+        except Bad:
+            got = {"valid": False}
+        check("snapshot info " + c["body"][:40], got, {k: c[k] for k in ("valid", "count", "set_digest", "weights_hash", "size") if k in c})
     for c in sy["digest_responses"]:
         try:
             hs, ex = decode_digest(bytes.fromhex(c["body"]))

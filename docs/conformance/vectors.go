@@ -88,6 +88,9 @@ func Generate() ([]byte, error) {
 	if v["evidence"], err = evidenceVectors(); err != nil {
 		return nil, err
 	}
+	if v["pools"], err = poolVectors(); err != nil {
+		return nil, err
+	}
 	v["states"] = stateVectors()
 	v["sync"] = syncVectors()
 	b, err := json.MarshalIndent(v, "", " ")
@@ -460,8 +463,10 @@ func manifestVectors() ([]obj, error) {
 	sourced.Model = &store.ModelSource{Name: "HuggingFaceTB/SmolLM-135M", Revision: "main", Path: "/models/smollm", SHA256: hx(m.BaseDigest[:])}
 	embedded := m
 	embedded.Model = &store.ModelSource{Embedded: true}
+	pooled := m
+	pooled.Pool = 1024
 	inputs := []string{
-		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded),
+		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded), mustCanon(pooled),
 		`{"run":"x","dist":"rademacher","eps":1,"lr":0,"quant":"q","base_digest":"` + hx(m.BaseDigest[:]) + `","model":{"nmae":"typo"}}`,
 		`{
   "format_version": 0,
@@ -817,15 +822,22 @@ func syncVectors() obj {
 	fetch := p2p.EncodeSyncRequest(tag, p2p.SyncRequest{Kind: p2p.KindFetch, Machine: 1, Lo: 5, Hi: 5})
 	for _, bad := range [][]byte{
 		append(p2p.EncodeSyncRequest(tag, p2p.SyncRequest{Kind: p2p.KindDigest}), 0),
-		append(append([]byte{1}, tag[:]...), 5),
+		append(append([]byte{1}, tag[:]...), 7),
 		append(append([]byte{2}, tag[:]...), 1),
 		append(append([]byte{1}, otherTag[:]...), 1),
 		append(append(append([]byte{1}, tag[:]...), 2), 0, 0, 0, 0, 0, 0, 0, 1, 6, 5), // lo > hi
 		append(append(append([]byte{1}, tag[:]...), 2), 0, 0, 0, 0, 0, 0, 0, 1, 0x85, 0x00, 5),
 		fetch[:len(fetch)-1],
 		append(append([]byte{1}, tag[:]...), 4, 0, 0, 0),
+		append(append([]byte{1}, tag[:]...), 6, 0, 0, 0),                     // snapshot data: short hash
+		append(append(append([]byte{1}, tag[:]...), 6), make([]byte, 32)...), // no offset
 	} {
 		reqs = append(reqs, obj{"body": hx(bad), "valid": false})
+	}
+	for _, q := range []p2p.SyncRequest{{Kind: p2p.KindSnapInfo}, {Kind: p2p.KindSnapData, Hash: sha256.Sum256([]byte("w")), Offset: 3 << 20}} {
+		body := p2p.EncodeSyncRequest(tag, q)
+		reqs = append(reqs, obj{"kind": q.Kind, "hash": hx(q.Hash[:]), "offset": u64(q.Offset),
+			"body": hx(body), "frame": hx(p2p.AppendFrame(nil, body)), "valid": true})
 	}
 	hs := []p2p.Holding{
 		{Machine: 3, Digest: 0x0102030405060708, Samples: p2p.Ranges{{Lo: 0, Hi: 99}}},
@@ -866,9 +878,13 @@ func syncVectors() obj {
 		_, _, err := p2p.DecodeDigestResponse(bad)
 		dig = append(dig, obj{"body": hx(bad), "valid": err == nil})
 	}
+	snaps, err := snapshotInfoVectors(hs)
+	if err != nil {
+		panic(err)
+	}
 	b1 := rawBatch(keyP, 1, run, uv(300), uv(2), 127, []byte{1, 1})
 	fetchResp := p2p.AppendFrame(p2p.AppendFrame(nil, b1), nil)
-	return obj{"requests": reqs, "digest_responses": dig,
+	return obj{"requests": reqs, "digest_responses": dig, "snapshot_infos": snaps,
 		"fetch_response": obj{"request": hx(p2p.AppendFrame(nil, p2p.EncodeSyncRequest(tag, p2p.SyncRequest{Kind: p2p.KindFetch, Machine: p2p.MachineOf(pubOf(keyP)), Lo: 300, Hi: 301}))),
 			"response": hx(fetchResp), "batches": []string{hx(b1)}}}
 }

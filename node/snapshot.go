@@ -1,0 +1,397 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/zopeer/zopeer/p2p"
+	"github.com/zopeer/zopeer/store"
+	"github.com/zopeer/zopeer/zo"
+)
+
+// Snapshot sync (docs/DESIGN.md, "Joining by snapshot"; wire:
+// PROTOCOL-WIRE.md §5.7). A donor serves the checkpoint it wrote when its
+// (set digest, weights hash) pair matched another peer's announcement: a
+// state others reached too. A joiner started with --snapshot-quorum N and an
+// empty log logs what arrives without applying it, waits until N machines
+// announce one same pair, fetches that pair's snapshot from the donors that
+// serve exactly it (a donor serving another hash for the same digest, or the
+// same hash for another digest, is refused), checks the weights hash
+// locally, lets anti-entropy fetch the snapshot's updates (a few bytes each)
+// and checks their set digest, then installs the weights as a checkpoint and
+// replays only the tail. Any failure falls back to the full replay.
+
+// SnapshotStatus is the status's view of a snapshot join.
+type SnapshotStatus struct {
+	// State: waiting_quorum, fetching, fetching_updates, installed, or
+	// fallback (a full replay: the reason is in Error).
+	State   string   `json:"state"`
+	Votes   int      `json:"votes"`            // machines announcing the pair chosen
+	Donors  []string `json:"donors,omitempty"` // peers the weights came from
+	Refused []string `json:"refused_donors"`   // peers whose snapshot disagreed with the majority's announcements
+	Updates uint64   `json:"updates"`          // updates the snapshot includes
+	Hash    string   `json:"weights_hash,omitempty"`
+	Seconds float64  `json:"seconds"` // from start to installed
+	Error   string   `json:"error,omitempty"`
+	// Verify is the background check by full replay of the snapshot's set
+	// (--snapshot-verify): replaying, verified, or mismatch / error: ….
+	Verify string `json:"verify,omitempty"`
+}
+
+// servedSnapshot is the checkpoint a donor serves and how it describes it.
+type servedSnapshot struct {
+	ck   store.CheckpointInfo
+	info p2p.SnapshotInfo
+	real [32]byte // the checkpoint's own hash (info.Hash differs only under --test-snapshot-lie)
+}
+
+// snapshotSource serves the daemon's agreed checkpoint to p2p.
+type snapshotSource struct{ d *Daemon }
+
+func (s snapshotSource) Snapshot() (p2p.SnapshotInfo, bool) {
+	sv := s.d.served.Load()
+	if sv == nil {
+		return p2p.SnapshotInfo{}, false
+	}
+	return sv.info, true
+}
+
+func (s snapshotSource) ReadSnapshot(h [32]byte, off uint64, b []byte) (int, error) {
+	sv := s.d.served.Load()
+	if sv == nil || h != sv.info.Hash || off > 1<<62 {
+		return 0, nil
+	}
+	n, err := s.d.run.Log.ReadCheckpointWeights(sv.ck, int64(off), b)
+	if sv.real != sv.info.Hash && off == 0 && n > 0 {
+		b[0] ^= 1 // --test-snapshot-lie: weights that hash to the lie
+	}
+	return n, err
+}
+
+// agreedEvery bounds how often a donor writes an agreed checkpoint (each
+// writes the whole model).
+func (d *Daemon) agreedEvery() time.Duration { return max(time.Minute, 30*d.ps.StateEvery) }
+
+// noteAgreed runs in the loop when a peer announced our exact pair: the
+// state is one others reached, so a checkpoint of it can be verified by a
+// quorum of announcements; it becomes the snapshot this peer serves.
+func (d *Daemon) noteAgreed(ctx context.Context) {
+	if d.run.Trainer.Held() || d.agreedAt == d.hashAt || !d.lastAgreed.IsZero() && time.Since(d.lastAgreed) < d.agreedEvery() {
+		return
+	}
+	if d.run.Log.Digest() != d.hashAt {
+		return // updates arrived since the pair was computed: wait for the next agreement
+	}
+	d.mu.Lock()
+	ours := d.snap.WeightsHash
+	d.mu.Unlock()
+	ck, err := d.run.Trainer.Checkpoint(ctx)
+	if err != nil {
+		d.log.Warn("agreed checkpoint not written", "err", err)
+		return
+	}
+	if fmt.Sprintf("%x", ck.Hash) != ours {
+		return
+	}
+	d.agreedAt, d.lastAgreed = d.hashAt, time.Now()
+	sv := &servedSnapshot{ck: ck, real: ck.Hash}
+	sv.info = p2p.SnapshotInfo{Count: ck.Updates, Digest: d.hashAt, Hash: ck.Hash, Size: 4 * uint64(elems(d.run.Engine.Weights())),
+		Included: holdings(ck.Included)}
+	for _, e := range d.run.Log.Exclusions() {
+		sv.info.Excluded = append(sv.info.Excluded, e.Machine)
+	}
+	if d.ps.SnapshotLie {
+		sv.info.Hash = sha256.Sum256(ck.Hash[:])
+	}
+	d.served.Store(sv)
+	d.log.Info("serving an agreed snapshot", "checkpoint", ck.ID, "updates", ck.Updates)
+}
+
+func elems(w *zo.Weights) int {
+	n := 0
+	for _, t := range w.Tensors {
+		n += t.Len()
+	}
+	return n
+}
+
+// holdings turns a summary into p2p holdings, by machine (digests left 0).
+func holdings(s store.Summary) []p2p.Holding {
+	out := make([]p2p.Holding, 0, len(s))
+	for _, m := range slices.Sorted(maps.Keys(s)) {
+		h := p2p.Holding{Machine: m}
+		for _, r := range s[m] {
+			h.Samples = append(h.Samples, p2p.Range{Lo: r.First, Hi: r.Last})
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+func summaryOf(hs []p2p.Holding) store.Summary {
+	s := store.Summary{}
+	for _, h := range hs {
+		for _, r := range h.Samples {
+			s[h.Machine] = append(s[h.Machine], store.Range{First: r.Lo, Last: r.Hi})
+		}
+	}
+	return s
+}
+
+// installReq asks the loop to install a verified snapshot (raw != nil) or,
+// with raw nil, to give up on it and rebuild from the log.
+type installReq struct {
+	raw      []byte
+	included store.Summary
+	done     chan error
+}
+
+// install runs in the loop: it ends the hold on the trainer either way.
+func (d *Daemon) install(ctx context.Context, req installReq) {
+	var res store.ReplayResult
+	var err error
+	if req.raw != nil {
+		res, err = d.run.Trainer.Install(ctx, req.raw, req.included)
+	} else {
+		res, err = d.run.Trainer.Release(ctx)
+	}
+	if err == nil {
+		d.log.Info("weights rebuilt", "from_checkpoint", res.Checkpoint, "tail_applied", res.Applied, "weights_hash", fmt.Sprintf("%x", res.Hash[:8]))
+		d.hashNow()
+	}
+	req.done <- err
+}
+
+// snapshotWait bounds how long a joiner waits for a quorum and a donor.
+func (d *Daemon) snapshotWait() time.Duration { return max(30*time.Second, 10*d.ps.StateEvery) }
+
+// snapshotJoin runs once, in the catch-up goroutine, when the trainer is
+// held: it installs a verified snapshot, or falls back to the full replay.
+// Either way the trainer is released before it returns (unless ctx ends).
+func (d *Daemon) snapshotJoin(ctx context.Context) {
+	start := time.Now()
+	st := &SnapshotStatus{State: "waiting_quorum", Refused: []string{}}
+	set := func(f func(*SnapshotStatus)) {
+		f(st)
+		c := *st
+		c.Refused = slices.Clone(st.Refused)
+		d.snapshot(func(s *Status) { s.Snapshot = &c })
+	}
+	set(func(*SnapshotStatus) {})
+	raw, in, err := d.fetchSnapshot(ctx, set)
+	req := installReq{done: make(chan error, 1)}
+	if err == nil {
+		req.raw, req.included = raw, summaryOf(in.Included)
+	} else {
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("snapshot join failed: rebuilding from the log instead", "err", err)
+		set(func(s *SnapshotStatus) { s.State, s.Error = "fallback", err.Error() })
+	}
+	select {
+	case d.installC <- req:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case err = <-req.done:
+	case <-ctx.Done():
+		return
+	}
+	if err != nil {
+		set(func(s *SnapshotStatus) { s.State, s.Error = "fallback", err.Error() })
+		return // the loop failed: it ends the daemon with the error
+	}
+	if req.raw == nil {
+		return
+	}
+	set(func(s *SnapshotStatus) { s.State, s.Seconds = "installed", time.Since(start).Seconds() })
+	d.log.Info("joined by snapshot", "updates", in.Count, "seconds", fmt.Sprintf("%.2f", time.Since(start).Seconds()))
+	if d.ps.SnapshotVerify {
+		set(func(s *SnapshotStatus) { s.Verify = "replaying" })
+		select { // the verifier goroutine has room for one request: this is the only one
+		case d.verifyC <- verifyReq{included: req.included, hash: in.Hash, report: func(v string) { set(func(s *SnapshotStatus) { s.Verify = v }) }}:
+		default:
+		}
+	}
+}
+
+// fetchSnapshot waits for a quorum, fetches and checks the snapshot.
+func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatus))) ([]byte, p2p.SnapshotInfo, error) {
+	deadline := time.Now().Add(d.snapshotWait())
+	refused := map[peer.ID]bool{}
+	for ctx.Err() == nil {
+		if time.Now().After(deadline) {
+			return nil, p2p.SnapshotInfo{}, errors.New("node: snapshot: no quorum of announcements with a donor serving it in time")
+		}
+		dig, hash, votes := d.quorumPair()
+		set(func(s *SnapshotStatus) { s.Votes = votes })
+		if votes < d.ps.SnapshotQuorum {
+			sleepCtx(ctx, 200*time.Millisecond)
+			continue
+		}
+		var from []peer.ID
+		var in p2p.SnapshotInfo
+		for _, o := range d.peer.SnapshotOffers(ctx) {
+			switch {
+			case o.Info.Digest == dig && o.Info.Hash == hash:
+				from, in = append(from, o.From), o.Info
+			case (o.Info.Digest == dig || o.Info.Hash == hash) && !refused[o.From]:
+				refused[o.From] = true
+				d.log.Warn("refusing a snapshot donor: its (set digest, weights hash) disagrees with the majority's announcements",
+					"peer", o.From, "votes", votes)
+				set(func(s *SnapshotStatus) { s.Refused = append(s.Refused, o.From.String()) })
+			}
+		}
+		if len(from) == 0 {
+			sleepCtx(ctx, 500*time.Millisecond)
+			continue
+		}
+		w := d.run.Engine.Weights() // the layout only: names, shapes and exponents do not change
+		if in.Size != 4*uint64(elems(w)) {
+			return nil, in, fmt.Errorf("node: snapshot of %d bytes for a layout of %d", in.Size, 4*elems(w))
+		}
+		set(func(s *SnapshotStatus) { s.State, s.Updates, s.Hash = "fetching", in.Count, fmt.Sprintf("%x", in.Hash) })
+		raw := make([]byte, in.Size)
+		done := make([]bool, (len(raw)+p2p.MaxSnapshotChunk-1)/p2p.MaxSnapshotChunk)
+		var err error
+		for try := 0; try < 3; try++ { // resume with the donors of the moment
+			if err = d.peer.FetchSnapshot(ctx, from, in.Hash, raw, done); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil {
+			return nil, in, err
+		}
+		if h, err := w.HashOf(raw); err != nil || h != in.Hash {
+			return nil, in, fmt.Errorf("node: the snapshot's weights do not hash to the announced %x", in.Hash[:8])
+		}
+		set(func(s *SnapshotStatus) {
+			s.State = "fetching_updates"
+			for _, id := range from {
+				s.Donors = append(s.Donors, id.String())
+			}
+		})
+		if err := d.awaitLogged(ctx, summaryOf(in.Included), deadline); err != nil {
+			return nil, in, err
+		}
+		got, err := d.run.Log.DigestOf(ctx, summaryOf(in.Included), in.Excluded)
+		if err != nil {
+			return nil, in, err
+		}
+		if got != in.Digest {
+			return nil, in, fmt.Errorf("node: the snapshot's updates have set digest %s, announced %s", got, in.Digest)
+		}
+		return raw, in, nil
+	}
+	return nil, p2p.SnapshotInfo{}, ctx.Err()
+}
+
+// quorumPair is the (set digest, weights hash) pair the most fresh,
+// undiscredited machines announce, and how many.
+func (d *Daemon) quorumPair() (zo.SetDigest, [32]byte, int) {
+	type pair struct {
+		dig  zo.SetDigest
+		hash [32]byte
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	votes := map[pair]int{}
+	var best pair
+	for _, h := range d.states {
+		if now.Sub(h.at) > d.stateTTL() || h.st.Count == 0 {
+			continue
+		}
+		p := pair{h.st.Digest, h.st.WeightsHash}
+		votes[p]++
+		if votes[p] > votes[best] {
+			best = p
+		}
+	}
+	return best.dig, best.hash, votes[best]
+}
+
+// awaitLogged runs anti-entropy rounds until the log holds every update of
+// want (the loop logs what they deliver) or the deadline passes.
+func (d *Daemon) awaitLogged(ctx context.Context, want store.Summary, deadline time.Time) error {
+	for ctx.Err() == nil {
+		if want.SubsetOf(d.run.Log.Summary()) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("node: snapshot: its updates could not all be fetched in time")
+		}
+		if d.peer.SyncNow(ctx) == 0 {
+			sleepCtx(ctx, 100*time.Millisecond)
+		}
+	}
+	return ctx.Err()
+}
+
+func sleepCtx(ctx context.Context, t time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(t):
+	}
+}
+
+// verifyReq asks the background verifier to replay a snapshot's set.
+type verifyReq struct {
+	included store.Summary
+	hash     [32]byte
+	report   func(string)
+}
+
+// verifySnapshots serves verification requests until ctx ends: each
+// rebuilds the base weights and replays exactly the snapshot's set from the
+// log, on its own engine, while the peer contributes.
+func (d *Daemon) verifySnapshots(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-d.verifyC:
+			r.report(d.verifySnapshot(ctx, r))
+		}
+	}
+}
+
+func (d *Daemon) verifySnapshot(ctx context.Context, r verifyReq) string {
+	lm, _, err := OpenModel(d.s.Model)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	specs, err := TrainableSpecs(lm, d.s.Trainable)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	w, err := zo.NewWeights(specs)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	w.DropViews()
+	eng, err := zo.NewEngine(d.run.Engine.Config(), w)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	res, err := d.run.Log.Replay(ctx, eng, store.ReplayOptions{FromBase: true, Only: r.included})
+	switch {
+	case err != nil:
+		return "error: " + err.Error()
+	case res.Hash != r.hash:
+		d.log.Error("SNAPSHOT MISMATCH: a full replay of the snapshot's updates gives other weights", "replayed", fmt.Sprintf("%x", res.Hash[:8]),
+			"snapshot", fmt.Sprintf("%x", r.hash[:8]))
+		return fmt.Sprintf("mismatch: replay gives %x", res.Hash[:8])
+	}
+	d.log.Info("snapshot verified by a full replay", "updates", res.Applied)
+	return "verified"
+}

@@ -1,0 +1,59 @@
+package testnet
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/zopeer/zopeer/node"
+)
+
+// A late joiner with --snapshot-quorum 2 joins from the snapshot that the
+// run's peers agree on, refusing a donor that serves a snapshot whose hash
+// disagrees with the majority's announcements; it then contributes, reaches
+// the same hash as everyone, and a background full replay of the
+// snapshot's updates confirms it.
+func TestSnapshotJoinRefusesLyingDonor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	n := newNet(t)
+	addNodes(t, ctx, n, 2, "--steps", "20")
+	liar, err := n.Add(ctx, "--steps", "-1", "--test-snapshot-lie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := converged(t, ctx, n)
+	total := before[0].Updates
+	j, err := n.Add(ctx, "--steps", "2", "--snapshot-quorum", "2", "--snapshot-verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st node.Status
+	for {
+		if st, err = j.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := st.Snapshot; s != nil && s.State == "installed" && s.Verify != "" && s.Verify != "replaying" {
+			break
+		}
+		if s := st.Snapshot; s != nil && s.State == "fallback" {
+			t.Fatalf("the joiner fell back to a full replay: %s", s.Error)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the joiner never installed a verified snapshot: %+v", st.Snapshot)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s := st.Snapshot
+	ls, err := liar.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Updates != total || s.Verify != "verified" || !slices.Contains(s.Refused, ls.PeerID) || slices.Contains(s.Donors, ls.PeerID) || s.Votes < 2 {
+		t.Fatalf("snapshot status %+v: want %d updates, verified, the liar %s refused and not a donor", s, total, ls.PeerID)
+	}
+	t.Logf("joined by snapshot of %d updates in %.2fs from %d donors (%d votes)", s.Updates, s.Seconds, len(s.Donors), s.Votes)
+	sts := converged(t, ctx, n)
+	checkTotals(t, sts, 20*16, 20*16, 0, 32)
+}
