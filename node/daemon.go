@@ -291,7 +291,9 @@ type Daemon struct {
 	// Owned by the loop goroutine.
 	steps      int
 	lastEval   time.Time
-	evalAt     uint64 // updates when eval_loss was measured
+	evalAt     uint64   // updates when eval_loss was measured
+	trainLoss  lossMean // this machine's step losses since the last history point
+	forwards   uint64   // this machine's training forward passes since start
 	hashAt     zo.SetDigest
 	lastHash   time.Time
 	catchingUp atomic.Bool

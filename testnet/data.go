@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zopeer/zopeer/model/dataset"
 	"github.com/zopeer/zopeer/model/defaults"
 	"github.com/zopeer/zopeer/node"
 )
@@ -97,7 +98,7 @@ func (d *Data) BaseLoss(ctx context.Context, batch int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ds, err := node.LoadData(d.Eval, tok, lm.Config().MaxPos, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ds, err := node.LoadData(d.Eval, tok, lm.Config().MaxPos, dataset.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/zopeer/zopeer/model/dataset"
 	"github.com/zopeer/zopeer/model/tokenizer"
 	"github.com/zopeer/zopeer/node"
 )
@@ -40,6 +41,8 @@ func localFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.IntVar(&s.EvalEvery, "eval-every", s.EvalEvery, "steps between evaluations")
 	fs.IntVar(&s.CkptEvery, "checkpoint-every", s.CkptEvery, "steps between checkpoints")
 	fs.IntVar(&s.Context, "context", s.Context, "maximum tokens per record (0: the model's context)")
+	fs.BoolVar(&s.Window, "window", s.Window, "split records longer than the context into windows instead of truncating them")
+	fs.IntVar(&s.Overlap, "window-overlap", s.Overlap, "with --window, tokens each window repeats from the one before as context (≤ context/2)")
 }
 
 func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
@@ -78,6 +81,8 @@ func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	batch := fs.Int("batch-size", 8, "records per forward pass")
 	ctxLen := fs.Int("context", 0, "maximum tokens per record (0: the model's context)")
+	window := fs.Bool("window", false, "split records longer than the context into windows instead of truncating them")
+	overlap := fs.Int("window-overlap", 0, "with --window, tokens each window repeats from the one before as context (≤ context/2)")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if *dir == "" || *data == "" || len(args) > 0 {
 			return usageError{errors.New("usage: zopeer eval --model DIR --data FILE [--json]")}
@@ -93,7 +98,7 @@ func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		if n <= 0 || n > lm.Config().MaxPos {
 			n = lm.Config().MaxPos
 		}
-		d, err := node.LoadData(*data, tok, n, log)
+		d, err := node.LoadData(*data, tok, n, dataset.Options{Window: *window, Overlap: *overlap}, log)
 		if err != nil {
 			return err
 		}
