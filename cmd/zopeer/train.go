@@ -23,7 +23,7 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.StringVar(&s.Run, "run", s.Run, "run identifier; part of every seed and of the network topics")
 	fs.StringVar(&s.Dist, "dist", s.Dist, "perturbation distribution: rademacher or gauss4")
 	fs.Float64Var(&s.Eps, "eps", s.Eps, "perturbation scale ε")
-	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η")
+	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η per update (a step applies --samples updates: ≈ samples × η per step)")
 	fs.Uint64Var(&s.LRWarmup, "lr-warmup", s.LRWarmup, "ramp η up linearly over each machine's first N samples (0: off)")
 	fs.Uint64Var(&s.LRDecay, "lr-decay", s.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
