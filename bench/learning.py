@@ -32,8 +32,11 @@ Methods (--method):
   layer    one tensor group per update: each update perturbs only the
            tensors of one transformer block (or the embeddings/final norm),
            chosen uniformly from the seed.
+  tensor   one tensor per update, chosen uniformly from the seed.
   lozo     low-rank z for matrices: z = U V^T (U: rows x r, V: cols x r,
            Rademacher), 1-D tensors as in mezo; scaled by 1/sqrt(r).
+  scaled   z of each tensor scaled by a power of two near its base RMS / --scale-ref
+           (a diagonal preconditioner fixed from the base weights).
   adam     backprop with Adam (the ceiling), same mini-batches; one step is
            --samples mini-batches, each one Adam step (2 forward-equivalents
            of work are counted per mini-batch for the backward pass: the
@@ -182,6 +185,11 @@ class Perturb:
     def __init__(self, m, a):
         self.m, self.a = m, a
         self.masks = {}
+        self.scale = {}
+        if a.method == "scaled":
+            for n in m.names:
+                rms = float(m.p[n].pow(2).mean().sqrt())
+                self.scale[n] = 2.0 ** round(math.log2(max(rms, 1e-3) / a.scale_ref))
         if a.method == "sparse":
             for n in m.names:
                 w = m.p[n].abs().flatten()
@@ -196,10 +204,13 @@ class Perturb:
         chosen = None
         if a.method == "layer":
             chosen = int(torch.randint(m.L + 1, (1,), generator=g))
+        one = None
+        if a.method == "tensor":
+            one = m.names[int(torch.randint(len(m.names), (1,), generator=g))]
         out = {}
         for n in m.names:
             t = m.p[n]
-            if chosen is not None and group_of(n, m.L) != chosen:
+            if chosen is not None and group_of(n, m.L) != chosen or one is not None and n != one:
                 continue
             if a.method == "lozo" and t.dim() == 2 and min(t.shape) > a.rank:
                 u = torch.randint(2, (t.shape[0], a.rank), generator=g).float() * 2 - 1
@@ -212,6 +223,8 @@ class Perturb:
                 z = torch.randint(2, t.shape, generator=g).float() * 2 - 1
             if n in self.masks:
                 z = z * self.masks[n]
+            if n in self.scale:
+                z = z * self.scale[n]
             out[n] = z
         return out
 
@@ -232,7 +245,7 @@ def main():
     ap.add_argument("--model", default="model/defaults/english")
     ap.add_argument("--data", default=None, help="default: MODEL/train.jsonl")
     ap.add_argument("--eval-data", default=None, help="default: MODEL/eval.jsonl")
-    ap.add_argument("--method", default="mezo", choices=["mezo", "sparse", "layer", "lozo", "adam"])
+    ap.add_argument("--method", default="mezo", choices=["mezo", "sparse", "layer", "tensor", "lozo", "scaled", "adam"])
     ap.add_argument("--dist", default="rademacher", choices=["rademacher", "gauss"])
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--eps", type=float, default=1e-3)
@@ -245,6 +258,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="seed of z (PyTorch's generator)")
     ap.add_argument("--sparse-q", type=float, default=0.25)
     ap.add_argument("--rank", type=int, default=2)
+    ap.add_argument("--scale-ref", type=float, default=0.0625, help="scaled: z of a tensor is multiplied by 2^round(log2(rms/ref))")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-max", type=int, default=0, help="evaluate on the first N held-out windows only (0: all)")
     ap.add_argument("--out", default=None)

@@ -191,6 +191,9 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 		return store.Manifest{}, err
 	}
 	base := w.Hash()
+	if s, err = s.withEstimator(w); err != nil {
+		return store.Manifest{}, err
+	}
 	m := s.Manifest(base)
 	m.Model = s.modelSource(true)
 	if _, err := m.Rules(); err != nil {
@@ -261,6 +264,7 @@ func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
 	s.LRWarmup, s.LRDecay = m.LRWarmup, m.LRDecay
 	s.GradBound, s.MaxSamples, s.Admission, s.PowBits, s.Admit = m.GradBound, m.MaxSamples, m.Admission, m.PowBits, m.Admit
+	s.Estimator, s.estimator = "", m.Estimator
 	return s
 }
 

@@ -33,6 +33,7 @@ type Settings struct {
 	LRWarmup  uint64  // samples (per machine) over which η ramps up; 0: none
 	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
 	Trainable string  // regexp over parameter names; empty trains all
+	Estimator string  // estimator rule (ResolveEstimator); "" or "mezo": MeZO
 	BatchSize int     // records per projected gradient
 	Samples   int     // projected gradients per step (one exponent byte each)
 	Steps     int     // steps this invocation runs; 0 runs until interrupted
@@ -49,6 +50,8 @@ type Settings struct {
 	ModelName     string // e.g. a Hugging Face repository id
 	ModelRevision string // e.g. a commit or tag
 	embedded      bool
+
+	estimator *store.EstimatorSpec // the run's estimator, resolved or from its manifest
 
 	// Admission and bounds of a run (manifest fields; docs/DESIGN.md, "Open runs").
 	GradBound  float64  // |ĝ| bound of every update; 0: none (zopeer init calibrates it)
@@ -183,6 +186,7 @@ func (s Settings) Manifest(base [32]byte) store.Manifest {
 		Params:    map[string]string{"trainable": s.Trainable},
 		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,
+		Estimator: s.estimator,
 	}
 }
 
@@ -227,6 +231,9 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	}
 	w, err := zo.NewWeights(specs)
 	if err != nil {
+		return nil, err
+	}
+	if s, err = s.withEstimator(w); err != nil {
 		return nil, err
 	}
 	m := s.Manifest(w.Hash())

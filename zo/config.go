@@ -18,6 +18,9 @@ type Config struct {
 	// Zero turns either off.
 	Warmup uint64
 	Decay  uint64
+	// Estimator refines which elements an update perturbs and how far; the
+	// zero value is MeZO (docs/PROTOCOL.md §3.1).
+	Estimator Estimator
 }
 
 // LRAt is η for an update of sample index s. It uses only IEEE-754 division,
@@ -46,7 +49,7 @@ func (c Config) Validate() error {
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
 		return fmt.Errorf("zo: config: lr must be non-negative and finite, got %g", c.LR)
 	}
-	return nil
+	return c.Estimator.validate()
 }
 
 // Update is one projected gradient: machine's sample-th sample, coded in one
