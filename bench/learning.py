@@ -32,11 +32,15 @@ Methods (--method):
   layer    one tensor group per update: each update perturbs only the
            tensors of one transformer block (or the embeddings/final norm),
            chosen uniformly from the seed.
+  parts    zopeer's parts=P: the tensors in layout order cut into P groups of
+           consecutive tensors, each update perturbs one group (drawn from its seed).
   tensor   one tensor per update, chosen uniformly from the seed.
   lozo     low-rank z for matrices: z = U V^T (U: rows x r, V: cols x r,
            Rademacher), 1-D tensors as in mezo; scaled by 1/sqrt(r).
   scaled   z of each tensor scaled by a power of two near its base RMS / --scale-ref
            (a diagonal preconditioner fixed from the base weights).
+  gscaled  z of each tensor scaled by a power of two from its measured
+           projected-gradient energy per element (see gscale).
   adam     backprop with Adam (the ceiling), same mini-batches; one step is
            --samples mini-batches, each one Adam step (2 forward-equivalents
            of work are counted per mini-batch for the backward pass: the
@@ -134,7 +138,14 @@ class GPT2:
         cfg = json.load(open(os.path.join(model_dir, "config.json")))
         self.L, self.H, self.eps = cfg["n_layer"], cfg["n_head"], cfg["layer_norm_epsilon"]
         w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
-        self.names = sorted(w)
+        # zopeer's layout order (model.Params): embeddings, blocks, final norm.
+        per = ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+               "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+               "mlp.c_proj.weight", "mlp.c_proj.bias"]
+        self.names = ["transformer.wte.weight", "transformer.wpe.weight"] + \
+            [f"transformer.h.{l}.{n}" for l in range(self.L) for n in per] + \
+            ["transformer.ln_f.weight", "transformer.ln_f.bias"]
+        assert sorted(self.names) == sorted(w), "unexpected tensors"
         self.p = {n: w[n] for n in self.names}
 
     def params(self):
@@ -186,6 +197,8 @@ class Perturb:
         self.m, self.a = m, a
         self.masks = {}
         self.scale = {}
+        if a.method == "gscaled":
+            self.scale = gscale(m, a)
         if a.method == "scaled":
             for n in m.names:
                 rms = float(m.p[n].pow(2).mean().sqrt())
@@ -204,13 +217,17 @@ class Perturb:
         chosen = None
         if a.method == "layer":
             chosen = int(torch.randint(m.L + 1, (1,), generator=g))
+        if a.method == "parts":
+            # zopeer's parts=P: tensor j of T in group j*P//T, the group drawn per update.
+            chosen = int(torch.randint(a.parts, (1,), generator=g))
         one = None
         if a.method == "tensor":
             one = m.names[int(torch.randint(len(m.names), (1,), generator=g))]
         out = {}
         for n in m.names:
             t = m.p[n]
-            if chosen is not None and group_of(n, m.L) != chosen or one is not None and n != one:
+            grp = m.names.index(n) * a.parts // len(m.names) if a.method == "parts" else group_of(n, m.L)
+            if chosen is not None and grp != chosen or one is not None and n != one:
                 continue
             if a.method == "lozo" and t.dim() == 2 and min(t.shape) > a.rank:
                 u = torch.randint(2, (t.shape[0], a.rank), generator=g).float() * 2 - 1
@@ -229,6 +246,37 @@ class Perturb:
         return out
 
 
+def gscale(m, a):
+    """Per-tensor powers of two from each tensor's projected-gradient energy
+    per element, e_t = E[g_t^2] / n_t, measured by SPSA on the tensor alone
+    (--calib samples of the first training batches at the base weights):
+    s_t = 2^round(log2(e_t / max e) / 2), floored at 2^-8. A tensor whose
+    elements carry little gradient per element adds mostly noise to a full
+    perturbation; this shrinks its share (docs/LEARNING.md)."""
+    out = {}
+    e = {}
+    for n in m.names:
+        t = m.p[n]
+        acc = 0.0
+        for k in range(a.calib):
+            b = a._batch(k)
+            g = torch.Generator().manual_seed(7_000_003 + k)
+            z = torch.randint(2, t.shape, generator=g).float() * 2 - 1
+            with torch.no_grad():
+                t.add_(z, alpha=a.eps)
+                lp = float(m.loss(b))
+                t.add_(z, alpha=-2 * a.eps)
+                lm = float(m.loss(b))
+                t.add_(z, alpha=a.eps)
+            acc += ((lp - lm) / (2 * a.eps)) ** 2 / a.calib
+        e[n] = acc / t.numel()
+    top = max(e.values())
+    for n, v in e.items():
+        out[n] = 2.0 ** max(-8, round(0.5 * math.log2(max(v, 1e-30) / top)))
+    print(json.dumps({"gscale": {n: int(round(math.log2(v))) for n, v in out.items()}}), file=sys.stderr)
+    return out
+
+
 def evaluate(m, recs, bs=64):
     tot, cnt = 0.0, 0
     with torch.no_grad():
@@ -245,7 +293,7 @@ def main():
     ap.add_argument("--model", default="model/defaults/english")
     ap.add_argument("--data", default=None, help="default: MODEL/train.jsonl")
     ap.add_argument("--eval-data", default=None, help="default: MODEL/eval.jsonl")
-    ap.add_argument("--method", default="mezo", choices=["mezo", "sparse", "layer", "tensor", "lozo", "scaled", "adam"])
+    ap.add_argument("--method", default="mezo", choices=["mezo", "sparse", "layer", "parts", "tensor", "lozo", "scaled", "gscaled", "adam"])
     ap.add_argument("--dist", default="rademacher", choices=["rademacher", "gauss"])
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--eps", type=float, default=1e-3)
@@ -258,6 +306,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="seed of z (PyTorch's generator)")
     ap.add_argument("--sparse-q", type=float, default=0.25)
     ap.add_argument("--rank", type=int, default=2)
+    ap.add_argument("--calib", type=int, default=4, help="gscaled: SPSA samples per tensor to measure its gradient energy")
+    ap.add_argument("--parts", type=int, default=4, help="parts: groups of consecutive tensors")
     ap.add_argument("--scale-ref", type=float, default=0.0625, help="scaled: z of a tensor is multiplied by 2^round(log2(rms/ref))")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-max", type=int, default=0, help="evaluate on the first N held-out windows only (0: all)")
@@ -285,6 +335,7 @@ def main():
     def batch(k):
         return [train[sample(a.run, 0, k * a.batch_size + j, len(train))] for j in range(a.batch_size)]
 
+    a._batch = batch
     report(0, 0, None)
     pert = Perturb(m, a)
     opt = None

@@ -191,7 +191,7 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 		return store.Manifest{}, err
 	}
 	base := w.Hash()
-	if s, err = s.withEstimator(w); err != nil {
+	if s, err = s.withEstimator(w, lm); err != nil {
 		return store.Manifest{}, err
 	}
 	m := s.Manifest(base)

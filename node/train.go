@@ -233,7 +233,7 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	if s, err = s.withEstimator(w); err != nil {
+	if s, err = s.withEstimator(w, lm); err != nil {
 		return nil, err
 	}
 	m := s.Manifest(w.Hash())

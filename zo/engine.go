@@ -17,6 +17,7 @@ type Engine struct {
 	epsQ  []int32   // ε on each tensor's grid, in units of the integer-valued z
 	group []int     // each tensor's estimator group (-1: frozen)
 	scale []int     // each tensor's estimator scale exponent
+	only  int       // StepTensor: 1 + the one tensor a step perturbs; 0: as configured
 	stale bool      // views differ from the canonical weights (after Apply or Step)
 	view  viewState // the perturbation FillView applies (inside Step)
 

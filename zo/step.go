@@ -43,6 +43,19 @@ func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 	return r, nil
 }
 
+// StepTensor is Step with tensor ti alone perturbed (if the step would
+// perturb it at all): the projected gradient along that tensor's part of
+// z(s). It measures per-tensor gradient statistics (node's scale=grad
+// estimator rule); updates never come from it.
+func (e *Engine) StepTensor(loss Loss, s Seed, ti int) (StepResult, error) {
+	if ti < 0 || ti >= len(e.w.Tensors) {
+		return StepResult{}, fmt.Errorf("zo: step: no tensor %d", ti)
+	}
+	e.only = ti + 1
+	defer func() { e.only = 0 }()
+	return e.Step(loss, s)
+}
+
 // setView makes the next forward pass see θ + sign·εz(s).
 func (e *Engine) setView(s Seed, sign int32) {
 	e.view = viewState{on: true, seed: s, sign: sign, part: e.partOf(s)}

@@ -22,7 +22,7 @@ type viewState struct {
 
 // perturbs reports whether tensor ti is perturbed under v.
 func (v viewState) perturbs(e *Engine, ti int) bool {
-	return v.on && e.w.Tensors[ti].Trainable && (v.part < 0 || e.group[ti] == v.part)
+	return v.on && e.w.Tensors[ti].Trainable && (v.part < 0 || e.group[ti] == v.part) && (e.only == 0 || ti == e.only-1)
 }
 
 // DropViews releases every tensor's float32 view. Forward passes must then

@@ -1,0 +1,64 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/zopeer/zopeer/zo"
+)
+
+// --estimator resolves into the manifest, trains, and a second opening of
+// the home has the same weights; a different estimator is another run and
+// is refused on that home. (Replay exactness under an estimator is
+// zo's TestEstimatorRemoveExact and golden scenario.)
+func TestTrainWithEstimator(t *testing.T) {
+	ctx := context.Background()
+	s := Defaults
+	s.Home = t.TempDir()
+	s.Steps, s.Samples, s.BatchSize, s.EvalEvery, s.CkptEvery = 3, 4, 2, 0, 0
+	s.Estimator = "parts=3,scale=rms"
+	s, err := s.WithEmbeddedDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	r, err := OpenRun(ctx, s, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.Log.Manifest()
+	if m.Estimator == nil || m.Estimator.Parts != 3 || len(m.Estimator.Scale) == 0 {
+		t.Fatalf("manifest estimator %+v", m.Estimator)
+	}
+	before, after, err := r.Train(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Engine.Weights().Hash()
+	r.Close()
+	if !(after < before) {
+		t.Errorf("eval loss %v → %v", before, after)
+	}
+	r2, err := OpenRun(ctx, s, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Engine.Weights().Hash() != h {
+		t.Error("reopened home has other weights")
+	}
+	us := r2.Log.Stats().Updates
+	r2.Close()
+	if us != 12 {
+		t.Errorf("%d updates logged, want 12", us)
+	}
+	s.Estimator = "parts=2"
+	if _, err := OpenRun(ctx, s, nil, log); err == nil {
+		t.Error("a home made with parts=3 opened with parts=2")
+	}
+	for _, bad := range []string{"parts=1", "parts=x", "sparse", "scale=max"} {
+		if _, err := ResolveEstimator(bad, &zo.Weights{}, nil); err == nil {
+			t.Errorf("rule %q accepted", bad)
+		}
+	}
+}
