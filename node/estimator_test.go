@@ -62,3 +62,41 @@ func TestTrainWithEstimator(t *testing.T) {
 		}
 	}
 }
+
+// scale=grad measures each tensor at the base and writes powers of two ≤ 1
+// into the manifest, the most gradient-dense tensor at 1 (absent), the rest
+// at 2^-8 or above.
+func TestScaleGradRule(t *testing.T) {
+	ctx := context.Background()
+	s := Defaults
+	s.Home = t.TempDir()
+	s.BatchSize, s.Samples = 2, 2
+	s.Estimator = "scale=grad"
+	s, err := s.WithEmbeddedDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRun(ctx, s, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	est := r.Log.Manifest().Estimator
+	if est == nil || len(est.Scale) == 0 {
+		t.Fatalf("estimator %+v", est)
+	}
+	trainable := 0
+	for _, tn := range r.Engine.Weights().Tensors {
+		if tn.Trainable {
+			trainable++
+		}
+	}
+	if len(est.Scale) >= trainable {
+		t.Errorf("every tensor scaled down (%d of %d): the top one must stay at 1", len(est.Scale), trainable)
+	}
+	for n, k := range est.Scale {
+		if k < gradMinScale || k >= 0 {
+			t.Errorf("%s: 2^%d", n, k)
+		}
+	}
+}

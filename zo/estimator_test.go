@@ -147,3 +147,35 @@ func TestEstimatorRemoveExact(t *testing.T) {
 		t.Fatal("apply all then remove some differs from applying the others")
 	}
 }
+
+// StepTensor perturbs one tensor: the others keep their canonical views.
+func TestStepTensor(t *testing.T) {
+	e := testEngine(t, Rademacher, 3)
+	e.SyncViews()
+	canon := make([][]float32, len(e.w.Tensors))
+	for ti, tn := range e.w.Tensors {
+		canon[ti] = slices.Clone(tn.View)
+	}
+	for only, tn := range e.w.Tensors {
+		if !tn.Trainable {
+			continue
+		}
+		loss := lossFunc(func() (float64, error) {
+			for ti, tt := range e.w.Tensors {
+				buf := make([]float32, tt.Len())
+				e.FillView(ti, 0, buf)
+				if moved := !slices.Equal(buf, canon[ti]); moved != (ti == only) {
+					t.Errorf("StepTensor(%d): tensor %d perturbed %v", only, ti, moved)
+				}
+			}
+			return 0, nil
+		})
+		if _, err := e.StepTensor(loss, DeriveSeed("only", 1, 1), only); err != nil {
+			t.Fatal(err)
+		}
+		e.SyncViews()
+	}
+	if _, err := e.StepTensor(lossFunc(func() (float64, error) { return 0, nil }), DeriveSeed("only", 1, 1), len(e.w.Tensors)); err == nil {
+		t.Error("StepTensor on a tensor that does not exist")
+	}
+}
