@@ -202,6 +202,9 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 		"--eval-every", strconv.Itoa(c.EvalEvery), "--checkpoint-every", "20", "--state-every", "1s", "--sync-every", "1s",
 		"--test-drop-gossip", strconv.FormatFloat(c.Drop, 'g', -1, 64)}}
 	defer n.Close()
+	if c.Run != "" {
+		n.Args = append(n.Args, "--run", c.Run) // joiners fetch the manifest of this run
+	}
 	if c.Window {
 		n.Args = append(n.Args, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
 		data.Records = dataset.Options{Window: true, Overlap: c.Overlap}
