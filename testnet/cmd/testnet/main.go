@@ -61,7 +61,9 @@ type config struct {
 	LRWarmup  uint64
 	LRDecay   uint64
 	Trainable string
-	Estimator string
+	Estimator  string
+	GradBound  float64
+	MaxSamples uint64
 	// Local settings every peer's `zopeer start` gets.
 	Window  bool
 	Overlap int
@@ -109,6 +111,8 @@ func main() {
 	fs.Uint64Var(&c.LRDecay, "lr-decay", c.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
 	fs.StringVar(&c.Trainable, "trainable", c.Trainable, "regexp of parameter names to train (default: all)")
 	fs.StringVar(&c.Estimator, "estimator", c.Estimator, "zeroth-order estimator of the run (default: zopeer's, MeZO)")
+	fs.Float64Var(&c.GradBound, "grad-bound", c.GradBound, "bound on every update's |projected gradient| (0: zopeer init calibrates it)")
+	fs.Uint64Var(&c.MaxSamples, "max-samples", c.MaxSamples, "samples one machine may contribute at most (0: zopeer's default)")
 	fs.BoolVar(&c.Window, "window", c.Window, "peers split records longer than the context into windows")
 	fs.IntVar(&c.Overlap, "window-overlap", c.Overlap, "with --window, tokens a window repeats from the one before")
 	fs.Usage = func() {
@@ -156,6 +160,8 @@ func (c config) initArgs() []string {
 	add("lr-decay", strconv.FormatUint(c.LRDecay, 10), c.LRDecay != 0)
 	add("trainable", c.Trainable, c.Trainable != "")
 	add("estimator", c.Estimator, c.Estimator != "")
+	add("grad-bound", f(c.GradBound), c.GradBound != 0)
+	add("max-samples", strconv.FormatUint(c.MaxSamples, 10), c.MaxSamples != 0)
 	return a
 }
 
