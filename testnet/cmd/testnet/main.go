@@ -54,13 +54,13 @@ type config struct {
 	Target    float64
 	// Run parameters, given to `zopeer init` (they go into the manifest);
 	// empty or zero leaves zopeer's default.
-	Run       string
-	Dist      string
-	Eps       float64
-	LR        float64
-	LRWarmup  uint64
-	LRDecay   uint64
-	Trainable string
+	Run        string
+	Dist       string
+	Eps        float64
+	LR         float64
+	LRWarmup   uint64
+	LRDecay    uint64
+	Trainable  string
 	Estimator  string
 	GradBound  float64
 	MaxSamples uint64
