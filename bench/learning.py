@@ -343,8 +343,9 @@ def main():
         for t in m.params():
             t.requires_grad_(True)
         opt = torch.optim.Adam(m.params(), lr=a.lr)
-    fw, tl = 0, 0.0
+    fw, tl, since = 0, 0.0, 0
     for step in range(1, a.steps + 1):
+        since += 1
         ups = []
         for j in range(a.samples):
             k = (step - 1) * a.samples + j
@@ -376,8 +377,8 @@ def main():
                 for n, t in pert.z(seed).items():
                     m.p[n].add_(t, alpha=-a.lr * g)
         if step % a.eval_every == 0 or step == a.steps:
-            report(step, fw, tl / a.eval_every if step % a.eval_every == 0 else tl)
-            tl = 0.0
+            report(step, fw, tl / since)
+            tl, since = 0.0, 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ go build -o "$out/zopeer" ./cmd/zopeer
 # forward passes, not speed).
 export OPENBLAS_NUM_THREADS=1 GOMAXPROCS=1
 # name, η, --estimator: η per method from the 50-step single-seed sweep of docs/LEARNING.md.
-zo_runs=("mezo 1e-4 mezo" "parts4 1e-4 parts=4" "gradscale 6e-4 scale=grad")
+zo_runs=("mezo 1e-4 mezo" "parts4 1e-4 parts=4" "gradscale 6e-4 scale=grad" "gradscale-3e-4 3e-4 scale=grad")
 for seed in "$@"; do
 	for r in "${zo_runs[@]}"; do
 		[ -n "$r" ] || continue
@@ -32,11 +32,11 @@ for l in open(sys.argv[1]):
     p = json.loads(l); p.update(method=sys.argv[2], seed=int(sys.argv[3]), impl="zopeer"); p.setdefault("forwards", 0)
     print(json.dumps(p))' "$home/history.jsonl" "$name" "$seed" >"$out/zopeer-$name-$seed.jsonl"
 	done
-	for r in "mezo 1e-4" "adam 1e-3"; do
-		[ -n "$r" ] || continue
-		read -r method lr <<<"$r"
+	# Backprop reaches MeZO's final loss early: 40 steps (640 Adam steps) of it are enough.
+	for r in "mezo 1e-4 $steps 20" "adam 1e-3 40 5"; do
+		read -r method lr n every <<<"$r"
 		/usr/bin/python3 bench/learning.py --model $model --method "$method" --lr "$lr" --eps 1e-3 --samples 16 \
-			--batch-size 16 --steps "$steps" --eval-every 20 --window-overlap 16 --run "learn-$seed" --seed "$seed" \
+			--batch-size 16 --steps "$n" --eval-every "$every" --window-overlap 16 --run "learn-$seed" --seed "$seed" \
 			--out "$out/pytorch-$method-$seed.jsonl" >/dev/null
 	done
 done
