@@ -50,7 +50,6 @@ Prints one JSON object per evaluation: {"method", "seed", "step", "updates",
 "forwards", "eval_loss", "train_loss", "t"}; --out FILE also writes them.
 """
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -60,6 +59,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+# dataset.Sample, the batch order, from the independent implementation that
+# model/dataset's tests check the Go code against.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model", "dataset", "testdata"))
+from reference import sample  # noqa: E402
 
 
 # ---- data: records, windows and the mini-batch order of model/dataset ----
@@ -86,34 +90,6 @@ def load_records(path, ctx, window, overlap):
                 nxt = end
                 start = end - max(overlap, 1)
     return out
-
-
-def sample_key(run, machine, epoch):
-    b = b"zopeer/dataset/sample/v1\x00" + struct.pack(">Q", len(run)) + run.encode() + struct.pack(">QQ", machine, epoch)
-    return hashlib.sha256(b).digest()
-
-
-def feistel(key, h, x):
-    if h == 0:
-        return 0
-    mask = (1 << h) - 1
-    l, r = x >> h, x & mask
-    for rnd in range(6):
-        s = hashlib.sha256(key + bytes([rnd]) + struct.pack(">Q", r)).digest()
-        l, r = r, l ^ (struct.unpack(">Q", s[:8])[0] & mask)
-    return (l << h) | r
-
-
-def sample(run, machine, k, n):
-    """dataset.Sample: the record machine trains on at its k-th draw."""
-    epoch, pos = divmod(k, n)
-    key = sample_key(run, machine, epoch)
-    h = ((n - 1).bit_length() + 1) // 2
-    x = pos
-    while True:
-        x = feistel(key, h, x)
-        if x < n:
-            return x
 
 
 # ---- model: Hugging Face GPT-2 from config.json + model.safetensors ----
