@@ -162,6 +162,9 @@ func (c config) initArgs() []string {
 	add("estimator", c.Estimator, c.Estimator != "")
 	add("grad-bound", f(c.GradBound), c.GradBound != 0)
 	add("max-samples", strconv.FormatUint(c.MaxSamples, 10), c.MaxSamples != 0)
+	if c.Window { // calibration (grad bound, scale=grad) on the windows the peers train on
+		a = append(a, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
+	}
 	return a
 }
 
