@@ -42,6 +42,10 @@ func (s Settings) withEstimator(w *zo.Weights, lm *model.Model) (Settings, error
 //	parts=N       each update perturbs one of N groups of consecutive tensors
 //	scale=rms     each tensor's perturbation and step are scaled by the power
 //	              of two nearest its base RMS / (1/16)
+//	scale=vectors every trainable tensor of two or more dimensions (the
+//	              matrices and embeddings) gets 2^-8: the perturbation is
+//	              concentrated on the vectors (biases, norm gains), a
+//	              structured Sparse MeZO that still moves the matrices a little
 //	scale=grad    each tensor's perturbation and step are scaled by
 //	              2^round(log2(e_t / max e) / 2), at least 2^-8, where e_t is
 //	              the tensor's projected-gradient energy per element at the
@@ -64,6 +68,8 @@ func ResolveEstimator(rule string, w *zo.Weights, energy func() ([]float64, erro
 			spec.Parts = n
 		case key == "scale" && val == "rms":
 			spec.Scale = rmsScale(w)
+		case key == "scale" && val == "vectors":
+			spec.Scale = vectorScale(w)
 		case key == "scale" && val == "grad":
 			e, err := energy()
 			if err != nil {
@@ -71,7 +77,7 @@ func ResolveEstimator(rule string, w *zo.Weights, energy func() ([]float64, erro
 			}
 			spec.Scale = gradScale(w, e)
 		default:
-			return nil, fmt.Errorf("node: unknown estimator %q (want mezo, parts=N, scale=rms or scale=grad, comma-separated)", part)
+			return nil, fmt.Errorf("node: unknown estimator %q (want mezo, parts=N, scale=rms, scale=vectors or scale=grad, comma-separated)", part)
 		}
 	}
 	if spec.Parts == 0 && len(spec.Scale) == 0 {
@@ -95,6 +101,17 @@ func rmsScale(w *zo.Weights) map[string]int {
 		k := int(math.Round(math.Log2(max(rms, 1e-6) / scaleRef)))
 		if k = max(-20, min(20, k)); k != 0 {
 			out[t.Name] = k
+		}
+	}
+	return out
+}
+
+// vectorScale is the scale=vectors rule.
+func vectorScale(w *zo.Weights) map[string]int {
+	out := map[string]int{}
+	for _, t := range w.Tensors {
+		if t.Trainable && len(t.Shape) >= 2 {
+			out[t.Name] = gradMinScale
 		}
 	}
 	return out

@@ -100,3 +100,23 @@ func TestScaleGradRule(t *testing.T) {
 		}
 	}
 }
+
+// scale=vectors scales every matrix and embedding by 2^-8 and leaves the
+// vectors (biases, norm gains) at 1.
+func TestScaleVectorsRule(t *testing.T) {
+	w, err := zo.NewWeights([]zo.TensorSpec{
+		{Name: "m", Shape: []int{2, 3}, Data: make([]float32, 6), Trainable: true},
+		{Name: "v", Shape: []int{3}, Data: make([]float32, 3), Trainable: true},
+		{Name: "frozen", Shape: []int{2, 2}, Data: make([]float32, 4)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := ResolveEstimator("scale=vectors", w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Scale) != 1 || spec.Scale["m"] != gradMinScale {
+		t.Errorf("scale %v", spec.Scale)
+	}
+}
