@@ -41,6 +41,7 @@ Methods (--method):
            (a diagonal preconditioner fixed from the base weights).
   gscaled  z of each tensor scaled by a power of two from its measured
            projected-gradient energy per element (see gscale).
+  vectors  zopeer's scale=vectors: z of every matrix and embedding times 2^-8.
   adam     backprop with Adam (the ceiling), same mini-batches; one step is
            --samples mini-batches, each one Adam step (2 forward-equivalents
            of work are counted per mini-batch for the backward pass: the
@@ -175,6 +176,9 @@ class Perturb:
         self.scale = {}
         if a.method == "gscaled":
             self.scale = gscale(m, a)
+        if a.method == "vectors":
+            # zopeer's scale=vectors: tensors of two or more dimensions at 2^-8.
+            self.scale = {n: 2.0 ** -8 for n in m.names if m.p[n].dim() >= 2}
         if a.method == "scaled":
             for n in m.names:
                 rms = float(m.p[n].pow(2).mean().sqrt())
@@ -269,7 +273,7 @@ def main():
     ap.add_argument("--model", default="model/defaults/english")
     ap.add_argument("--data", default=None, help="default: MODEL/train.jsonl")
     ap.add_argument("--eval-data", default=None, help="default: MODEL/eval.jsonl")
-    ap.add_argument("--method", default="mezo", choices=["mezo", "sparse", "layer", "parts", "tensor", "lozo", "scaled", "gscaled", "adam"])
+    ap.add_argument("--method", default="mezo", choices=["mezo", "sparse", "layer", "parts", "tensor", "lozo", "scaled", "gscaled", "vectors", "adam"])
     ap.add_argument("--dist", default="rademacher", choices=["rademacher", "gauss"])
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--eps", type=float, default=1e-3)
