@@ -27,7 +27,7 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.Uint64Var(&s.LRWarmup, "lr-warmup", s.LRWarmup, "ramp η up linearly over each machine's first N samples (0: off)")
 	fs.Uint64Var(&s.LRDecay, "lr-decay", s.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
-	fs.StringVar(&s.Estimator, "estimator", s.Estimator, "zeroth-order estimator: mezo (default), parts=N, scale=rms, comma-separated (docs/LEARNING.md)")
+	fs.StringVar(&s.Estimator, "estimator", s.Estimator, "zeroth-order estimator: mezo (default), parts=N, scale=vectors, scale=rms, scale=grad, comma-separated (docs/LEARNING.md)")
 }
 
 // localFlags are a node's own settings: where things are and how it trains.
