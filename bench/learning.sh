@@ -34,7 +34,7 @@ for l in open(sys.argv[1]):
     print(json.dumps(p))' "$home/history.jsonl" "$name" "$seed" >"$out/zopeer-$name-$seed.jsonl"
 	done
 	# Backprop reaches MeZO's final loss early: 40 steps (640 Adam steps) of it are enough.
-	for r in "mezo 1e-4 $steps 20" "adam 1e-3 40 5"; do
+	for r in "mezo 1e-4 $steps 20" "vectors 1e-2 $steps 20" "adam 1e-3 40 5"; do
 		read -r method lr n every <<<"$r"
 		/usr/bin/python3 bench/learning.py --model $model --method "$method" --lr "$lr" --eps 1e-3 --samples 16 \
 			--batch-size 16 --steps "$n" --eval-every "$every" --window-overlap 16 --run "learn-$seed" --seed "$seed" \
