@@ -216,6 +216,9 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 		return store.Manifest{}, err
 	}
 	base := w.Hash()
+	if s, err = s.withEstimator(w, lm); err != nil {
+		return store.Manifest{}, err
+	}
 	m := s.Manifest(base)
 	m.Model = s.modelSource(true)
 	if _, err := m.Rules(); err != nil {
@@ -318,6 +321,7 @@ func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	if m.Data != nil {
 		s.BatchSize = m.Data.BatchSize // the minibatch rule reads it
 	}
+	s.Estimator, s.estimator = "", m.Estimator
 	return s
 }
 
@@ -348,7 +352,9 @@ type Daemon struct {
 	// Owned by the loop goroutine.
 	steps      int
 	lastEval   time.Time
-	evalAt     uint64 // updates when eval_loss was measured
+	evalAt     uint64   // updates when eval_loss was measured
+	trainLoss  lossMean // this machine's step losses since the last history point
+	forwards   uint64   // this machine's training forward passes since start
 	hashAt     zo.SetDigest
 	lastHash   time.Time
 	catchingUp atomic.Bool

@@ -277,6 +277,8 @@ func (d *Daemon) contribute(ctx context.Context) error {
 		return err
 	}
 	d.steps++
+	d.trainLoss.add(p.Loss)
+	d.forwards += 2 * uint64(len(p.Codes))
 	if d.s.EvalEvery > 0 && d.steps%d.s.EvalEvery == 0 || d.s.Steps != 0 && d.steps == d.s.Steps {
 		d.refresh(ctx, true)
 		d.log.Info("step", "step", d.steps, "loss", fmt.Sprintf("%.4f", p.Loss), "updates", d.run.Log.Stats().Updates)
@@ -313,7 +315,8 @@ func (d *Daemon) refresh(ctx context.Context, force bool) {
 		}
 		d.lastEval, d.evalAt = time.Now(), n
 		d.snapshot(func(st *Status) { st.EvalLoss, st.EvalUpdates = &loss, n })
-		d.watch.record(Point{Time: float64(d.lastEval.UnixMilli()) / 1000, Updates: n, Own: d.run.Log.Held(d.s.Machine).Count(), EvalLoss: loss})
+		d.watch.record(Point{Time: float64(d.lastEval.UnixMilli()) / 1000, Updates: n, Own: d.run.Log.Held(d.s.Machine).Count(), EvalLoss: loss,
+			TrainLoss: d.trainLoss.take(), Forwards: d.forwards})
 	}
 }
 

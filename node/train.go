@@ -34,12 +34,15 @@ type Settings struct {
 	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
 	Pool      uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §12); 0: every update has its own seed
 	Trainable string  // regexp over parameter names; empty trains all
+	Estimator string  // estimator rule (ResolveEstimator); "" or "mezo": MeZO
 	BatchSize int     // records per projected gradient
 	Samples   int     // projected gradients per step (one exponent byte each)
 	Steps     int     // steps this invocation runs; 0 runs until interrupted
 	EvalEvery int     // steps between evaluations; 0 evaluates only at the ends
 	CkptEvery int     // steps between checkpoints; 0 checkpoints only at the end
 	Context   int     // tokens per record at most; 0 uses the model's context
+	Window    bool    // split records longer than the context into windows instead of truncating them
+	Overlap   int     // tokens a window repeats from the one before (with Window)
 	Machine   uint64  // this machine's id in the run
 	Export    string  // write the trained model here at the end (HF layout)
 
@@ -48,6 +51,8 @@ type Settings struct {
 	ModelName     string // e.g. a Hugging Face repository id
 	ModelRevision string // e.g. a commit or tag
 	embedded      bool
+
+	estimator *store.EstimatorSpec // the run's estimator, resolved or from its manifest
 
 	// Admission and bounds of a run (manifest fields; docs/DESIGN.md, "Open runs").
 	GradBound  float64  // |ĝ| bound of every update; 0: none (zopeer init calibrates it)
@@ -149,15 +154,25 @@ func checkFinite(lm *model.Model) error {
 	return nil
 }
 
-// LoadData reads a dataset, logging what was skipped.
-func LoadData(path string, tok *tokenizer.Tokenizer, contextLen int, log *slog.Logger) (*dataset.Dataset, error) {
-	d, sk, err := dataset.Load(path, tok, contextLen)
+// LoadData reads a dataset, logging what was skipped, truncated or split
+// into windows.
+func LoadData(path string, tok *tokenizer.Tokenizer, contextLen int, o dataset.Options, log *slog.Logger) (*dataset.Dataset, error) {
+	d, sk, err := dataset.LoadWith(path, tok, contextLen, o)
 	if err != nil {
 		return nil, err
 	}
 	if n := sk.Blank + sk.Malformed + sk.Empty + sk.NoTargets; n > 0 {
 		log.Warn("skipped records", "file", path, "malformed", sk.Malformed, "empty", sk.Empty,
 			"no_targets", sk.NoTargets, "blank", sk.Blank, "examples", sk.Examples)
+	}
+	st := d.Stats()
+	if st.Truncated > 0 {
+		log.Warn("records longer than the context were truncated (--window splits them into windows instead)",
+			"file", path, "context", contextLen, "truncated", st.Truncated, "of", st.Entries, "dropped_tokens", st.DroppedTokens)
+	}
+	if st.Split > 0 {
+		log.Info("records longer than the context were split into windows", "file", path, "context", contextLen,
+			"split", st.Split, "of", st.Entries, "windows", st.Windows, "records", d.Len())
 	}
 	return d, nil
 }
@@ -180,6 +195,7 @@ func (s Settings) Manifest(base [32]byte) store.Manifest {
 		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,
 		Data: s.public,
+		Estimator: s.estimator,
 	}
 }
 
@@ -202,13 +218,14 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	if ctxLen <= 0 || ctxLen > lm.Config().MaxPos {
 		ctxLen = lm.Config().MaxPos
 	}
-	data, err := LoadData(s.Data, tok, ctxLen, log)
+	opts := dataset.Options{Window: s.Window, Overlap: s.Overlap}
+	data, err := LoadData(s.Data, tok, ctxLen, opts, log)
 	if err != nil {
 		return nil, err
 	}
 	train, held := data, (*dataset.Dataset)(nil)
 	if s.EvalData != "" {
-		if held, err = LoadData(s.EvalData, tok, ctxLen, log); err != nil {
+		if held, err = LoadData(s.EvalData, tok, ctxLen, opts, log); err != nil {
 			return nil, err
 		}
 	} else if train, held, err = data.Split(s.HeldOut); err != nil {
@@ -223,6 +240,9 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	}
 	w, err := zo.NewWeights(specs)
 	if err != nil {
+		return nil, err
+	}
+	if s, err = s.withEstimator(w, lm); err != nil {
 		return nil, err
 	}
 	m := s.Manifest(w.Hash())
@@ -297,10 +317,22 @@ func (r *Run) Train(ctx context.Context) (before, after float64, err error) {
 		return 0, 0, err
 	}
 	r.log.Info("eval", "step", 0, "sample", tr.NextSample(), "eval_loss", fmt.Sprintf("%.4f", before))
+	// The same history file `zopeer start` keeps (and serves), so a run's
+	// curve continues whichever command trains it.
+	var hist watch
+	if s.Home != "" {
+		hist.open(s.Home)
+	}
+	point := func(eval float64, train *float64, forwards uint64) {
+		st := r.Log.Stats()
+		hist.record(Point{Time: float64(time.Now().UnixMilli()) / 1000, Updates: st.Updates,
+			Own: r.Log.Held(s.Machine).Count(), EvalLoss: eval, TrainLoss: train, Forwards: forwards})
+	}
+	point(before, nil, 0)
 	after = before
 	start := time.Now()
-	var lossSum float64
-	var window int
+	var losses lossMean
+	var forwards uint64
 	for step := 1; s.Steps == 0 || step <= s.Steps; step++ {
 		res, err := tr.Step(ctx)
 		if err != nil {
@@ -309,18 +341,19 @@ func (r *Run) Train(ctx context.Context) (before, after float64, err error) {
 			}
 			return before, after, err
 		}
-		lossSum += res.Loss
-		window++
+		losses.add(res.Loss)
+		forwards += 2 * uint64(len(res.Codes))
 		last := s.Steps != 0 && step == s.Steps
 		if (s.EvalEvery > 0 && step%s.EvalEvery == 0) || last {
 			if after, _, err = tr.Eval(ctx); err != nil {
 				return before, after, err
 			}
 			el := time.Since(start).Seconds()
-			r.log.Info("step", "step", step, "updates", r.Log.Stats().Updates, "loss", fmt.Sprintf("%.4f", lossSum/float64(window)),
+			train := losses.take()
+			r.log.Info("step", "step", step, "updates", r.Log.Stats().Updates, "loss", fmt.Sprintf("%.4f", *train),
 				"eval_loss", fmt.Sprintf("%.4f", after), "steps_per_s", fmt.Sprintf("%.2f", float64(step)/el),
 				"updates_per_s", fmt.Sprintf("%.1f", float64(step*s.Samples)/el))
-			lossSum, window = 0, 0
+			point(after, train, forwards)
 		}
 		if s.CkptEvery > 0 && step%s.CkptEvery == 0 && !last {
 			if _, err := tr.Checkpoint(ctx); err != nil {

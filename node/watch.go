@@ -15,8 +15,10 @@ import (
 	"github.com/zopeer/zopeer/p2p"
 )
 
-// HistoryFile in a node's home keeps its eval-loss history, one JSON point
-// a line, so the dashboard's curve survives restarts.
+// HistoryFile in a node's home keeps its training history, one JSON point
+// a line (docs/API.md, "History file"), so the dashboard's curve survives
+// restarts and scripts can plot a run; `zopeer train` and `zopeer start`
+// both append to it.
 const HistoryFile = "history.jsonl"
 
 // maxHistory bounds the points kept in memory; older ones are thinned.
@@ -28,6 +30,30 @@ type Point struct {
 	Updates  uint64  `json:"updates"`   // updates in the weights evaluated
 	Own      uint64  `json:"own"`       // of them, this machine's
 	EvalLoss float64 `json:"eval_loss"` // nats per target token
+	// TrainLoss is the mean (L+ + L−)/2 of this machine's samples since the
+	// previous point; absent when it computed none.
+	TrainLoss *float64 `json:"train_loss,omitempty"`
+	// Forwards counts this machine's forward passes on training batches
+	// since it started (two per sample), evaluations excluded.
+	Forwards uint64 `json:"forwards,omitempty"`
+}
+
+// lossMean accumulates training losses between history points.
+type lossMean struct {
+	sum float64
+	n   int
+}
+
+func (m *lossMean) add(loss float64) { m.sum += loss; m.n++ }
+
+// take returns the mean (nil if empty) and starts over.
+func (m *lossMean) take() *float64 {
+	if m.n == 0 {
+		return nil
+	}
+	v := m.sum / float64(m.n)
+	*m = lossMean{}
+	return &v
 }
 
 // Rates are the status's recent throughput, over the last rateWindow.

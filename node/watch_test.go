@@ -79,6 +79,16 @@ func TestWatchAPI(t *testing.T) {
 	var h struct{ Points []Point }
 	json.Unmarshal([]byte(httpGet(t, "http://"+a.api+"/api/history")), &h)
 	last := h.Points[len(h.Points)-1]
+	// A point after training steps carries the train loss and the forward
+	// passes (a point recorded while the peer only applies others' updates
+	// has neither).
+	trained := false
+	for _, p := range h.Points {
+		trained = trained || p.Forwards > 0 && p.Forwards%2 == 0 && p.TrainLoss != nil && *p.TrainLoss > 0
+	}
+	if !trained {
+		t.Errorf("no history point carries a train loss and forward passes: %+v", h.Points)
+	}
 	json.Unmarshal([]byte(httpGet(t, "http://"+a.api+"/api/history?since="+jsonNum(last.Time))), &h)
 	if len(h.Points) != 0 && h.Points[0].Time <= last.Time {
 		t.Fatalf("since: %+v", h.Points)

@@ -66,6 +66,9 @@ type Manifest struct {
 	// rebuilds any update's minibatch, so batches carry their basis and
 	// peers re-verify each other. Nil in private-data runs.
 	Data *PublicData `json:"data,omitempty"`
+	// Estimator refines MeZO's perturbation (zo.Estimator, docs/PROTOCOL.md
+	// §3.1); absent or empty: MeZO, as in manifests written before it.
+	Estimator *EstimatorSpec `json:"estimator,omitempty"`
 }
 
 // PublicData is a public-data run's dataset and verification rule.
@@ -87,6 +90,41 @@ func (p *PublicData) check() error {
 		return fmt.Errorf("store: manifest: data.tolerance %g (want a finite value > 0)", p.Tolerance)
 	}
 	return nil
+
+}
+
+// EstimatorSpec is the manifest's estimator member.
+type EstimatorSpec struct {
+	Parts int            `json:"parts,omitempty"` // zo.Estimator.Parts
+	Scale map[string]int `json:"scale,omitempty"` // zo.Estimator.Scale: tensor name → k (factor 2^k)
+}
+
+// isZero reports an absent or empty estimator (MeZO).
+func (e *EstimatorSpec) isZero() bool { return e == nil || e.Parts == 0 && len(e.scale()) == 0 }
+
+// scale is Scale without its zero entries (factor 1, the default).
+func (e *EstimatorSpec) scale() map[string]int {
+	if e == nil {
+		return nil
+	}
+	var out map[string]int
+	for k, v := range e.Scale {
+		if v != 0 {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// estimator returns the spec as the engine's Estimator.
+func (e *EstimatorSpec) estimator() zo.Estimator {
+	if e.isZero() {
+		return zo.Estimator{}
+	}
+	return zo.Estimator{Parts: e.Parts, Scale: e.scale()}
 }
 
 // Admission modes.
@@ -155,7 +193,11 @@ func (m Manifest) Config() (zo.Config, error) {
 	if m.Pool > zo.MaxPool {
 		return zo.Config{}, fmt.Errorf("store: manifest: pool of %d seeds (at most %d)", m.Pool, zo.MaxPool)
 	}
-	return zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay, Pool: m.Pool}, nil
+	c := zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay, Pool: m.Pool, Estimator: m.Estimator.estimator()}
+	if err := c.Validate(); err != nil {
+		return zo.Config{}, fmt.Errorf("store: manifest: %w", err)
+	}
+	return c, nil
 }
 
 // diff names the first field in which m and o differ, or returns "".
@@ -189,6 +231,8 @@ func (m Manifest) diff(o Manifest) string {
 	case (m.Data == nil) != (o.Data == nil) || m.Data != nil && (m.Data.Digest != o.Data.Digest || m.Data.BatchSize != o.Data.BatchSize ||
 		math.Float64bits(m.Data.Tolerance) != math.Float64bits(o.Data.Tolerance)):
 		return "data"
+	case m.Estimator.estimator().Parts != o.Estimator.estimator().Parts || !maps.Equal(m.Estimator.estimator().Scale, o.Estimator.estimator().Scale):
+		return "estimator"
 	}
 	return ""
 }
@@ -243,8 +287,11 @@ func (d *Digest) UnmarshalJSON(b []byte) error {
 }
 
 // manifestKeys are the manifest's members, in the canonical (sorted) order.
-var manifestKeys = []string{"admission", "admit", "base_digest", "data", "dist", "eps", "format_version", "grad_bound",
+var manifestKeys = []string{"admission", "admit", "base_digest", "data", "dist", "eps", "estimator", "format_version", "grad_bound",
 	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"}
+
+// estimatorKeys are the members of the manifest's estimator (EstimatorSpec).
+var estimatorKeys = []string{"parts", "scale"}
 
 // modelKeys are the members of the manifest's model source (ModelSource).
 var modelKeys = []string{"embedded", "name", "path", "revision", "safetensors_sha256"}
@@ -340,6 +387,34 @@ func (m Manifest) Canonical() ([]byte, error) {
 	}
 	str("dist", m.Dist, false)
 	num("eps", m.Eps, false)
+	if est := m.Estimator; !est.isZero() {
+		member("estimator")
+		outer := b
+		b = []byte{'{'}
+		if est.Parts < 0 {
+			errs = append(errs, fmt.Errorf("estimator parts %d", est.Parts))
+		}
+		integer("parts", uint64(max(est.Parts, 0)), true)
+		if sc := est.scale(); len(sc) > 0 {
+			member("scale")
+			keys := slices.Collect(maps.Keys(sc))
+			slices.SortFunc(keys, compareUTF16)
+			b = append(b, '{')
+			for i, k := range keys {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				if !utf8.ValidString(k) {
+					errs = append(errs, fmt.Errorf("estimator scale %q is not UTF-8", k))
+				}
+				b = appendJSONString(b, k)
+				b = append(b, ':')
+				b = strconv.AppendInt(b, int64(sc[k]), 10)
+			}
+			b = append(b, '}')
+		}
+		b = append(outer, append(b, '}')...)
+	}
 	integer("format_version", ManifestVersion, false)
 	num("grad_bound", m.GradBound, true)
 	num("lr", m.LR, false)
@@ -453,8 +528,32 @@ func ParseManifest(b []byte) (Manifest, error) {
 			return m, fmt.Errorf("%w: data has members other than %v", ErrManifestFormat, dataKeys)
 		}
 	}
+	if raw, ok := obj["estimator"]; ok {
+		var est map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &est); err != nil {
+			return m, fmt.Errorf("%w: estimator: %v", ErrManifestFormat, err)
+		}
+		for k := range est {
+			if !slices.Contains(estimatorKeys, k) {
+				return m, fmt.Errorf("%w: unknown member %q of estimator (a newer manifest format? upgrade zopeer)", ErrManifestFormat, k)
+			}
+		}
+		if err := checkMembers(raw); err != nil {
+			return m, fmt.Errorf("estimator: %w", err)
+		}
+		if sc, ok := est["scale"]; ok {
+			if err := checkMembers(sc); err != nil {
+				return m, fmt.Errorf("estimator scale: %w", err)
+			}
+		}
+	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return Manifest{}, fmt.Errorf("%w: %v", ErrManifestFormat, err)
+	}
+	if m.Estimator.isZero() {
+		m.Estimator = nil
+	} else {
+		m.Estimator.Scale = m.Estimator.scale()
 	}
 	switch m.FormatVersion {
 	case 0, ManifestVersion:

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zopeer/zopeer/model/dataset"
 	"github.com/zopeer/zopeer/model/defaults"
 	"github.com/zopeer/zopeer/node"
 )
@@ -21,6 +22,9 @@ type Data struct {
 	Model  string   // base model directory (with tokenizer.json)
 	Shards []string // training data of peer i: Shards[i % len(Shards)]
 	Eval   string   // held-out data
+	// Records are the peers' options for long records (--window), which
+	// BaseLoss must share to measure the same held-out set.
+	Records dataset.Options
 }
 
 func (d *Data) args(i int) []string {
@@ -97,7 +101,7 @@ func (d *Data) BaseLoss(ctx context.Context, batch int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ds, err := node.LoadData(d.Eval, tok, lm.Config().MaxPos, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ds, err := node.LoadData(d.Eval, tok, lm.Config().MaxPos, d.Records, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return 0, err
 	}

@@ -21,6 +21,9 @@ type Config struct {
 	// Pool, when not 0, is the run's pool of seeds K (pool.go): every
 	// update perturbs along one of K seeds derived from the run.
 	Pool uint32
+	// Estimator refines which elements an update perturbs and how far; the
+	// zero value is MeZO (docs/PROTOCOL.md §3.1).
+	Estimator Estimator
 }
 
 // LRAt is η for an update of sample index s. It uses only IEEE-754 division,
@@ -49,7 +52,15 @@ func (c Config) Validate() error {
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
 		return fmt.Errorf("zo: config: lr must be non-negative and finite, got %g", c.LR)
 	}
-	return c.validatePool()
+	if err := c.validatePool(); err != nil {
+		return err
+	}
+	if c.Pool != 0 && !c.Estimator.IsZero() {
+		// Not combined yet: pool sums and an estimator's per-update choices
+		// have not been specified together (docs/PROTOCOL.md §12).
+		return fmt.Errorf("zo: a seed pool (%d) with estimator %s is not supported", c.Pool, c.Estimator)
+	}
+	return c.Estimator.validate()
 }
 
 // Update is one projected gradient: machine's sample-th sample, coded in one

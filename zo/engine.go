@@ -15,6 +15,9 @@ type Engine struct {
 	cfg   Config
 	w     *Weights
 	epsQ  []int32   // ε on each tensor's grid, in units of the integer-valued z
+	group []int     // each tensor's estimator group (-1: frozen)
+	scale []int     // each tensor's estimator scale exponent
+	only  int       // StepTensor: 1 + the one tensor a step perturbs; 0: as configured
 	stale bool      // views differ from the canonical weights (after Apply or Step)
 	view  viewState // the perturbation FillView applies (inside Step)
 
@@ -36,12 +39,16 @@ func NewEngine(cfg Config, w *Weights) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, w: w, epsQ: make([]int32, len(w.Tensors))}
+	group, scale, err := estimatorLayout(cfg.Estimator, w)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, w: w, epsQ: make([]int32, len(w.Tensors)), group: group, scale: scale}
 	for i, t := range w.Tensors {
 		if !t.Trainable {
 			continue
 		}
-		q := math.RoundToEven(math.Ldexp(cfg.Eps, t.Exp) / cfg.Dist.sigma())
+		q := math.RoundToEven(math.Ldexp(cfg.Eps, t.Exp+scale[i]) / cfg.Dist.sigma())
 		if q < 1 || q > maxEps {
 			return nil, fmt.Errorf("zo: eps %g is off the grid of tensor %q (2^-%d per unit)", cfg.Eps, t.Name, t.Exp)
 		}
@@ -66,15 +73,17 @@ func (e *Engine) SyncViews() {
 }
 
 // Coeff is the exact integer step of update u on tensor ti, whose seed is s:
-// Δ = Coeff·zInt on every element. It is −η·ĝ·2^Exp/σ, stochastically rounded
-// with a uniform drawn from (s, ti), so it is unbiased and identical everywhere.
+// Δ = Coeff·zInt on every element. It is −η·ĝ·2^(Exp+k)/σ (k: the
+// estimator's scale exponent of the tensor, 0 under MeZO), stochastically
+// rounded with a uniform drawn from (s, ti), so it is unbiased and identical
+// everywhere; 0 on a tensor outside the update's estimator group.
 func (e *Engine) Coeff(u Update, s Seed, ti int) int32 {
 	t := e.w.Tensors[ti]
-	if !t.Trainable {
+	if !e.active(s, ti) {
 		return 0
 	}
 	x := float64(-e.cfg.LRAt(u.Sample) * u.Grad())
-	x = math.Ldexp(x, t.Exp) / e.cfg.Dist.sigma()
+	x = math.Ldexp(x, t.Exp+e.scale[ti]) / e.cfg.Dist.sigma()
 	fl := math.Floor(x)
 	if s.uniform(auxBlockCoeff+uint64(ti)) < x-fl {
 		fl++

@@ -10,7 +10,10 @@ import (
 // goldenScenario runs a fixed pipeline (quantised base, local SPSA steps,
 // one-byte coding, batched and single applies) using only integer-derived
 // inputs, so every platform must reach the same weights hash.
-func goldenScenario(t *testing.T, d Dist) string {
+func goldenScenario(t *testing.T, d Dist) string { return goldenScenarioWith(t, d, Estimator{}) }
+
+// goldenScenarioWith is goldenScenario under an estimator.
+func goldenScenarioWith(t *testing.T, d Dist, est Estimator) string {
 	rng := rand.New(rand.NewPCG(31337, 1))
 	specs := []TensorSpec{
 		{Name: "emb", Shape: []int{300, 17}, Trainable: true},
@@ -32,7 +35,7 @@ func goldenScenario(t *testing.T, d Dist) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewEngine(Config{Run: "golden", Dist: d, Eps: 1e-3, LR: 1e-3}, w)
+	e, err := NewEngine(Config{Run: "golden", Dist: d, Eps: 1e-3, LR: 1e-3, Estimator: est}, w)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,11 +43,24 @@ func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 	return r, nil
 }
 
+// StepTensor is Step with tensor ti alone perturbed (if the step would
+// perturb it at all): the projected gradient along that tensor's part of
+// z(s). It measures per-tensor gradient statistics (node's scale=grad
+// estimator rule); updates never come from it.
+func (e *Engine) StepTensor(loss Loss, s Seed, ti int) (StepResult, error) {
+	if ti < 0 || ti >= len(e.w.Tensors) {
+		return StepResult{}, fmt.Errorf("zo: step: no tensor %d", ti)
+	}
+	e.only = ti + 1
+	defer func() { e.only = 0 }()
+	return e.Step(loss, s)
+}
+
 // setView makes the next forward pass see θ + sign·εz(s).
 func (e *Engine) setView(s Seed, sign int32) {
-	e.view = viewState{on: true, seed: s, sign: sign}
-	for _, t := range e.w.Tensors {
-		if t.Trainable && t.View != nil {
+	e.view = viewState{on: true, seed: s, sign: sign, part: e.partOf(s)}
+	for ti, t := range e.w.Tensors {
+		if e.view.perturbs(e, ti) && t.View != nil {
 			e.stale = true
 			e.perturb(s, sign)
 			return
@@ -55,10 +68,20 @@ func (e *Engine) setView(s Seed, sign int32) {
 	}
 }
 
-// perturb writes View = (Q + sign·εQ·zInt)·2^−Exp for every trainable tensor
-// that holds a materialised View.
+// partOf is the estimator group the update with seed s perturbs; -1: all.
+func (e *Engine) partOf(s Seed) int {
+	if e.cfg.Estimator.Parts > 1 {
+		return s.Part(e.cfg.Estimator.Parts)
+	}
+	return -1
+}
+
+// perturb writes View = (Q + sign·εQ·zInt)·2^−Exp for every tensor the
+// step perturbs that holds a materialised View. Views of tensors outside
+// the update's estimator group keep their canonical values.
 func (e *Engine) perturb(s Seed, sign int32) {
-	e.w.forChunks(func(_ int, t *Tensor) bool { return t.Trainable && t.View != nil }, func(ti int, t *Tensor, lo, hi int) {
+	v := viewState{on: true, part: e.partOf(s)}
+	e.w.forChunks(func(ti int, t *Tensor) bool { return v.perturbs(e, ti) && t.View != nil }, func(ti int, t *Tensor, lo, hi int) {
 		perturbedView(t, s, sign*e.epsQ[ti], e.cfg.Dist, lo, t.Q[lo:hi], t.View[lo:hi])
 	})
 }

@@ -17,6 +17,12 @@ type viewState struct {
 	on   bool
 	seed Seed
 	sign int32
+	part int // the estimator group the step perturbs; -1: every trainable tensor
+}
+
+// perturbs reports whether tensor ti is perturbed under v.
+func (v viewState) perturbs(e *Engine, ti int) bool {
+	return v.on && e.w.Tensors[ti].Trainable && (v.part < 0 || e.group[ti] == v.part) && (e.only == 0 || ti == e.only-1)
 }
 
 // DropViews releases every tensor's float32 view. Forward passes must then
@@ -46,7 +52,7 @@ func (w *Weights) FillView(ti, lo int, dst []float32) {
 // over Q, so no full perturbed copy of the weights is ever written.
 func (e *Engine) FillView(ti, lo int, dst []float32) {
 	t := e.w.Tensors[ti]
-	if !e.view.on || !t.Trainable {
+	if !e.view.perturbs(e, ti) {
 		e.w.FillView(ti, lo, dst)
 		return
 	}

@@ -24,12 +24,20 @@ var helps = map[string]helpText{
 	"train": {desc: "Fine-tunes a model on local data with zeroth-order steps, alone (no network). With no\n" +
 		"--model and --data it trains the embedded default model on its embedded task. The home keeps\n" +
 		"the update log and checkpoints; a second run resumes. Use `zopeer export` for the result:\n" +
-		"the home's default-model/ is the BASE model, not the trained one.",
+		"the home's default-model/ is the BASE model, not the trained one. --lr is per update: a step\n" +
+		"applies --samples updates computed on the same weights, so it moves about --samples × --lr.\n" +
+		"Evaluations go to history.jsonl in the home (JSON lines; docs/API.md).",
 		examples: []string{"zopeer train --steps 25", "zopeer train --model ./smollm --data chat.jsonl --home run1",
 			"zopeer export --home run1 --out ./tuned"}},
 	"eval": {desc: "Prints the mean held-out loss (nats per target token) and the token count of a model on a dataset.\n" +
 		"A model whose weights hold NaN or Inf is an error (exit 1).",
 		examples: []string{"zopeer eval --model ./tuned --data eval.jsonl", "zopeer eval --model ./tuned --data eval.jsonl --json"}},
+	"sweep": {desc: "Picks η (--lrs) and ε (--epss) for a model and data: for each pair, a short run of --steps\n" +
+		"steps from the base weights, in memory, then the eval loss; it prints the table, the median |ĝ|\n" +
+		"at the base for each ε, and the pair with the lowest loss. Takes train's flags (model, data,\n" +
+		"batch size, samples, window …); writes nothing but the embedded model when that is used.",
+		examples: []string{"zopeer sweep --steps 20 --lrs 3e-5,1e-4,3e-4,1e-3",
+			"zopeer sweep --model ./m --data d.jsonl --window --lrs 1e-4,1e-3 --epss 1e-3,1e-2"}},
 	"generate": {desc: "Samples a continuation of --prompt from a model directory.",
 		examples: []string{`zopeer generate --model ./tuned --prompt "The capital of France is" --temperature 0`}},
 	"init": {desc: "Creates a run: writes its manifest (base model, its source and digest, hyperparameters and\n" +

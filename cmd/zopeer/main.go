@@ -27,6 +27,7 @@ type command struct {
 var commands = []command{
 	{"train", "fine-tune a model on local data (the embedded default when no flags are given)", trainCommand},
 	{"eval", "print the mean loss and token count of a model on a dataset", evalCommand},
+	{"sweep", "pick η and ε: short in-memory runs from the base weights for each pair, eval loss after each", sweepCommand},
 	{"generate", "sample text from a model", generateCommand},
 	{"init", "create a run: write its manifest (base-model digest, hyperparameters) in --home", initCommand},
 	{"start", "run a peer: join the run's network, train, gossip, serve the HTTP API", startCommand},

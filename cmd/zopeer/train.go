@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/zopeer/zopeer/model/dataset"
 	"github.com/zopeer/zopeer/model/tokenizer"
 	"github.com/zopeer/zopeer/node"
 	"github.com/zopeer/zopeer/zo"
@@ -24,7 +25,7 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.StringVar(&s.Run, "run", s.Run, "run identifier; part of every seed and of the network topics")
 	fs.StringVar(&s.Dist, "dist", s.Dist, "perturbation distribution: rademacher or gauss4")
 	fs.Float64Var(&s.Eps, "eps", s.Eps, "perturbation scale ε")
-	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η")
+	fs.Float64Var(&s.LR, "lr", s.LR, "learning rate η per update (a step applies --samples updates: ≈ samples × η per step)")
 	fs.Uint64Var(&s.LRWarmup, "lr-warmup", s.LRWarmup, "ramp η up linearly over each machine's first N samples (0: off)")
 	fs.Uint64Var(&s.LRDecay, "lr-decay", s.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
 	fs.Func("pool", "pool of K seeds every update perturbs along (FedKSeed: catch-up costs K passes at most; 0: each update its own seed)", func(v string) error {
@@ -36,6 +37,7 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 		return nil
 	})
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
+	fs.StringVar(&s.Estimator, "estimator", s.Estimator, "zeroth-order estimator: mezo (default), parts=N, scale=vectors, scale=rms, scale=grad, comma-separated (docs/LEARNING.md)")
 }
 
 // localFlags are a node's own settings: where things are and how it trains.
@@ -50,6 +52,8 @@ func localFlags(fs *flag.FlagSet, s *node.Settings) {
 	fs.IntVar(&s.EvalEvery, "eval-every", s.EvalEvery, "steps between evaluations")
 	fs.IntVar(&s.CkptEvery, "checkpoint-every", s.CkptEvery, "steps between checkpoints")
 	fs.IntVar(&s.Context, "context", s.Context, "maximum tokens per record (0: the model's context)")
+	fs.BoolVar(&s.Window, "window", s.Window, "split records longer than the context into windows instead of truncating them")
+	fs.IntVar(&s.Overlap, "window-overlap", s.Overlap, "with --window, tokens each window repeats from the one before as context (≤ context/2)")
 }
 
 func trainCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
@@ -88,6 +92,8 @@ func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	batch := fs.Int("batch-size", 8, "records per forward pass")
 	ctxLen := fs.Int("context", 0, "maximum tokens per record (0: the model's context)")
+	window := fs.Bool("window", false, "split records longer than the context into windows instead of truncating them")
+	overlap := fs.Int("window-overlap", 0, "with --window, tokens each window repeats from the one before as context (≤ context/2)")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if *dir == "" || *data == "" || len(args) > 0 {
 			return usageError{errors.New("usage: zopeer eval --model DIR --data FILE [--json]")}
@@ -103,7 +109,7 @@ func evalCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		if n <= 0 || n > lm.Config().MaxPos {
 			n = lm.Config().MaxPos
 		}
-		d, err := node.LoadData(*data, tok, n, log)
+		d, err := node.LoadData(*data, tok, n, dataset.Options{Window: *window, Overlap: *overlap}, log)
 		if err != nil {
 			return err
 		}

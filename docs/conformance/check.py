@@ -77,6 +77,37 @@ def coeff_uniform(seed, t):
     return uniform(seed, (1 << 63) + (1 << 62) + t)
 
 
+# ---- §3.1 estimators ----
+def part_of(seed, parts):
+    """The group an update perturbs: floor(x * parts / 2^64), x = words 0, 1 of block 2^63 + 2^61."""
+    r = block(seed, (1 << 63) + (1 << 61))
+    return ((r[0] << 32 | r[1]) * parts) >> 64
+
+
+def groups(ts, parts):
+    """Each tensor's group: trainable tensor j (layout order) of T is in group floor(j * parts / T)."""
+    T = sum(1 for t in ts if t["trainable"])
+    out, j = [], 0
+    for t in ts:
+        if t["trainable"]:
+            out.append(j * parts // T if parts > 1 else 0)
+            j += 1
+        else:
+            out.append(-1)
+    return out
+
+
+def scale_of(cfg, t):
+    return cfg.get("scale", {}).get(t["name"], 0)
+
+
+def active(cfg, ts, ti, seed):
+    if not ts[ti]["trainable"]:
+        return False
+    parts = cfg.get("parts", 0)
+    return parts <= 1 or groups(ts, parts)[ti] == part_of(seed, parts)
+
+
 # ---- §3 perturbations (bit j of a word is (w >> j) & 1: least significant first) ----
 def z_int(dist, seed, i):
     if dist == "rademacher":
@@ -180,11 +211,12 @@ def lr_at(lr, warmup, decay, s):
     return lr
 
 
-def coeff(cfg, t, ti, u, seed):
-    if not t["trainable"]:
+def coeff(cfg, ts, ti, u, seed):
+    t = ts[ti]
+    if not active(cfg, ts, ti, seed):
         return 0
     x = -lr_at(cfg["lr"], cfg["warmup"], cfg["decay"], u["sample"]) * dequantize(u["exp"], u["code"])
-    x = math.ldexp(x, t["exp"]) / sigma(cfg["dist"])
+    x = math.ldexp(x, t["exp"] + scale_of(cfg, t)) / sigma(cfg["dist"])
     fl = math.floor(x)
     c = fl + (1 if coeff_uniform(seed, ti) < x - fl else 0)
     return int(max(-(1 << 26), min(1 << 26, c)))
@@ -194,7 +226,7 @@ def apply(cfg, ts, u, sign):
     seed = derive_seed(cfg["run"], u["machine"], u["sample"])
     zseed = perturb_seed(cfg, u["machine"], u["sample"])
     for ti, t in enumerate(ts):
-        c = coeff(cfg, t, ti, u, seed) * sign
+        c = coeff(cfg, ts, ti, u, seed) * sign
         if c:
             t["q"] = [wrap32(q + c * z_int(cfg["dist"], zseed, t["offset"] + j)) for j, q in enumerate(t["q"])]
 
@@ -337,8 +369,8 @@ def pow_bits(run, pub):
 
 
 # ---- PROTOCOL.md §9 the manifest ----
-KEYS = ["admission", "admit", "base_digest", "data", "dist", "eps", "format_version", "grad_bound", "lr", "lr_decay",
-        "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"]
+KEYS = ["admission", "admit", "base_digest", "data", "dist", "eps", "estimator", "format_version", "grad_bound", "lr",
+        "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"]
 MODEL_KEYS = ["embedded", "name", "path", "revision", "safetensors_sha256"]
 
 
@@ -389,6 +421,15 @@ def parse_manifest(text):
         if not re.fullmatch(r"[0-9a-f]{64}", d["digest"]) or not isinstance(d["batch_size"], int) or d["batch_size"] < 1:
             return None
         out["data"] = {"batch_size": d["batch_size"], "digest": d["digest"], "tolerance": float(d["tolerance"])}
+    est = m.get("estimator") or {}
+    if not isinstance(est, dict) or any(k not in ("parts", "scale") for k in est):
+        return None
+    parts, scale = est.get("parts", 0), est.get("scale") or {}
+    if not isinstance(parts, int) or isinstance(parts, bool) or parts < 0 or not isinstance(scale, dict):
+        return None
+    if any(not isinstance(v, int) or isinstance(v, bool) for v in scale.values()):
+        return None
+    out["estimator"] = {"parts": parts, "scale": {k: v for k, v in scale.items() if v}}
     return out
 
 
@@ -448,6 +489,15 @@ def canonical_manifest(m):
         parts.append('"data":{"batch_size":%d,"digest":"%s","tolerance":%s}' % (d["batch_size"], d["digest"], es_number(d["tolerance"])))
     parts.append('"dist":' + es_string(m["dist"]))
     parts.append('"eps":' + es_number(m["eps"]))
+    est = m["estimator"]
+    if est["parts"] or est["scale"]:
+        e = []
+        if est["parts"]:
+            e.append('"parts":%d' % est["parts"])
+        if est["scale"]:
+            ks = sorted(est["scale"], key=lambda k: k.encode("utf-16-be"))
+            e.append('"scale":{' + ",".join(es_string(k) + ":%d" % est["scale"][k] for k in ks) + "}")
+        parts.append('"estimator":{' + ",".join(e) + "}")
     parts.append('"format_version":1')
     if m["grad_bound"]:
         parts.append('"grad_bound":' + es_number(m["grad_bound"]))
@@ -851,8 +901,11 @@ def main():
     for c in v["engine"]:
         cfg = {"run": c["run"], "dist": c["dist"], "lr": f64(c["lr"]), "eps": f64(c["eps"]),
                "warmup": int(c["lr_warmup"]), "decay": int(c["lr_decay"])}
+        if "estimator" in c:
+            cfg["parts"] = c["estimator"]["parts"]
+            cfg["scale"] = c["estimator"]["scale"] or {}
         ts = layout(c["tensors"])
-        n = "engine " + c["dist"]
+        n = "engine " + c["dist"] + (" estimator" if "estimator" in c else "")
 
         def cmp_layout(tag, want):
             for t, w in zip(ts, want):
@@ -861,7 +914,7 @@ def main():
                 check(n + tag + " q " + t["name"], [wrap32(x) for x in t["q"]], w["q"])
         cmp_layout(" base", c["base"]["layout"])
         for t, w in zip(ts, c["base"]["layout"]):
-            e = round_half_even(math.ldexp(cfg["eps"], t["exp"]) / sigma(cfg["dist"])) if t["trainable"] else 0
+            e = round_half_even(math.ldexp(cfg["eps"], t["exp"] + scale_of(cfg, t)) / sigma(cfg["dist"])) if t["trainable"] else 0
             check(n + " eps grid " + t["name"], e, w["eps_grid"])
         check(n + " base hash", weights_hash(ts), c["base"]["weights_hash"])
         us = []
@@ -871,8 +924,10 @@ def main():
             seed = derive_seed(cfg["run"], u["machine"], u["sample"])
             check(n + " lr(s)", f64hex(lr_at(cfg["lr"], cfg["warmup"], cfg["decay"], u["sample"])), w["lr_at_sample"])
             check(n + " grad", f64hex(dequantize(u["exp"], u["code"])), w["grad"])
-            check(n + " coeffs", [coeff(cfg, t, ti, u, seed) for ti, t in enumerate(ts)], w["coeffs"])
+            check(n + " coeffs", [coeff(cfg, ts, ti, u, seed) for ti in range(len(ts))], w["coeffs"])
             check(n + " update hash", update_hash(u["machine"], u["sample"], u["exp"], u["code"]).hex(), w["update_hash"])
+        if "update_parts" in c:
+            check(n + " update parts", [part_of(derive_seed(cfg["run"], u["machine"], u["sample"]), cfg["parts"]) for u in us], c["update_parts"])
         d = 0
         for st in c["steps"]:
             u = us[st["update"]]
@@ -908,7 +963,7 @@ def main():
             us.append(u)
             k = pool_index(cfg["run"], u["machine"], u["sample"], cfg["pool"])
             check(n + " pool index", k, w["pool_index"])
-            cs = [coeff(cfg, t, ti, u, derive_seed(cfg["run"], u["machine"], u["sample"])) for ti, t in enumerate(ts)]
+            cs = [coeff(cfg, ts, ti, u, derive_seed(cfg["run"], u["machine"], u["sample"])) for ti, t in enumerate(ts)]
             check(n + " coeffs", cs, w["coeffs"])
             sums[k] = [a + b for a, b in zip(sums.get(k, [0] * len(ts)), cs)]
         check(n + " sums", [{"pool_index": k, "sums": [str(x) for x in sums[k]]} for k in sorted(sums)], c["sums"])

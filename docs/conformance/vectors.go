@@ -219,6 +219,9 @@ func engineVectors() ([]obj, error) {
 	for _, cfg := range []zo.Config{
 		{Run: run, Dist: zo.Rademacher, Eps: 1e-3, LR: 0.01, Warmup: 4, Decay: 100},
 		{Run: run, Dist: zo.Gauss4, Eps: 1e-2, LR: 0.001},
+		// §3.1 estimators: the two trainable tensors in two groups, the
+		// second one's perturbation and step scaled by 2^-3, the first by 2^2.
+		{Run: run, Dist: zo.Rademacher, Eps: 1e-3, LR: 0.01, Estimator: zo.Estimator{Parts: 2, Scale: map[string]int{"a.weight": 2, "c.bias": -3}}},
 	} {
 		specs := engineTensors()
 		var ts []obj
@@ -263,6 +266,14 @@ func engineVectors() ([]obj, error) {
 				"lr_at_sample": f64(cfg.LRAt(u.Sample)), "grad": f64(u.Grad()), "coeffs": coeffs, "update_hash": hx(uh[:])})
 		}
 		c["updates"] = uo
+		if !cfg.Estimator.IsZero() {
+			c["estimator"] = obj{"parts": cfg.Estimator.Parts, "scale": cfg.Estimator.Scale}
+			var parts []int
+			for _, u := range us {
+				parts = append(parts, zo.DeriveSeed(cfg.Run, u.Machine, u.Sample).Part(cfg.Estimator.Parts))
+			}
+			c["update_parts"] = parts
+		}
 		var steps []obj
 		var d zo.SetDigest
 		step := func(what string, idx int, remove bool, exclude bool) {
@@ -465,8 +476,15 @@ func manifestVectors() ([]obj, error) {
 	embedded.Model = &store.ModelSource{Embedded: true}
 	pooled := m
 	pooled.Pool = 1024
+	estimated := m
+	estimated.Estimator = &store.EstimatorSpec{Parts: 4, Scale: map[string]int{"transformer.wte.weight": -2, "é": 3, "z": 0}}
+	base := `{"run":"x","dist":"rademacher","eps":1,"lr":0,"quant":"q","base_digest":"` + hx(m.BaseDigest[:]) + `",`
 	inputs := []string{
-		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded), mustCanon(pooled),
+		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded), mustCanon(pooled), mustCanon(estimated),
+		base + `"estimator":{"parts":0,"scale":{"a":0}}}`,
+		base + `"estimator":{"parts":2,"rank":4}}`,
+		base + `"estimator":{"scale":{"a":1,"a":2}}}`,
+		base + `"estimator":{"scale":{"a":1.5}}}`,
 		`{"run":"x","dist":"rademacher","eps":1,"lr":0,"quant":"q","base_digest":"` + hx(m.BaseDigest[:]) + `","model":{"nmae":"typo"}}`,
 		`{
   "format_version": 0,

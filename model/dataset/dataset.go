@@ -64,10 +64,37 @@ func (s *Skipped) note(count *int, line int, format string, args ...any) {
 	}
 }
 
+// Options say how a source entry longer than the context becomes records.
+type Options struct {
+	// Window splits an entry longer than the context into windows of the
+	// context's length instead of truncating it (docs/DATA.md, "Long
+	// records").
+	Window bool
+	// Overlap is how many tokens each window after the first repeats from
+	// the one before, as context for its first predictions; they are not
+	// targets again. 0 ≤ Overlap ≤ contextLen/2; 0 repeats one token, the
+	// least that lets a window's first new token be predicted.
+	Overlap int
+}
+
+// Stats count what became of the entries that were not skipped.
+type Stats struct {
+	Entries       int // source entries that became records
+	Truncated     int // entries cut to the context (without Options.Window)
+	DroppedTokens int // tokens those cuts dropped
+	Split         int // entries split into windows (with Options.Window)
+	Windows       int // records the split entries became, first windows included
+}
+
 // Dataset is an ordered, immutable list of records.
 type Dataset struct {
 	records []Record
+	stats   Stats
 }
+
+// Stats describes the source the dataset was loaded from; datasets made by
+// Split and Shard report zero.
+func (d *Dataset) Stats() Stats { return d.stats }
 
 // Len is the number of records.
 func (d *Dataset) Len() int { return len(d.records) }
@@ -79,6 +106,11 @@ func (d *Dataset) Record(i int) Record { return d.records[i] }
 // text. contextLen is the model's context length; records are truncated to
 // it.
 func Load(path string, enc Encoder, contextLen int) (*Dataset, Skipped, error) {
+	return LoadWith(path, enc, contextLen, Options{})
+}
+
+// LoadWith is Load with the options o for long entries.
+func LoadWith(path string, enc Encoder, contextLen int, o Options) (*Dataset, Skipped, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, Skipped{}, fmt.Errorf("dataset: %w", err)
@@ -88,9 +120,9 @@ func Load(path string, enc Encoder, contextLen int) (*Dataset, Skipped, error) {
 	var skipped Skipped
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".jsonl":
-		d, skipped, err = ReadJSONL(f, enc, contextLen)
+		d, skipped, err = readJSONLWith(f, enc, contextLen, o)
 	case ".txt":
-		d, skipped, err = ReadText(f, enc, contextLen)
+		d, skipped, err = readTextWith(f, enc, contextLen, o)
 	default:
 		return nil, Skipped{}, fmt.Errorf("dataset: %s: unknown extension %q (want .jsonl or .txt)", path, ext)
 	}
@@ -104,15 +136,20 @@ func Load(path string, enc Encoder, contextLen int) (*Dataset, Skipped, error) {
 type builder struct {
 	enc        Encoder
 	contextLen int
+	opts       Options
 	records    []Record
 	skipped    Skipped
+	stats      Stats
 }
 
-func newBuilder(enc Encoder, contextLen int) (*builder, error) {
+func newBuilder(enc Encoder, contextLen int, o Options) (*builder, error) {
 	if contextLen < 2 {
 		return nil, fmt.Errorf("dataset: context length %d leaves nothing to predict", contextLen)
 	}
-	return &builder{enc: enc, contextLen: contextLen}, nil
+	if o.Overlap < 0 || o.Overlap > contextLen/2 {
+		return nil, fmt.Errorf("dataset: window overlap %d is not in [0, %d] (half the context)", o.Overlap, contextLen/2)
+	}
+	return &builder{enc: enc, contextLen: contextLen, opts: o}, nil
 }
 
 // contentKey hashes a record's text fields, length-prefixed so that field
@@ -172,22 +209,45 @@ func (b *builder) addPair(line int, prompt, completion string) {
 	b.add(line, ids, max(start, 1), contentKey("prompt/completion", prompt, completion))
 }
 
+// add adds the entry ids, whose targets start at lossStart, as one record
+// cut to the context, or, with Options.Window, as consecutive windows: a
+// window starts max(Overlap, 1) tokens before the previous one ends, and
+// its targets are the tokens no earlier window predicted, so every target
+// of the entry is predicted exactly once. Every
+// window carries the entry's key, so Split keeps an entry's windows
+// together.
 func (b *builder) add(line int, ids []int, lossStart int, key [sha256.Size]byte) {
-	if len(ids) > b.contextLen {
-		ids = ids[:b.contextLen:b.contextLen]
-	}
-	if lossStart >= len(ids) {
-		b.skipped.note(&b.skipped.NoTargets, line, "%d tokens, loss would start at %d", len(ids), lossStart)
+	C := b.contextLen
+	if lossStart >= min(len(ids), C) {
+		b.skipped.note(&b.skipped.NoTargets, line, "%d tokens, loss would start at %d", min(len(ids), C), lossStart)
 		return
 	}
-	b.records = append(b.records, Record{Tokens: ids, LossStart: lossStart, Line: line, key: key})
+	b.stats.Entries++
+	if len(ids) <= C {
+		b.records = append(b.records, Record{Tokens: ids, LossStart: lossStart, Line: line, key: key})
+		return
+	}
+	if !b.opts.Window {
+		b.stats.Truncated++
+		b.stats.DroppedTokens += len(ids) - C
+		b.records = append(b.records, Record{Tokens: ids[:C:C], LossStart: lossStart, Line: line, key: key})
+		return
+	}
+	b.stats.Split++
+	for start, next := 0, 0; next < len(ids); {
+		end := min(start+C, len(ids))
+		b.records = append(b.records, Record{Tokens: ids[start:end:end], LossStart: max(lossStart-start, next-start, 1), Line: line, key: key})
+		b.stats.Windows++
+		next = end
+		start = end - max(b.opts.Overlap, 1)
+	}
 }
 
 func (b *builder) finish() (*Dataset, Skipped, error) {
 	if len(b.records) == 0 {
 		return nil, b.skipped, fmt.Errorf("dataset: no valid records (%d skipped: %s)", b.skipped.Total(), strings.Join(b.skipped.Examples, "; "))
 	}
-	return &Dataset{records: b.records}, b.skipped, nil
+	return &Dataset{records: b.records, stats: b.stats}, b.skipped, nil
 }
 
 // jsonRecord is one JSONL line: {"text": ...} or {"prompt": ..., "completion": ...}.
@@ -202,7 +262,11 @@ type jsonRecord struct {
 // are ignored. Blank and malformed lines are skipped and counted; it is an
 // error only when no record remains or reading fails.
 func ReadJSONL(r io.Reader, enc Encoder, contextLen int) (*Dataset, Skipped, error) {
-	b, err := newBuilder(enc, contextLen)
+	return readJSONLWith(r, enc, contextLen, Options{})
+}
+
+func readJSONLWith(r io.Reader, enc Encoder, contextLen int, o Options) (*Dataset, Skipped, error) {
+	b, err := newBuilder(enc, contextLen, o)
 	if err != nil {
 		return nil, Skipped{}, err
 	}
@@ -243,7 +307,11 @@ func ReadJSONL(r io.Reader, enc Encoder, contextLen int) (*Dataset, Skipped, err
 // leading and trailing spaces. A paragraph with a line that is not valid
 // UTF-8 is skipped as malformed.
 func ReadText(r io.Reader, enc Encoder, contextLen int) (*Dataset, Skipped, error) {
-	b, err := newBuilder(enc, contextLen)
+	return readTextWith(r, enc, contextLen, Options{})
+}
+
+func readTextWith(r io.Reader, enc Encoder, contextLen int, o Options) (*Dataset, Skipped, error) {
+	b, err := newBuilder(enc, contextLen, o)
 	if err != nil {
 		return nil, Skipped{}, err
 	}

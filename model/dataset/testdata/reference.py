@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Independent implementation of the sampling order and held-out split of
 docs/DATA.md, written from that page. Writes vectors.json, which
-dataset_test.go checks the Go code against. Run: python3 reference.py"""
+dataset_test.go checks the Go code against. Run: python3 reference.py
+(bench/learning.py imports sample() from here for zopeer's batch order)."""
 import hashlib
 import json
 import struct
@@ -50,15 +51,20 @@ def held_out(key, fraction):
     return int.from_bytes(key[:8], "big") < int(fraction * 2**64)
 
 
-samples = []
-for run, machine, n in [("run-a", 0, 1), ("run-a", 0, 7), ("run-a", 1, 7), ("run-b", 0, 7), ("run-a", 3, 100), ("", 2**64 - 1, 1000)]:
-    samples.append({"run": run, "machine": machine, "n": n, "indices": [sample(run, machine, k, n) for k in range(2 * n if n < 50 else 60)]})
+def main():
+    samples = []
+    for run, machine, n in [("run-a", 0, 1), ("run-a", 0, 7), ("run-a", 1, 7), ("run-b", 0, 7), ("run-a", 3, 100), ("", 2**64 - 1, 1000)]:
+        samples.append({"run": run, "machine": machine, "n": n, "indices": [sample(run, machine, k, n) for k in range(2 * n if n < 50 else 60)]})
 
-records = []
-for rec in [{"text": "hello world"}, {"text": ""}, {"prompt": "Q: 2+2?\nA:", "completion": " 4"}, {"prompt": "", "completion": "x"}, {"text": "café 日本"}]:
-    key = content_key("text", rec["text"]) if "text" in rec else content_key("prompt/completion", rec["prompt"], rec["completion"])
-    records.append({"record": rec, "key_prefix": key[:8].hex(), "held_out_0.5": held_out(key, 0.5)})
+    records = []
+    for rec in [{"text": "hello world"}, {"text": ""}, {"prompt": "Q: 2+2?\nA:", "completion": " 4"}, {"prompt": "", "completion": "x"}, {"text": "café 日本"}]:
+        key = content_key("text", rec["text"]) if "text" in rec else content_key("prompt/completion", rec["prompt"], rec["completion"])
+        records.append({"record": rec, "key_prefix": key[:8].hex(), "held_out_0.5": held_out(key, 0.5)})
 
-with open("vectors.json", "w") as f:
-    json.dump({"samples": samples, "records": records}, f, indent=1)
-    f.write("\n")
+    with open("vectors.json", "w") as f:
+        json.dump({"samples": samples, "records": records}, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,8 @@ type options struct {
 	logEvery    int
 	arch        arch
 	warmupSteps int
+	text        string // English mode: the Bible's text (see english.go)
+	task        string // English mode: the Jargon File (jargon.dict.dz)
 }
 
 func main() {
@@ -49,6 +51,12 @@ func main() {
 	flag.Float64Var(&o.lr, "lr", 3e-3, "peak Adam learning rate (cosine decay to a tenth)")
 	flag.IntVar(&o.merges, "merges", 255, "BPE merges to learn (vocabulary = 256 bytes + merges + <|endoftext|>)")
 	flag.IntVar(&o.logEvery, "log", 100, "report the held-out loss every this many steps")
+	flag.StringVar(&o.text, "text", "", "English mode: pretrain a byte-level model on this Bible text (output of `bible gen1:1-rev22:21`) instead of the synthetic language")
+	flag.StringVar(&o.task, "task", "", "English mode: write the fine-tuning task from this Jargon File (/usr/share/dictd/jargon.dict.dz)")
+	flag.IntVar(&o.arch.Hidden, "hidden", o.arch.Hidden, "model width")
+	flag.IntVar(&o.arch.Layers, "layers", o.arch.Layers, "transformer blocks")
+	flag.IntVar(&o.arch.Heads, "heads", o.arch.Heads, "attention heads")
+	flag.IntVar(&o.arch.MaxPos, "ctx", o.arch.MaxPos, "context length (tokens)")
 	flag.Parse()
 	o.checkDocs, o.warmupSteps = 64, 100
 	if err := run(o); err != nil {
@@ -62,6 +70,9 @@ func run(o options) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
+	if o.text != "" {
+		return runEnglish(o)
+	}
 	tok, vocab, err := writeTokenizer(o)
 	if err != nil {
 		return err
@@ -71,8 +82,12 @@ func run(o options) error {
 		return err
 	}
 	w := initWeights(o.arch, o.seed)
-	check, err := pretrain(o, w, tok)
+	T := o.arch.MaxPos
+	check, err := newDocs(o.seed+1, tok, T).batch(o.checkDocs)
 	if err != nil {
+		return err
+	}
+	if err := pretrainOn(o, w, newDocs(o.seed, tok, T), check); err != nil {
 		return err
 	}
 	if err := writeModel(o.out, w); err != nil {
@@ -167,23 +182,23 @@ func (d *docs) batch(n int) ([][]int, error) {
 	return out, nil
 }
 
-// pretrain runs Adam on fresh documents each step, with a linear warm-up
-// and a cosine decay to a tenth of the peak rate. It returns the held-out
-// batch it reports on, for checkExport.
-func pretrain(o options, w *weights, tok *tokenizer.Tokenizer) ([][]int, error) {
+// batcher draws the pretraining batches.
+type batcher interface {
+	batch(n int) ([][]int, error)
+}
+
+// pretrainOn runs Adam on fresh batches from train each step, with a linear
+// warm-up and a cosine decay to a tenth of the peak rate, reporting the
+// loss on heldOut.
+func pretrainOn(o options, w *weights, train batcher, heldOut [][]int) error {
 	T := o.arch.MaxPos
-	train := newDocs(o.seed, tok, T)
-	heldOut, err := newDocs(o.seed+1, tok, T).batch(o.checkDocs)
-	if err != nil {
-		return nil, err
-	}
 	nt, err := newNet(w, o.batch, T, true)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ev, err := newNet(w, o.checkDocs, T, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	zeros := make([]int, max(o.batch, o.checkDocs))
 	evalLoss := func() (float64, error) {
@@ -198,17 +213,17 @@ func pretrain(o options, w *weights, tok *tokenizer.Tokenizer) ([][]int, error) 
 	for step := 1; step <= o.steps; step++ {
 		b, err := train.batch(o.batch)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := nt.set(b, zeros[:o.batch]); err != nil {
-			return nil, err
+			return err
 		}
 		loss, err := nt.run()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, fmt.Errorf("gen: step %d: loss is %v", step, loss)
+			return fmt.Errorf("gen: step %d: loss is %v", step, loss)
 		}
 		lr := o.lr * float64(step) / float64(o.warmupSteps)
 		if step > o.warmupSteps {
@@ -216,19 +231,19 @@ func pretrain(o options, w *weights, tok *tokenizer.Tokenizer) ([][]int, error) 
 			lr = o.lr * (0.1 + 0.45*(1+math.Cos(math.Pi*frac)))
 		}
 		if err := opt.step(nt.params, lr); err != nil {
-			return nil, err
+			return err
 		}
 		avg = 0.98*avg + 0.02*loss
 		if step%o.logEvery == 0 || step == o.steps {
 			el, err := evalLoss()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			log.Printf("gen: step %d/%d  train loss (smoothed) %.4f  held-out loss %.4f  lr %.2e  %s",
 				step, o.steps, avg/(1-math.Pow(0.98, float64(step))), el, lr, time.Since(start).Round(time.Second))
 		}
 	}
-	return heldOut, nil
+	return nil
 }
 
 // writeModel writes config.json and model.safetensors in Hugging Face's

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zopeer/zopeer/model/dataset"
 	"github.com/zopeer/zopeer/testnet"
 )
 
@@ -51,6 +52,21 @@ type config struct {
 	Timeout   time.Duration
 	Scaling   string
 	Target    float64
+	// Run parameters, given to `zopeer init` (they go into the manifest);
+	// empty or zero leaves zopeer's default.
+	Run        string
+	Dist       string
+	Eps        float64
+	LR         float64
+	LRWarmup   uint64
+	LRDecay    uint64
+	Trainable  string
+	Estimator  string
+	GradBound  float64
+	MaxSamples uint64
+	// Local settings every peer's `zopeer start` gets.
+	Window  bool
+	Overlap int
 }
 
 var defaults = config{
@@ -87,6 +103,18 @@ func main() {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "give up (and fail) after this long")
 	fs.StringVar(&c.Scaling, "scaling", c.Scaling, "comma-separated network sizes (e.g. 1,2,4,8): run each with the same per-peer budget and print a table")
 	fs.Float64Var(&c.Target, "target", c.Target, "with --scaling: the eval loss whose first crossing is reported")
+	fs.StringVar(&c.Run, "run", c.Run, "run identifier (default: zopeer's)")
+	fs.StringVar(&c.Dist, "dist", c.Dist, "perturbation distribution: rademacher or gauss4 (default: zopeer's)")
+	fs.Float64Var(&c.Eps, "eps", c.Eps, "perturbation scale ε (0: zopeer's default)")
+	fs.Float64Var(&c.LR, "lr", c.LR, "learning rate η per update (0: zopeer's default)")
+	fs.Uint64Var(&c.LRWarmup, "lr-warmup", c.LRWarmup, "ramp η up over each machine's first N samples (0: off)")
+	fs.Uint64Var(&c.LRDecay, "lr-decay", c.LRDecay, "decay η linearly to 0 at each machine's sample N (0: off)")
+	fs.StringVar(&c.Trainable, "trainable", c.Trainable, "regexp of parameter names to train (default: all)")
+	fs.StringVar(&c.Estimator, "estimator", c.Estimator, "zeroth-order estimator of the run (default: zopeer's, MeZO)")
+	fs.Float64Var(&c.GradBound, "grad-bound", c.GradBound, "bound on every update's |projected gradient| (0: zopeer init calibrates it)")
+	fs.Uint64Var(&c.MaxSamples, "max-samples", c.MaxSamples, "samples one machine may contribute at most (0: zopeer's default)")
+	fs.BoolVar(&c.Window, "window", c.Window, "peers split records longer than the context into windows")
+	fs.IntVar(&c.Overlap, "window-overlap", c.Overlap, "with --window, tokens a window repeats from the one before")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: testnet [flags]\n\nRuns a local zopeer network and checks that every peer ends with the same weights,\n"+
 			"that no update is lost and that the eval loss improved. Exit status 1 if a check fails.\n\n")
@@ -113,6 +141,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testnet:", err)
 		os.Exit(1)
 	}
+}
+
+// initArgs are the run parameters given to `zopeer init`.
+func (c config) initArgs() []string {
+	var a []string
+	add := func(flag, v string, set bool) {
+		if set {
+			a = append(a, "--"+flag, v)
+		}
+	}
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	add("run", c.Run, c.Run != "")
+	add("dist", c.Dist, c.Dist != "")
+	add("eps", f(c.Eps), c.Eps != 0)
+	add("lr", f(c.LR), c.LR != 0)
+	add("lr-warmup", strconv.FormatUint(c.LRWarmup, 10), c.LRWarmup != 0)
+	add("lr-decay", strconv.FormatUint(c.LRDecay, 10), c.LRDecay != 0)
+	add("trainable", c.Trainable, c.Trainable != "")
+	add("estimator", c.Estimator, c.Estimator != "")
+	add("grad-bound", f(c.GradBound), c.GradBound != 0)
+	add("max-samples", strconv.FormatUint(c.MaxSamples, 10), c.MaxSamples != 0)
+	if c.Window { // calibration (grad bound, scale=grad) on the windows the peers train on
+		a = append(a, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
+	}
+	return a
 }
 
 // result is what a run leaves besides its report.
@@ -158,7 +211,14 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 		"--eval-every", strconv.Itoa(c.EvalEvery), "--checkpoint-every", "20", "--state-every", "1s", "--sync-every", "1s",
 		"--test-drop-gossip", strconv.FormatFloat(c.Drop, 'g', -1, 64)}}
 	defer n.Close()
-	if err := n.Init(ctx); err != nil {
+	if c.Run != "" {
+		n.Args = append(n.Args, "--run", c.Run) // joiners fetch the manifest of this run
+	}
+	if c.Window {
+		n.Args = append(n.Args, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
+		data.Records = dataset.Options{Window: true, Overlap: c.Overlap}
+	}
+	if err := n.Init(ctx, c.initArgs()...); err != nil {
 		return res, err
 	}
 	base, err := data.BaseLoss(ctx, c.BatchSize)
