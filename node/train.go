@@ -194,7 +194,7 @@ func (s Settings) Manifest(base [32]byte) store.Manifest {
 		Params:    map[string]string{"trainable": s.Trainable},
 		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,
-		Data: s.public,
+		Data:      s.public,
 		Estimator: s.estimator,
 	}
 }
