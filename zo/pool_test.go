@@ -148,3 +148,20 @@ func TestPoolIndexRule(t *testing.T) {
 		t.Fatal("a pool above MaxPool validated")
 	}
 }
+
+// A pool and a non-MeZO estimator have not been specified together: such a
+// configuration is refused rather than given an unspecified meaning.
+func TestPoolWithEstimatorRefused(t *testing.T) {
+	c := Config{Run: "r", Dist: Rademacher, Eps: 1e-3, LR: 1e-4, Pool: 16}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("pool alone: %v", err)
+	}
+	c.Estimator = Estimator{Parts: 2}
+	if err := c.Validate(); err == nil {
+		t.Fatal("a pool with parts=2 was accepted")
+	}
+	c.Pool = 0
+	if err := c.Validate(); err != nil {
+		t.Fatalf("parts=2 alone: %v", err)
+	}
+}
