@@ -60,3 +60,56 @@ func TestSnapshotJoinRefusesLyingDonor(t *testing.T) {
 	sts := converged(t, ctx, n)
 	checkTotals(t, sts, 20*16, 20*16, 0, 32)
 }
+
+// While the run trains on without pause, peers' current states differ by the
+// updates in flight, but the donors keep serving the checkpoint they agreed
+// on: their snapshot infos attest it, so a joiner with --snapshot-quorum 2
+// still installs it (then applies the tail) instead of falling back.
+func TestSnapshotJoinWhileTraining(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	n := newNet(t)
+	addNodes(t, ctx, n, 2, "--steps", "20")
+	agreed := converged(t, ctx, n)[0].Updates
+	trainer, err := n.Add(ctx, "--steps", "0") // never stops
+	if err != nil {
+		t.Fatal(err)
+	}
+	for { // the run has moved past the agreed state
+		st, err := trainer.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Updates > agreed+64 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the trainer never contributed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	j, err := n.Add(ctx, "--steps", "-1", "--snapshot-quorum", "2", "--snapshot-verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st node.Status
+	for {
+		if st, err = j.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := st.Snapshot; s != nil && s.State == "installed" && s.Verify != "" && s.Verify != "replaying" {
+			break
+		}
+		if s := st.Snapshot; s != nil && s.State == "fallback" {
+			t.Fatalf("the joiner fell back to a full replay: %s", s.Error)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the joiner never installed a verified snapshot: %+v", st.Snapshot)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s := st.Snapshot; s.Updates < agreed || s.Verify != "verified" || s.Votes < 2 {
+		t.Fatalf("snapshot status %+v: want at least the %d agreed updates, verified, 2 votes", s, agreed)
+	}
+	t.Logf("joined by snapshot of %d updates (agreed at %d) while the run trained on, %d votes", st.Snapshot.Updates, agreed, st.Snapshot.Votes)
+}
