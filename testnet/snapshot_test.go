@@ -32,22 +32,7 @@ func TestSnapshotJoinRefusesLyingDonor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.Status
-	for {
-		if st, err = j.Status(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if s := st.Snapshot; s != nil && s.State == "installed" && s.Verify != "" && s.Verify != "replaying" {
-			break
-		}
-		if s := st.Snapshot; s != nil && s.State == "fallback" {
-			t.Fatalf("the joiner fell back to a full replay: %s", s.Error)
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the joiner never installed a verified snapshot: %+v", st.Snapshot)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	st := awaitSnapshot(t, ctx, j)
 	s := st.Snapshot
 	ls, err := liar.Status(ctx)
 	if err != nil {
@@ -92,13 +77,24 @@ func TestSnapshotJoinWhileTraining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.Status
+	st := awaitSnapshot(t, ctx, j)
+	if s := st.Snapshot; s.Updates < agreed || s.Verify != "verified" || s.Votes < 2 {
+		t.Fatalf("snapshot status %+v: want at least the %d agreed updates, verified, 2 votes", s, agreed)
+	}
+	t.Logf("joined by snapshot of %d updates (agreed at %d) while the run trained on, %d votes", st.Snapshot.Updates, agreed, st.Snapshot.Votes)
+}
+
+// awaitSnapshot waits until the joiner j installed a snapshot and its
+// background replay has a verdict; a fallback to full replay fails the test.
+func awaitSnapshot(t *testing.T, ctx context.Context, j *Node) node.Status {
+	t.Helper()
 	for {
-		if st, err = j.Status(ctx); err != nil {
+		st, err := j.Status(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if s := st.Snapshot; s != nil && s.State == "installed" && s.Verify != "" && s.Verify != "replaying" {
-			break
+			return st
 		}
 		if s := st.Snapshot; s != nil && s.State == "fallback" {
 			t.Fatalf("the joiner fell back to a full replay: %s", s.Error)
@@ -108,8 +104,4 @@ func TestSnapshotJoinWhileTraining(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if s := st.Snapshot; s.Updates < agreed || s.Verify != "verified" || s.Votes < 2 {
-		t.Fatalf("snapshot status %+v: want at least the %d agreed updates, verified, 2 votes", s, agreed)
-	}
-	t.Logf("joined by snapshot of %d updates (agreed at %d) while the run trained on, %d votes", st.Snapshot.Updates, agreed, st.Snapshot.Votes)
 }
