@@ -2,7 +2,10 @@ package testnet
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +59,26 @@ func TestSnapshotJoinWhileTraining(t *testing.T) {
 	n := newNet(t)
 	addNodes(t, ctx, n, 2, "--steps", "20")
 	agreed := converged(t, ctx, n)[0].Updates
+	// Both donors agree on the state before the run moves on: each serves
+	// its checkpoint of it once it heard the other announce the same pair.
+	want := fmt.Sprintf("updates=%d", agreed)
+	for _, d := range n.Nodes() {
+		for {
+			b, err := os.ReadFile(d.Log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool {
+				return strings.Contains(l, `msg="serving an agreed snapshot"`) && strings.HasSuffix(l, want)
+			}) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never served the agreed snapshot", d.Name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	trainer, err := n.Add(ctx, "--steps", "0") // never stops
 	if err != nil {
 		t.Fatal(err)
