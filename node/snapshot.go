@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -21,9 +22,11 @@ import (
 // (set digest, weights hash) pair matched another peer's announcement: a
 // state others reached too. A joiner started with --snapshot-quorum N and an
 // empty log logs what arrives without applying it, waits until N machines
-// announce one same pair, fetches that pair's snapshot from the donors that
-// serve exactly it (a donor serving another hash for the same digest, or the
-// same hash for another digest, is refused), checks the weights hash
+// attest one same pair (announcing it, or serving it: a donor's info counts,
+// because donors that train on serve a state they have moved past), fetches
+// that pair's snapshot from the donors that serve exactly it (a donor
+// serving another hash for the same digest, or the same hash for another
+// digest, is refused), checks the weights hash
 // locally, lets anti-entropy fetch the snapshot's updates (a few bytes each)
 // and checks their set digest, then installs the weights as a checkpoint and
 // replays only the tail. Any failure falls back to the full replay.
@@ -33,9 +36,9 @@ type SnapshotStatus struct {
 	// State: waiting_quorum, fetching, fetching_updates, installed, or
 	// fallback (a full replay: the reason is in Error).
 	State   string   `json:"state"`
-	Votes   int      `json:"votes"`            // machines announcing the pair chosen
+	Votes   int      `json:"votes"`            // machines attesting the pair chosen (announcing or serving it)
 	Donors  []string `json:"donors,omitempty"` // peers the weights came from
-	Refused []string `json:"refused_donors"`   // peers whose snapshot disagreed with the majority's announcements
+	Refused []string `json:"refused_donors"`   // peers whose snapshot disagreed with the majority's pair
 	Updates uint64   `json:"updates"`          // updates the snapshot includes
 	Hash    string   `json:"weights_hash,omitempty"`
 	Seconds float64  `json:"seconds"` // from start to installed
@@ -230,23 +233,26 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 	refused := map[peer.ID]bool{}
 	for ctx.Err() == nil {
 		if time.Now().After(deadline) {
-			return nil, p2p.SnapshotInfo{}, errors.New("node: snapshot: no quorum of announcements with a donor serving it in time")
+			return nil, p2p.SnapshotInfo{}, errors.New("node: snapshot: no quorum of attestations with a donor serving it in time")
 		}
-		dig, hash, votes := d.quorumPair()
+		offers := d.peer.SnapshotOffers(ctx)
+		best, votes := tally(d.attestations(offers, refused))
+		dig, hash := best.dig, best.hash
 		set(func(s *SnapshotStatus) { s.Votes = votes })
 		if votes < d.ps.SnapshotQuorum {
-			sleepCtx(ctx, 200*time.Millisecond)
+			sleepCtx(ctx, 500*time.Millisecond)
 			continue
 		}
 		var from []peer.ID
 		var in p2p.SnapshotInfo
-		for _, o := range d.peer.SnapshotOffers(ctx) {
+		for _, o := range offers {
 			switch {
+			case refused[o.From]:
 			case o.Info.Digest == dig && o.Info.Hash == hash:
 				from, in = append(from, o.From), o.Info
-			case (o.Info.Digest == dig || o.Info.Hash == hash) && !refused[o.From]:
+			case o.Info.Digest == dig || o.Info.Hash == hash:
 				refused[o.From] = true
-				d.log.Warn("refusing a snapshot donor: its (set digest, weights hash) disagrees with the majority's announcements",
+				d.log.Warn("refusing a snapshot donor: its (set digest, weights hash) disagrees with the majority's",
 					"peer", o.From, "votes", votes)
 				set(func(s *SnapshotStatus) { s.Refused = append(s.Refused, o.From.String()) })
 			}
@@ -295,29 +301,60 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 	return nil, p2p.SnapshotInfo{}, ctx.Err()
 }
 
-// quorumPair is the (set digest, weights hash) pair the most fresh,
-// undiscredited machines announce, and how many.
-func (d *Daemon) quorumPair() (zo.SetDigest, [32]byte, int) {
-	type pair struct {
-		dig  zo.SetDigest
-		hash [32]byte
-	}
+// snapPair is a state: a set of updates and the weights they give.
+type snapPair struct {
+	dig  zo.SetDigest
+	hash [32]byte
+}
+
+// attestation is one machine's claim that it held a state.
+type attestation struct {
+	machine uint64
+	pair    snapPair
+}
+
+// attestations are the fresh announcements of undiscredited machines (their
+// current state) and the snapshot infos of donors not refused (the agreed
+// state each serves, which a donor that trains on has moved past), each
+// under its donor's machine. A machine may attest two pairs this way: both
+// are states it held.
+func (d *Daemon) attestations(offers []p2p.SnapshotOffer, refused map[peer.ID]bool) []attestation {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
-	votes := map[pair]int{}
-	var best pair
-	for _, h := range d.states {
-		if now.Sub(h.at) > d.stateTTL() || h.st.Count == 0 {
-			continue
-		}
-		p := pair{h.st.Digest, h.st.WeightsHash}
-		votes[p]++
-		if votes[p] > votes[best] {
-			best = p
+	var out []attestation
+	for m, h := range d.states {
+		if now.Sub(h.at) <= d.stateTTL() && h.st.Count > 0 {
+			out = append(out, attestation{m, snapPair{h.st.Digest, h.st.WeightsHash}})
 		}
 	}
-	return best.dig, best.hash, votes[best]
+	for _, o := range offers {
+		m, ok := p2p.MachineOfPeer(o.From)
+		if _, bad := d.discredited[m]; !ok || bad || refused[o.From] || o.Info.Count == 0 {
+			continue
+		}
+		out = append(out, attestation{m, snapPair{o.Info.Digest, o.Info.Hash}})
+	}
+	return out
+}
+
+// tally is the pair the most distinct machines attest, and how many: a
+// machine counts once per pair however many ways it attests it.
+func tally(atts []attestation) (snapPair, int) {
+	seen := map[attestation]bool{}
+	votes := map[snapPair]int{}
+	var best snapPair
+	for _, a := range atts {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		votes[a.pair]++
+		if n := votes[a.pair]; n > votes[best] || n == votes[best] && bytes.Compare(a.pair.hash[:], best.hash[:]) < 0 {
+			best = a.pair
+		}
+	}
+	return best, votes[best]
 }
 
 // awaitLogged runs anti-entropy rounds until the log holds every update of

@@ -35,11 +35,7 @@ func (p *Peer) PeerInfos() []PeerInfo {
 	for _, id := range net.Peers() {
 		pi := PeerInfo{ID: id.String(), OnTopic: onTopic[id], Relayed: true,
 			Latency: p.host.Peerstore().LatencyEWMA(id)}
-		if pk, err := id.ExtractPublicKey(); err == nil {
-			if raw, err := pk.Raw(); err == nil && len(raw) == ed25519.PublicKeySize {
-				pi.Machine = MachineOf(ed25519.PublicKey(raw))
-			}
-		}
+		pi.Machine, _ = MachineOfPeer(id)
 		conns := net.ConnsToPeer(id)
 		for i, c := range conns {
 			a := c.RemoteMultiaddr().String()
@@ -61,4 +57,18 @@ func (p *Peer) PeerInfos() []PeerInfo {
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// MachineOfPeer is the machine id bound to a peer's identity key (MachineOf),
+// and false if the peer ID does not embed an Ed25519 key.
+func MachineOfPeer(id peer.ID) (uint64, bool) {
+	pk, err := id.ExtractPublicKey()
+	if err != nil {
+		return 0, false
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return 0, false
+	}
+	return MachineOf(ed25519.PublicKey(raw)), true
 }

@@ -153,7 +153,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.BoolVar(&ps.TestLie, "test-lie", ps.TestLie, "TEST ONLY: flip the sign of every own gradient (a liar for the verification tests)")
 	fs.BoolVar(&ps.TestAccuse, "test-accuse", ps.TestAccuse, "TEST ONLY: accuse every sample this peer re-computes, true or not (a false accuser)")
 	fs.Float64Var(&ps.VerifyFraction, "verify-fraction", ps.VerifyFraction, "public-data runs: share of compute spent re-computing other machines' samples (0..1)")
-	fs.IntVar(&ps.SnapshotQuorum, "snapshot-quorum", ps.SnapshotQuorum, "join with an empty log from a snapshot once this many peers announce its (set digest, weights hash); 0: replay every update")
+	fs.IntVar(&ps.SnapshotQuorum, "snapshot-quorum", ps.SnapshotQuorum, "join with an empty log from a snapshot once this many machines attest its (set digest, weights hash) by announcing or serving it; 0: replay every update")
 	fs.BoolVar(&ps.SnapshotVerify, "snapshot-verify", ps.SnapshotVerify, "after joining by snapshot, replay its updates in the background to check it (status snapshot.verify)")
 	fs.BoolVar(&ps.SnapshotLie, "test-snapshot-lie", ps.SnapshotLie, "TEST ONLY: serve snapshots whose weights hash is wrong")
 	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
