@@ -34,11 +34,8 @@ var palette = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#
 
 // WriteSVG draws the chart as an SVG document.
 func (c Chart) WriteSVG(w io.Writer) error {
-	const W, H, pw, ph, top, left = 1000, 440, 400, 300, 60, 80
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="16" text-anchor="middle">%s</text>`+"\n", W/2, esc(c.Title))
+	const W, pw, ph, top, left = 1000, 400, 300, 60, 80
+	var b strings.Builder // the body; the header follows once the legend's height is known
 
 	byNode := map[string][]Point{}
 	var names []string
@@ -117,22 +114,34 @@ func (c Chart) WriteSVG(w io.Writer) error {
 		}
 	}
 	// Legend entries advance by their text's width (about 7 px a character
-	// at the chart's font size), so long series names do not overlap.
-	x := left
+	// at the chart's font size) and wrap into rows, so long series names
+	// neither overlap nor run off the chart; the chart grows by the rows.
+	const legendTop = top + ph + 52
+	x, y := left, legendTop
 	for i, name := range names {
+		width := 18 + 7*len(name) + 16
+		if x > left && x+width > W-20 {
+			x, y = left, y+16
+		}
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
-			x, H-28, palette[i%len(palette)], x+18, H-23, esc(name))
-		x += 18 + 7*len(name) + 16
+			x, y, palette[i%len(palette)], x+18, y+5, esc(name))
+		x += width
 	}
+	H := y + 28
 	if len(c.Marks) > 0 {
 		legend := c.MarkLegend
 		if legend == "" {
 			legend = "red: kill -9, green: peer started"
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", W-20, H-23, esc(legend))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", W-20, H-5, esc(legend))
+		H += 12
 	}
+	var head strings.Builder
+	fmt.Fprintf(&head, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
+	fmt.Fprintf(&head, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
+	fmt.Fprintf(&head, `<text x="%d" y="24" font-size="16" text-anchor="middle">%s</text>`+"\n", W/2, esc(c.Title))
 	b.WriteString("</svg>\n")
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, head.String()+b.String())
 	return err
 }
 
