@@ -71,6 +71,9 @@ type PeerSettings struct {
 	StaticRelays         []string // relays to reserve on instead of the peers this one knows
 	AutoNAT              bool     // AutoNAT v2 reachability checks of our own addresses
 	PeerExchange         bool     // gossipsub peer exchange (PX) when pruning the mesh
+	// MeshDegree is gossipsub's D: copies of each message a peer receives,
+	// bytes against resilience (p2p.Options.MeshDegree).
+	MeshDegree int
 	// JoinTimeout is how long a peer looks for a peer of its run before it
 	// says so: a joiner without a manifest stops with what it tried; a peer
 	// with one warns and keeps looking while it runs alone.
@@ -91,6 +94,7 @@ var PeerDefaults = PeerSettings{
 	RelayMaxCircuits:     8,
 	AutoNAT:              true,
 	PeerExchange:         true,
+	MeshDegree:           p2p.DefaultOptions().MeshDegree,
 	JoinTimeout:          10 * time.Second,
 	API:                  "127.0.0.1:7070",
 	MaxLag:               4096,
@@ -121,6 +125,8 @@ func (ps PeerSettings) Validate() error {
 	switch {
 	case ps.RelayService && (ps.RelayMaxReservations <= 0 || ps.RelayMaxCircuits <= 0):
 		return errors.New("node: --relay-max-reservations and --relay-max-circuits must be positive (or --relay-service=false)")
+	case ps.MeshDegree < 2:
+		return fmt.Errorf("node: --mesh-degree %d: want at least 2", ps.MeshDegree)
 	case len(ps.StaticRelays) > 0 && !ps.RelayClient:
 		return errors.New("node: --static-relays needs --relay")
 	case ps.JoinTimeout <= 0:

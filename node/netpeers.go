@@ -18,7 +18,7 @@ import (
 func (ps PeerSettings) apply(o *p2p.Options) {
 	o.RelayClient, o.HolePunching, o.NATService, o.NATPortMap = ps.RelayClient, ps.HolePunching, ps.NATService, ps.NATPortMap
 	o.RelayService, o.RelayMaxReservations, o.RelayMaxCircuits = ps.RelayService, ps.RelayMaxReservations, ps.RelayMaxCircuits
-	o.StaticRelays, o.AutoNATv2, o.PeerExchange = ps.StaticRelays, ps.AutoNAT, ps.PeerExchange
+	o.StaticRelays, o.AutoNATv2, o.PeerExchange, o.MeshDegree = ps.StaticRelays, ps.AutoNAT, ps.PeerExchange, ps.MeshDegree
 	if !o.RelayService {
 		o.RelayMaxReservations, o.RelayMaxCircuits = max(1, o.RelayMaxReservations), max(1, o.RelayMaxCircuits)
 	}

@@ -112,6 +112,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "--home", filepath.Join(dir, "h3"), "--test-drop-gossip", "1.5"}, 2, "test-drop-gossip"},
 		{[]string{"init", "--home", filepath.Join(dir, "h4"), "--pool", "70000"}, 2, "want 0..65536"},
 		{[]string{"start", "--home", filepath.Join(dir, "h5"), "--snapshot-quorum", "-1"}, 1, "snapshot-quorum"},
+		{[]string{"start", "--home", filepath.Join(dir, "h6"), "--mesh-degree", "1"}, 1, "mesh-degree"},
 		{[]string{"bench", "--model", "gpt2-small", "--tokens", "1"}, 1, "tokens"},
 	} {
 		code, _, errs := zopeer(t, c.args...)

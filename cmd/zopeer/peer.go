@@ -159,6 +159,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
 	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
 	fs.IntVar(&ps.RelayMaxCircuits, "relay-max-circuits", ps.RelayMaxCircuits, "relay service: relayed connections per peer at most")
+	fs.IntVar(&ps.MeshDegree, "mesh-degree", ps.MeshDegree, "gossipsub mesh degree D: copies of each message a peer receives (bytes against resilience; large open runs may want 6)")
 	relays := listFlag(ps.StaticRelays)
 	fs.Var(&relays, "static-relays", "relays to reserve a slot on (…/p2p/ID), comma-separated (default: relays among the peers this one knows)")
 	fs.BoolVar(&ps.AutoNAT, "autonat-v2", ps.AutoNAT, "check this peer's own addresses with AutoNAT v2")
