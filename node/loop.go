@@ -106,6 +106,14 @@ func (d *Daemon) take(ctx context.Context, b *p2p.Batch) error {
 
 // takeDeferred is take, leaving the batch's updates pending (Trainer.Take).
 func (d *Daemon) takeDeferred(ctx context.Context, b *p2p.Batch) error {
+	if d.run.Log.Excluded(b.Machine) {
+		// Only a Want delivers a banned machine's batch: an accusation's
+		// basis names it (recompute.go). It is kept, never logged.
+		if d.run.Trainer.bannedNotEquivocator(b.Machine) {
+			return d.run.Log.KeepBannedBatch(ctx, b.Raw, b.Updates())
+		}
+		return nil
+	}
 	eqs, err := d.run.Trainer.Take(ctx, b.Raw, b.Updates())
 	if err != nil {
 		return err

@@ -140,16 +140,56 @@ func (t *Trainer) bannedUpdates(h p2p.Holding) ([]zo.Update, error) {
 		}
 	}
 	if uint64(len(out)) != h.Samples.Count() {
+		if t.bannedNotEquivocator(h.Machine) {
+			// Banned here before this peer held all of it: the samples are
+			// fetched (checkOne asks for missingOf) from peers that kept them.
+			return nil, fmt.Errorf("%w: banned machine %016x", errBasisMissing, h.Machine)
+		}
 		return nil, fmt.Errorf("%w: %016x, whose batches this peer does not hold", errBasisExcluded, h.Machine)
 	}
 	return out, nil
+}
+
+// bannedNotEquivocator reports whether machine was excluded by a ban (an
+// accusation), whose signed batches the log keeps, rather than for
+// equivocation, whose batches nobody keeps.
+func (t *Trainer) bannedNotEquivocator(machine uint64) bool {
+	raw, ok := t.log.Evidence(machine)
+	if !ok {
+		return false
+	}
+	ev, err := p2p.DecodeEvidence(raw, p2p.NewRunTag(t.run))
+	return err == nil && ev.IsAccusation()
+}
+
+// keptSamples returns the samples of a banned machine whose signed batches
+// the log keeps, among rs.
+func (t *Trainer) keptSamples(machine uint64, rs p2p.Ranges) p2p.Ranges {
+	run := p2p.NewRunTag(t.run)
+	var kept p2p.Ranges
+	for _, r := range rs {
+		raws, err := t.log.Batches(machine, r.Lo, r.Hi, 0)
+		if err != nil {
+			return kept
+		}
+		for _, raw := range raws {
+			if b, err := p2p.DecodeBatch(raw, run); err == nil && b.Machine == machine {
+				kept = kept.Add(max(b.First, r.Lo), min(b.Last(), r.Hi))
+			}
+		}
+	}
+	return kept
 }
 
 // missingOf returns, per machine, the samples of basis the weights lack.
 func (t *Trainer) missingOf(basis p2p.Basis) map[uint64]p2p.Ranges {
 	out := map[uint64]p2p.Ranges{}
 	for _, h := range basis {
-		if x := h.Samples.Sub(ranges(t.applied[h.Machine])); len(x) > 0 {
+		held := ranges(t.applied[h.Machine])
+		if t.log.Excluded(h.Machine) {
+			held = t.keptSamples(h.Machine, h.Samples)
+		}
+		if x := h.Samples.Sub(held); len(x) > 0 {
 			out[h.Machine] = x
 		}
 	}

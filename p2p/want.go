@@ -80,9 +80,9 @@ func (p *Peer) fetchWanted(ctx context.Context, donors []*donor) {
 	}
 	fetches := 0
 	for m, rs := range todo {
-		if p.opts.Log.Excluded(m) {
-			continue
-		}
+		// An excluded machine is wanted only when a banned machine's batches
+		// are missing from an accusation's basis (kept, never logged): the
+		// caller asks for exactly what it lacks.
 		missing := rs.Sub(held[m])
 		for _, d := range donors {
 			if d == nil || len(missing) == 0 {

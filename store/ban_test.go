@@ -66,3 +66,35 @@ func TestBanKeepsBatches(t *testing.T) {
 	defer s.Close()
 	check(s, "after reopen")
 }
+
+// A banned machine's batch that arrives after the ban (fetched because an
+// accusation's basis names it) is kept for re-computation, never logged; a
+// machine that is not excluded has its batches logged, not kept.
+func TestKeepBannedBatch(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s"), testManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	late := []zo.Update{{Machine: 2, Sample: 20, Exp: 121, Code: 3}, {Machine: 2, Sample: 21, Exp: 121, Code: -3}}
+	if err := s.KeepBannedBatch(ctx, []byte("late batch"), late); err == nil {
+		t.Fatal("a batch of a machine that is not excluded was kept")
+	}
+	if _, _, err := s.Ban(ctx, 2, []byte("accusation")); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Digest()
+	if err := s.KeepBannedBatch(ctx, []byte("late batch"), late); err != nil {
+		t.Fatal(err)
+	}
+	if raws, _ := s.Batches(2, 20, 21, 0); len(raws) != 1 || string(raws[0]) != "late batch" {
+		t.Fatalf("the kept batch: %q", raws)
+	}
+	if _, ok, _ := s.Get(2, 20); ok || s.Digest() != before || s.Stats().Updates != 0 {
+		t.Fatalf("a kept batch's updates were logged: digest %s, %d updates", s.Digest(), s.Stats().Updates)
+	}
+	if err := s.KeepBannedBatch(ctx, []byte("x"), []zo.Update{{Machine: 2, Sample: 1}, {Machine: 2, Sample: 3}}); err == nil {
+		t.Fatal("non-consecutive samples were kept")
+	}
+}

@@ -196,3 +196,30 @@ func (s *Store) MachineDigest(machine uint64) zo.SetDigest {
 	defer s.mu.Unlock()
 	return s.mdig[machine]
 }
+
+// KeepBannedBatch stores the signed batch raw, carrying us, of a banned
+// machine (Ban) without logging its updates: a basis that an accusation
+// names may include samples of a machine this peer banned before it held
+// them, and those are fetched from peers that banned it later
+// (docs/PROTOCOL.md §11.4). The caller checks that the machine's exclusion
+// is a ban; a machine that is not excluded is refused.
+func (s *Store) KeepBannedBatch(ctx context.Context, raw []byte, us []zo.Update) error {
+	if len(us) == 0 || len(us) > MaxBatch || raw == nil {
+		return fmt.Errorf("store: kept batch of %d updates", len(us))
+	}
+	for i, u := range us {
+		if u.Machine != us[0].Machine || u.Sample != us[0].Sample+uint64(i) {
+			return fmt.Errorf("store: kept batch updates are not one machine's consecutive samples")
+		}
+	}
+	if !s.g.enter() {
+		return ErrClosed
+	}
+	defer s.g.exit()
+	if !s.Excluded(us[0].Machine) {
+		return fmt.Errorf("store: machine %016x is not banned: its batches are logged, not kept", us[0].Machine)
+	}
+	return wrap("keep batch", s.db.Update(func(txn *badger.Txn) error {
+		return putBatch(txn, us[0].Machine, us[0].Sample, len(us), raw)
+	}))
+}
