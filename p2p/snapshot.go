@@ -220,16 +220,27 @@ func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte,
 		}
 	}
 	tried := make(map[int]map[peer.ID]bool)
+	// A worker with nothing it may take waits while chunks are in flight:
+	// one of them may fail and come back for it (else a failing donor's
+	// chunk could be returned after every other worker had left).
+	inflight := 0
+	changed := sync.NewCond(&mu)
 	take := func(id peer.ID) (int, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		for j, i := range todo {
-			if !tried[i][id] {
-				todo = append(todo[:j], todo[j+1:]...)
-				return i, true
+		for {
+			for j, i := range todo {
+				if !tried[i][id] {
+					todo = append(todo[:j], todo[j+1:]...)
+					inflight++
+					return i, true
+				}
 			}
+			if inflight == 0 {
+				return 0, false
+			}
+			changed.Wait()
 		}
-		return 0, false
 	}
 	var wg sync.WaitGroup
 	for _, id := range from {
@@ -252,6 +263,8 @@ func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte,
 					tried[i][id] = true
 					todo = append(todo, i)
 				}
+				inflight--
+				changed.Broadcast()
 				mu.Unlock()
 				if err != nil {
 					p.opts.Logger.Debug("p2p: snapshot chunk", "peer", id, "offset", lo, "err", err)
