@@ -118,17 +118,35 @@ func (t *Trainer) atBasis(basis p2p.Basis, maxOutside uint64, fn func() error) e
 // later accusation that peers banning in the other order judge. An
 // equivocator's batches are not kept: errBasisExcluded.
 func (t *Trainer) bannedUpdates(h p2p.Holding) ([]zo.Update, error) {
+	out, err := t.keptUpdates(h.Machine, h.Samples)
+	if err != nil {
+		return nil, fmt.Errorf("node: reaching a basis: %w", err)
+	}
+	if uint64(len(out)) != h.Samples.Count() {
+		if t.bannedNotEquivocator(h.Machine) {
+			// Banned here before this peer held all of it: the samples are
+			// fetched (checkOne asks for missingOf) from peers that kept them.
+			return nil, fmt.Errorf("%w: banned machine %016x", errBasisMissing, h.Machine)
+		}
+		return nil, fmt.Errorf("%w: %016x, whose batches this peer does not hold", errBasisExcluded, h.Machine)
+	}
+	return out, nil
+}
+
+// keptUpdates returns the updates among rs of an excluded machine that the
+// signed batches the log keeps for it carry, each sample once.
+func (t *Trainer) keptUpdates(machine uint64, rs p2p.Ranges) ([]zo.Update, error) {
 	run := p2p.NewRunTag(t.run)
 	var out []zo.Update
 	seen := map[uint64]bool{}
-	for _, r := range h.Samples {
-		raws, err := t.log.Batches(h.Machine, r.Lo, r.Hi, 0)
+	for _, r := range rs {
+		raws, err := t.log.Batches(machine, r.Lo, r.Hi, 0)
 		if err != nil {
-			return nil, fmt.Errorf("node: reaching a basis: %w", err)
+			return nil, err
 		}
 		for _, raw := range raws {
 			b, err := p2p.DecodeBatch(raw, run)
-			if err != nil || b.Machine != h.Machine {
+			if err != nil || b.Machine != machine {
 				continue
 			}
 			for _, u := range b.Updates() {
@@ -138,14 +156,6 @@ func (t *Trainer) bannedUpdates(h p2p.Holding) ([]zo.Update, error) {
 				}
 			}
 		}
-	}
-	if uint64(len(out)) != h.Samples.Count() {
-		if t.bannedNotEquivocator(h.Machine) {
-			// Banned here before this peer held all of it: the samples are
-			// fetched (checkOne asks for missingOf) from peers that kept them.
-			return nil, fmt.Errorf("%w: banned machine %016x", errBasisMissing, h.Machine)
-		}
-		return nil, fmt.Errorf("%w: %016x, whose batches this peer does not hold", errBasisExcluded, h.Machine)
 	}
 	return out, nil
 }
@@ -162,32 +172,17 @@ func (t *Trainer) bannedNotEquivocator(machine uint64) bool {
 	return err == nil && ev.IsAccusation()
 }
 
-// keptSamples returns the samples of a banned machine whose signed batches
-// the log keeps, among rs.
-func (t *Trainer) keptSamples(machine uint64, rs p2p.Ranges) p2p.Ranges {
-	run := p2p.NewRunTag(t.run)
-	var kept p2p.Ranges
-	for _, r := range rs {
-		raws, err := t.log.Batches(machine, r.Lo, r.Hi, 0)
-		if err != nil {
-			return kept
-		}
-		for _, raw := range raws {
-			if b, err := p2p.DecodeBatch(raw, run); err == nil && b.Machine == machine {
-				kept = kept.Add(max(b.First, r.Lo), min(b.Last(), r.Hi))
-			}
-		}
-	}
-	return kept
-}
-
 // missingOf returns, per machine, the samples of basis the weights lack.
 func (t *Trainer) missingOf(basis p2p.Basis) map[uint64]p2p.Ranges {
 	out := map[uint64]p2p.Ranges{}
 	for _, h := range basis {
 		held := ranges(t.applied[h.Machine])
 		if t.log.Excluded(h.Machine) {
-			held = t.keptSamples(h.Machine, h.Samples)
+			us, _ := t.keptUpdates(h.Machine, h.Samples) // on a read error, ask for all of it
+			held = nil
+			for _, u := range us {
+				held = held.Add(u.Sample, u.Sample)
+			}
 		}
 		if x := h.Samples.Sub(held); len(x) > 0 {
 			out[h.Machine] = x

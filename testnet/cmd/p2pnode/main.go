@@ -70,7 +70,7 @@ func (l *memLog) Batches(m, lo, hi uint64, max int) ([][]byte, error) {
 			continue
 		}
 		out = append(out, b.Raw)
-		if n += len(b.Codes); n >= max {
+		if n += len(b.Codes); max > 0 && n >= max {
 			break
 		}
 	}
