@@ -25,7 +25,7 @@ type Gradients struct {
 // peer and codes what it publishes otherwise (gradient ascent). Honest peers
 // never call it.
 func (t *Trainer) GradientsOf(ctx context.Context, machine, first uint64, n int) (Gradients, error) {
-	g, loss, err := t.gradients(ctx, machine, first, n)
+	g, loss, err := t.gradients(ctx, machine, first, n, nil)
 	if err != nil {
 		return Gradients{}, err
 	}

@@ -321,7 +321,7 @@ func publicData(ctx context.Context, s Settings) (*store.PublicData, error) {
 // the weights comes from the manifest, not from local flags.
 func (s Settings) ApplyManifest(m store.Manifest) Settings {
 	s.Run, s.Dist, s.Eps, s.LR, s.Trainable = m.Run, m.Dist, m.Eps, m.LR, m.Params["trainable"]
-	s.LRWarmup, s.LRDecay, s.Pool = m.LRWarmup, m.LRDecay, m.Pool
+	s.LRWarmup, s.LRDecay, s.Pool, s.PoolChoices = m.LRWarmup, m.LRDecay, m.Pool, m.PoolChoices
 	s.GradBound, s.MaxSamples, s.Admission, s.PowBits, s.Admit = m.GradBound, m.MaxSamples, m.Admission, m.PowBits, m.Admit
 	s.public = m.Data
 	if m.Data != nil {

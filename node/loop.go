@@ -262,10 +262,7 @@ func (d *Daemon) contribute(ctx context.Context) error {
 		}
 		return err
 	}
-	var exts []p2p.Ext
-	if p.Basis != nil {
-		exts = []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, p.Basis)}}
-	}
+	exts := p.Exts()
 	if d.ps.TestLie {
 		for i, c := range p.Codes {
 			p.Codes[i] = -c // the test-only liar: gradient ascent that looks honest

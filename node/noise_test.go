@@ -34,7 +34,7 @@ func embeddedGradients(t *testing.T) []float64 {
 		t.Fatal(err)
 	}
 	defer run.Close()
-	g, _, err := run.Trainer.gradients(context.Background(), 1, 0, noiseSamples)
+	g, _, err := run.Trainer.gradients(context.Background(), 1, 0, noiseSamples, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,14 +31,14 @@ var (
 // the basis state (atBasis). The minibatch is the run's public rule
 // (t.miniBatch) and the seed the sample's. maxOutside bounds the updates
 // subtracted (0: no bound).
-func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, basis p2p.Basis, maxOutside uint64) (float64, error) {
+func (t *Trainer) Recompute(ctx context.Context, machine, sample uint64, slot uint8, basis p2p.Basis, maxOutside uint64) (float64, error) {
 	if t.public == nil {
 		return 0, errors.New("node: re-computation needs a public-data run")
 	}
 	var g []float64
 	err := t.atBasis(basis, maxOutside, func() error {
 		var err error
-		g, _, err = t.gradients(ctx, machine, sample, 1)
+		g, _, err = t.gradients(ctx, machine, sample, 1, []uint8{slot})
 		return err
 	})
 	if err != nil {
@@ -240,10 +240,10 @@ func (t *Trainer) AccusationExcess(ctx context.Context, ev *p2p.Evidence) (float
 	if err != nil {
 		return 0, err
 	}
-	g, err := t.Recompute(ctx, ev.Machine, ev.Sample, basis, 0)
+	k := int(ev.Sample - ev.A.First)
+	g, err := t.Recompute(ctx, ev.Machine, ev.Sample, ev.A.Update(k).Slot, basis, 0)
 	if err != nil {
 		return 0, err
 	}
-	k := int(ev.Sample - ev.A.First)
 	return zo.Excess(ev.A.Exp, ev.A.Codes[k], g, t.bound), nil
 }

@@ -33,6 +33,9 @@ type Settings struct {
 	LRWarmup  uint64  // samples (per machine) over which η ramps up; 0: none
 	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
 	Pool      uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §12); 0: every update has its own seed
+	// PoolChoices is FedKSeed-Pro's m (docs/PROTOCOL.md §12.1): each update
+	// picks its pool seed among m candidates; 0: the uniform rule.
+	PoolChoices uint32
 	Trainable string  // regexp over parameter names; empty trains all
 	Estimator string  // estimator rule (ResolveEstimator); "" or "mezo": MeZO
 	BatchSize int     // records per projected gradient
@@ -190,7 +193,7 @@ type Run struct {
 // Manifest is the run manifest these settings and base weights imply.
 func (s Settings) Manifest(base [32]byte) store.Manifest {
 	return store.Manifest{
-		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Pool: s.Pool, Quant: quantScheme,
+		Run: s.Run, BaseDigest: base, Dist: s.Dist, Eps: s.Eps, LR: s.LR, LRWarmup: s.LRWarmup, LRDecay: s.LRDecay, Pool: s.Pool, PoolChoices: s.PoolChoices, Quant: quantScheme,
 		Params:    map[string]string{"trainable": s.Trainable},
 		Model:     s.modelSource(false),
 		GradBound: s.GradBound, MaxSamples: s.MaxSamples, Admission: s.Admission, PowBits: s.PowBits, Admit: s.Admit,

@@ -138,6 +138,8 @@ type Proposal struct {
 	// Basis is the set of updates the weights held while every gradient of
 	// the proposal was computed (public-data runs; nil otherwise).
 	Basis p2p.Basis
+	// Slots are the samples' pool slots in a FedKSeed-Pro run (nil otherwise).
+	Slots []uint8
 }
 
 // Updates are the proposal's updates from machine.
@@ -145,8 +147,24 @@ func (p Proposal) Updates(machine uint64) []zo.Update {
 	us := make([]zo.Update, len(p.Codes))
 	for k, c := range p.Codes {
 		us[k] = zo.Update{Machine: machine, Sample: p.First + uint64(k), Exp: p.Exp, Code: c}
+		if p.Slots != nil {
+			us[k].Slotted, us[k].Slot = true, p.Slots[k]
+		}
 	}
 	return us
+}
+
+// Exts are the proposal's batch extension records: its basis (public-data
+// runs) and its pool slots (FedKSeed-Pro runs), in type order.
+func (p Proposal) Exts() []p2p.Ext {
+	var exts []p2p.Ext
+	if p.Basis != nil {
+		exts = append(exts, p2p.Ext{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, p.Basis)})
+	}
+	if p.Slots != nil {
+		exts = append(exts, p2p.Ext{Type: p2p.ExtPool, Value: p.Slots})
+	}
+	return exts
 }
 
 // Propose estimates the projected gradients of the machine's next Samples
@@ -160,16 +178,25 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 	var g []float64
 	var loss float64
 	var err error
+	if t.eng.Config().PoolChoices > 0 {
+		// FedKSeed-Pro: the slots are chosen from the weights' figures
+		// before any sample is computed, as the gradients are.
+		t.Flush()
+		p.Slots = make([]uint8, t.samples)
+		for k := range p.Slots {
+			p.Slots[k] = t.eng.ChooseSlot(t.machine, t.next+uint64(k))
+		}
+	}
 	if t.public != nil {
 		// Nothing is applied until Commit: all the samples are computed at
 		// this one state, the basis the batch states.
 		p.Basis = compactBasis(t.Basis())
 		err = t.atBasis(p.Basis, 0, func() error {
-			g, loss, err = t.Gradients(ctx, t.next, t.samples)
+			g, loss, err = t.gradients(ctx, t.machine, t.next, t.samples, p.Slots)
 			return err
 		})
 	} else {
-		g, loss, err = t.Gradients(ctx, t.next, t.samples)
+		g, loss, err = t.gradients(ctx, t.machine, t.next, t.samples, p.Slots)
 	}
 	if err != nil {
 		return p, err
@@ -192,20 +219,26 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 // loss (L+ + L−)/2, without coding, logging or applying anything. It changes
 // only the float32 views.
 func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64, float64, error) {
-	return t.gradients(ctx, t.machine, first, n)
+	return t.gradients(ctx, t.machine, first, n, nil)
 }
 
-func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int) ([]float64, float64, error) {
+// gradients estimates n samples' projected gradients; slots, when not nil,
+// are their pool slots (FedKSeed-Pro), else every sample takes slot 0 (the
+// uniform rule's seed).
+func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int, slots []uint8) ([]float64, float64, error) {
 	g := make([]float64, n)
 	var loss float64
 	for k := range g {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		sample := first + uint64(k)
-		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, sample)}, t.eng.Config().PerturbSeed(machine, sample))
+		u := zo.Update{Machine: machine, Sample: first + uint64(k)}
+		if slots != nil {
+			u.Slot = slots[k]
+		}
+		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, u.Sample)}, t.eng.Config().PerturbSeedOf(u))
 		if err != nil {
-			return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, sample, err)
+			return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, u.Sample, err)
 		}
 		g[k] = r.G
 		loss += (r.LossPlus + r.LossMinus) / 2 / float64(n)

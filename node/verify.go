@@ -162,7 +162,7 @@ func (d *Daemon) verifyOne(ctx context.Context, c candidate) (done, retry bool, 
 	}
 	k := d.ver.rng.IntN(len(b.Codes))
 	sample := b.First + uint64(k)
-	g, err := d.run.Trainer.Recompute(ctx, b.Machine, sample, basis, maxVerifyOutside)
+	g, err := d.run.Trainer.Recompute(ctx, b.Machine, sample, b.Update(k).Slot, basis, maxVerifyOutside)
 	skip := func(why string) {
 		d.snapshot(func(st *Status) {
 			st.Verification.Skipped++

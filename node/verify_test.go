@@ -163,7 +163,7 @@ func TestAccusationVerdicts(t *testing.T) {
 	}
 	// A basis naming an update the verifier lacks defers, never judges.
 	far := p2p.Basis{{Machine: mA, Samples: p2p.Ranges{{Lo: 0, Hi: 1 << 20}}}}
-	if _, err := v.Recompute(ctx, mB, 0, far, 0); err == nil {
+	if _, err := v.Recompute(ctx, mB, 0, 0, far, 0); err == nil {
 		t.Fatal("re-computed at a basis the verifier does not hold")
 	}
 }

@@ -30,12 +30,37 @@ const (
 	// ExtBasis (1): the set of updates the batch's gradients were computed
 	// at (PROTOCOL.md §11.2), encoded by AppendBasis.
 	ExtBasis uint64 = 1
+	// ExtPool (2): a FedKSeed-Pro run's pool slots (PROTOCOL.md §12.1),
+	// one byte per update in sample order: exactly count bytes.
+	ExtPool uint64 = 2
 )
 
 // extCheckers validates each known type's value; a type absent here is
 // unknown and the batch is malformed.
 var extCheckers = map[uint64]func([]byte) error{
 	ExtBasis: func(v []byte) error { _, err := DecodeBasis(v); return err },
+	ExtPool: func(v []byte) error {
+		if len(v) == 0 {
+			return fmt.Errorf("%w: empty pool slots", ErrMalformed)
+		}
+		return nil // its length is checked against the batch's count (checkPoolLen)
+	},
+}
+
+// checkPoolLen: a pool-slot record holds exactly one slot per update.
+func checkPoolLen(exts []Ext, count int) error {
+	for _, e := range exts {
+		if e.Type == ExtPool && len(e.Value) != count {
+			return fmt.Errorf("%w: %d pool slots for %d updates", ErrMalformed, len(e.Value), count)
+		}
+	}
+	return nil
+}
+
+// Slots are the batch's pool slots (extension type 2), nil if it has none.
+func (b *Batch) Slots() []uint8 {
+	v, _ := b.Ext(ExtPool)
+	return v
 }
 
 // Ext is one extension record of a version 2 batch.

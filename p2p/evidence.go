@@ -106,11 +106,13 @@ func DecodeEvidence(data []byte, run RunTag) (*Evidence, error) {
 	return &Evidence{Kind: evidenceEquivocation, Machine: a.Machine, Sample: s, A: a, B: b, Raw: data}, nil
 }
 
-// firstDisagreement returns the first sample both batches carry with different values.
+// firstDisagreement returns the first sample both batches carry with
+// different values: (exp, code), and the pool slot (one batch carrying a
+// slot and the other none, or two slots, differ).
 func firstDisagreement(a, b *Batch) (uint64, bool) {
 	lo, hi := max(a.First, b.First), min(a.Last(), b.Last())
 	for s := lo; s <= hi && lo <= hi; s++ {
-		if a.Exp != b.Exp || a.Codes[s-a.First] != b.Codes[s-b.First] {
+		if a.Update(int(s-a.First)) != b.Update(int(s-b.First)) {
 			return s, true
 		}
 		if s == hi {

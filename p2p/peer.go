@@ -570,7 +570,7 @@ const (
 
 func (p *Peer) judge(b *Batch, from peer.ID) verdict {
 	v := known
-	for i, c := range b.Codes {
+	for i := range b.Codes {
 		s := b.First + uint64(i)
 		held, ok, err := p.opts.Log.Get(b.Machine, s)
 		if err != nil {
@@ -581,10 +581,10 @@ func (p *Peer) judge(b *Batch, from peer.ID) verdict {
 			v = fresh
 			continue
 		}
-		if held.Exp != b.Exp || held.Code != c {
+		if got := b.Update(i); held != got {
 			p.ReportEquivocation(Equivocation{
 				Machine: b.Machine, Sample: s, Held: held,
-				Got:   zo.Update{Machine: b.Machine, Sample: s, Exp: b.Exp, Code: c},
+				Got:   got,
 				Batch: b.Raw, From: from,
 			})
 			if ev := p.evidenceAgainst(b, s); ev != nil {
@@ -673,6 +673,9 @@ func checkBatch(data []byte, run RunTag, rules zo.Rules, powOK func(*Batch) bool
 	}
 	if err := checkBasis(b, rules.NeedBasis); err != nil {
 		return b, ReasonBasis, err
+	}
+	if err := rules.CheckSlots(b.First, b.Slots()); err != nil {
+		return b, ReasonPool, err
 	}
 	if !powOK(b) {
 		return b, ReasonPow, fmt.Errorf("%w: machine %016x", errPow, b.Machine)

@@ -26,6 +26,7 @@ const (
 	ReasonNotAdmitted  = "not_admitted"
 	ReasonPow          = "pow"
 	ReasonBasis        = "basis"
+	ReasonPool         = "pool"
 	ReasonExcluded     = "excluded"
 	ReasonRate         = "rate"
 	ReasonEquivocation = "equivocation"
@@ -50,6 +51,8 @@ func reasonOf(err error) string {
 		return ReasonPow
 	case errors.Is(err, errBasis):
 		return ReasonBasis
+	case errors.Is(err, zo.ErrPool):
+		return ReasonPool
 	}
 	return ReasonMalformed
 }

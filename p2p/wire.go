@@ -86,10 +86,19 @@ func (b *Batch) Last() uint64 { return b.First + uint64(len(b.Codes)) - 1 }
 // Updates expands the batch.
 func (b *Batch) Updates() []zo.Update {
 	us := make([]zo.Update, len(b.Codes))
-	for i, c := range b.Codes {
-		us[i] = zo.Update{Machine: b.Machine, Sample: b.First + uint64(i), Exp: b.Exp, Code: c}
+	for i := range b.Codes {
+		us[i] = b.Update(i)
 	}
 	return us
+}
+
+// Update is the batch's i-th update, with its pool slot if it carries one.
+func (b *Batch) Update(i int) zo.Update {
+	u := zo.Update{Machine: b.Machine, Sample: b.First + uint64(i), Exp: b.Exp, Code: b.Codes[i]}
+	if slots := b.Slots(); slots != nil {
+		u.Slotted, u.Slot = true, slots[i]
+	}
+	return u
 }
 
 // SignBatch encodes and signs a version 1 batch of run with key.
@@ -101,6 +110,9 @@ func SignBatch(key crypto.PrivKey, run RunTag, first uint64, exp uint8, codes []
 // version 2 if there are any, else version 1.
 func SignBatchExt(key crypto.PrivKey, run RunTag, first uint64, exp uint8, codes []int8, exts []Ext) (*Batch, error) {
 	if err := checkExts(exts); err != nil {
+		return nil, err
+	}
+	if err := checkPoolLen(exts, len(codes)); err != nil {
 		return nil, err
 	}
 	sk, err := ed25519Key(key)
@@ -203,6 +215,9 @@ func DecodeBatch(data []byte, run RunTag) (*Batch, error) {
 		}
 		if len(tail) != ed25519.SignatureSize {
 			return nil, fmt.Errorf("%w: batch length", ErrMalformed)
+		}
+		if err := checkPoolLen(exts, int(count)); err != nil {
+			return nil, err
 		}
 	}
 	body := len(data) - ed25519.SignatureSize

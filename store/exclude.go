@@ -111,10 +111,14 @@ func (s *Store) purge(ctx context.Context, machine uint64, keepBatches bool) ([]
 					continue
 				}
 				err := it.Item().Value(func(v []byte) error {
-					if len(k) != 17 || len(v) != 2 {
-						return fmt.Errorf("%w: update entry of %d+%d bytes", ErrCorrupt, len(k), len(v))
+					if len(k) != 17 {
+						return fmt.Errorf("%w: update key of %d bytes", ErrCorrupt, len(k))
 					}
-					removed = append(removed, zo.Update{Machine: machine, Sample: binary.BigEndian.Uint64(k[9:]), Exp: v[0], Code: int8(v[1])})
+					u := zo.Update{Machine: machine, Sample: binary.BigEndian.Uint64(k[9:])}
+					if err := s.readValue(&u, v); err != nil {
+						return err
+					}
+					removed = append(removed, u)
 					return nil
 				})
 				if err != nil {

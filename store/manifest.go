@@ -43,9 +43,13 @@ type Manifest struct {
 	LRDecay       uint64  `json:"lr_decay,omitempty"`  // zo.Config.Decay
 	// Pool is the run's pool of seeds K (zo.Config.Pool, docs/PROTOCOL.md
 	// §12); absent (0): every update perturbs along its own seed.
-	Pool   uint32            `json:"pool,omitempty"`
-	Quant  string            `json:"quant"` // quantisation scheme of updates and weights
-	Params map[string]string `json:"params,omitempty"`
+	Pool uint32 `json:"pool,omitempty"`
+	// PoolChoices makes a pool run FedKSeed-Pro with that many candidate
+	// slots per update (zo.Config.PoolChoices, docs/PROTOCOL.md §12.1);
+	// absent (0): the uniform rule.
+	PoolChoices uint32            `json:"pool_choices,omitempty"`
+	Quant       string            `json:"quant"` // quantisation scheme of updates and weights
+	Params      map[string]string `json:"params,omitempty"`
 	// Model says where the base model came from (ModelSource). It is a
 	// hint for joiners, not a rule: BaseDigest decides, and diff ignores it,
 	// so homes made before it existed keep opening.
@@ -138,7 +142,7 @@ func (m Manifest) Closed() bool { return m.Admission == AdmissionClosed }
 
 // Rules returns the per-update admission rules the manifest fixes.
 func (m Manifest) Rules() (zo.Rules, error) {
-	r := zo.Rules{GradBound: m.GradBound, MaxSamples: m.MaxSamples}
+	r := zo.Rules{GradBound: m.GradBound, MaxSamples: m.MaxSamples, PoolChoices: m.PoolChoices}
 	switch m.Admission {
 	case "", AdmissionOpen:
 		if len(m.Admit) > 0 {
@@ -193,7 +197,7 @@ func (m Manifest) Config() (zo.Config, error) {
 	if m.Pool > zo.MaxPool {
 		return zo.Config{}, fmt.Errorf("store: manifest: pool of %d seeds (at most %d)", m.Pool, zo.MaxPool)
 	}
-	c := zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay, Pool: m.Pool, Estimator: m.Estimator.estimator()}
+	c := zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay, Pool: m.Pool, PoolChoices: m.PoolChoices, Estimator: m.Estimator.estimator()}
 	if err := c.Validate(); err != nil {
 		return zo.Config{}, fmt.Errorf("store: manifest: %w", err)
 	}
@@ -220,6 +224,8 @@ func (m Manifest) diff(o Manifest) string {
 		return "quant"
 	case m.Pool != o.Pool:
 		return "pool"
+	case m.PoolChoices != o.PoolChoices:
+		return "pool_choices"
 	case !maps.Equal(m.Params, o.Params):
 		return "params"
 	case math.Float64bits(m.GradBound) != math.Float64bits(o.GradBound):
@@ -288,7 +294,7 @@ func (d *Digest) UnmarshalJSON(b []byte) error {
 
 // manifestKeys are the manifest's members, in the canonical (sorted) order.
 var manifestKeys = []string{"admission", "admit", "base_digest", "data", "dist", "eps", "estimator", "format_version", "grad_bound",
-	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"}
+	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pool_choices", "pow_bits", "quant", "run"}
 
 // estimatorKeys are the members of the manifest's estimator (EstimatorSpec).
 var estimatorKeys = []string{"parts", "scale"}
@@ -457,6 +463,7 @@ func (m Manifest) Canonical() ([]byte, error) {
 		errs = append(errs, fmt.Errorf("pow_bits %d", m.PowBits))
 	}
 	integer("pool", uint64(m.Pool), true)
+	integer("pool_choices", uint64(m.PoolChoices), true)
 	integer("pow_bits", uint64(max(m.PowBits, 0)), true)
 	str("quant", m.Quant, false)
 	str("run", m.Run, false)

@@ -492,34 +492,28 @@ func seqKey(seq Cursor) []byte {
 func equivKey(u zo.Update) []byte {
 	k := updateKey(u.Machine, u.Sample)
 	k[0] = pfxEquiv
-	return append(k, u.Exp, byte(u.Code))
+	return appendValue(k, u)
 }
 
-// storedValue returns the (exp, code) logged under update key k.
-func storedValue(txn *badger.Txn, k []byte) ([2]byte, error) {
-	var v [2]byte
+// storedValue returns the update logged under update key k of (machine, sample).
+func (s *Store) storedValue(txn *badger.Txn, k []byte, machine, sample uint64) (zo.Update, error) {
+	u := zo.Update{Machine: machine, Sample: sample}
 	item, err := txn.Get(k)
 	if err != nil {
-		return v, err
+		return u, err
 	}
-	err = item.Value(func(b []byte) error {
-		if len(b) != 2 {
-			return fmt.Errorf("%w: update value of %d bytes", ErrCorrupt, len(b))
-		}
-		copy(v[:], b)
-		return nil
-	})
-	return v, err
+	err = item.Value(func(b []byte) error { return s.readValue(&u, b) })
+	return u, err
 }
 
-func decodeSeqValue(v []byte) (zo.Update, error) {
-	if len(v) != 18 {
+// decodeSeqValue reads a sequence entry (also the tail of an equivocation
+// key): u64be machine, u64be sample, the logged value.
+func (s *Store) decodeSeqValue(v []byte) (zo.Update, error) {
+	if len(v) != 16+s.valueLen() {
 		return zo.Update{}, fmt.Errorf("%w: sequence entry of %d bytes", ErrCorrupt, len(v))
 	}
-	return zo.Update{
-		Machine: binary.BigEndian.Uint64(v), Sample: binary.BigEndian.Uint64(v[8:]),
-		Exp: v[16], Code: int8(v[17]),
-	}, nil
+	u := zo.Update{Machine: binary.BigEndian.Uint64(v), Sample: binary.BigEndian.Uint64(v[8:])}
+	return u, s.readValue(&u, v[16:])
 }
 
 // Append logs us. Every update it reports added is durable when Append
@@ -582,7 +576,7 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 		var eqs []Equivocation
 		// Keys and values of the whole chunk are carved from one buffer, which
 		// never grows, so Badger may keep the slices until commit.
-		buf := make([]byte, 0, len(chunk)*(17+2+9+18))
+		buf := make([]byte, 0, len(chunk)*(17+3+9+19))
 		carve := func(n int) []byte {
 			buf = buf[:len(buf)+n]
 			return buf[len(buf)-n:]
@@ -604,16 +598,14 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 				// is new without a lookup in the LSM tree; otherwise the
 				// transaction, which reads its own pending writes, has it.
 				if s.sum.Contains(u.Machine, u.Sample) || !inChunk.Add(u.Machine, u.Sample) {
-					v, err := storedValue(txn, k)
+					stored, err := s.storedValue(txn, k, u.Machine, u.Sample)
 					if err != nil {
 						return err
 					}
-					if v[0] == u.Exp && int8(v[1]) == u.Code {
+					if stored == u {
 						dups++
 						continue
 					}
-					stored := u
-					stored.Exp, stored.Code = v[0], int8(v[1])
 					eqs = append(eqs, Equivocation{Stored: stored, Offered: u})
 					if err := txn.Set(equivKey(u), nil); err != nil {
 						return err
@@ -621,14 +613,14 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 					continue
 				}
 				seq++
-				v := carve(2)
-				v[0], v[1] = u.Exp, byte(u.Code)
+				v := appendValue(carve(0), u)
+				carve(len(v))
 				sk := carve(9)
 				sk[0] = pfxSeq
 				binary.BigEndian.PutUint64(sk[1:], uint64(seq))
-				sv := carve(18)
+				sv := carve(16 + len(v))
 				copy(sv, k[1:])
-				sv[16], sv[17] = u.Exp, byte(u.Code)
+				copy(sv[16:], v)
 				if err := txn.Set(k, v); err != nil {
 					return err
 				}
@@ -708,13 +700,7 @@ func (s *Store) Get(machine, sample uint64) (zo.Update, bool, error) {
 			return err
 		}
 		found = true
-		return item.Value(func(v []byte) error {
-			if len(v) != 2 {
-				return fmt.Errorf("%w: update value of %d bytes", ErrCorrupt, len(v))
-			}
-			u.Exp, u.Code = v[0], int8(v[1])
-			return nil
-		})
+		return item.Value(func(v []byte) error { return s.readValue(&u, v) })
 	})
 	if err != nil {
 		return zo.Update{}, false, wrap("get", err)
@@ -752,11 +738,11 @@ func (s *Store) scanUpdates(ctx context.Context, txn *badger.Txn, from Key, yiel
 		k := item.Key()
 		var u zo.Update
 		err := item.Value(func(v []byte) error {
-			if len(k) != 17 || len(v) != 2 {
-				return fmt.Errorf("%w: update entry of %d+%d bytes", ErrCorrupt, len(k), len(v))
+			if len(k) != 17 {
+				return fmt.Errorf("%w: update key of %d bytes", ErrCorrupt, len(k))
 			}
-			u = zo.Update{Machine: binary.BigEndian.Uint64(k[1:]), Sample: binary.BigEndian.Uint64(k[9:]), Exp: v[0], Code: int8(v[1])}
-			return nil
+			u = zo.Update{Machine: binary.BigEndian.Uint64(k[1:]), Sample: binary.BigEndian.Uint64(k[9:])}
+			return s.readValue(&u, v)
 		})
 		if err != nil {
 			yield(zo.Update{}, wrap("scan", err))
@@ -795,7 +781,7 @@ func (s *Store) Since(ctx context.Context, c Cursor) iter.Seq2[Entry, error] {
 			item := it.Item()
 			var e Entry
 			err := item.Value(func(v []byte) error {
-				u, err := decodeSeqValue(v)
+				u, err := s.decodeSeqValue(v)
 				e = Entry{Seq: Cursor(binary.BigEndian.Uint64(item.Key()[1:])), Update: u}
 				return err
 			})
@@ -830,11 +816,11 @@ func (s *Store) Equivocations(ctx context.Context) iter.Seq2[zo.Update, error] {
 				return
 			}
 			k := it.Item().Key()
-			if len(k) != 19 {
+			u, err := s.decodeSeqValue(k[1:])
+			if err != nil {
 				yield(zo.Update{}, fmt.Errorf("%w: equivocation key of %d bytes", ErrCorrupt, len(k)))
 				return
 			}
-			u, _ := decodeSeqValue(k[1:])
 			if !yield(u, nil) {
 				return
 			}

@@ -21,6 +21,10 @@ type Config struct {
 	// Pool, when not 0, is the run's pool of seeds K (pool.go): every
 	// update perturbs along one of K seeds derived from the run.
 	Pool uint32
+	// PoolChoices, when not 0, makes a pool run FedKSeed-Pro with candidate
+	// slots (pro.go): each update carries a slot j < PoolChoices, choosing
+	// its pool seed among PoolChoices candidates.
+	PoolChoices uint32
 	// Estimator refines which elements an update perturbs and how far; the
 	// zero value is MeZO (docs/PROTOCOL.md §3.1).
 	Estimator Estimator
@@ -70,6 +74,11 @@ type Update struct {
 	Sample  uint64
 	Exp     uint8
 	Code    int8
+	// Slotted: the update carries a pool slot (a FedKSeed-Pro run, pro.go),
+	// Slot, which is then part of its value: its digest term, its stored
+	// value and its equivocation check include it.
+	Slotted bool
+	Slot    uint8
 }
 
 // Grad is the decoded projected gradient ĝ.

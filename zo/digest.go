@@ -15,10 +15,23 @@ import (
 // peers; it is not meant to resist an adversary who chooses many updates.
 type SetDigest [32]byte
 
-const setDomain = "zopeer/update/v1\x00"
+const (
+	setDomain   = "zopeer/update/v1\x00"
+	setDomainV2 = "zopeer/update/v2\x00" // slotted updates (FedKSeed-Pro runs)
+)
 
-// UpdateHash is the per-update term of the set digest.
+// UpdateHash is the per-update term of the set digest. A slotted update
+// (a FedKSeed-Pro run, pro.go) hashes its slot too, under a domain of its
+// own, so every other run keeps its terms.
 func UpdateHash(u Update) [32]byte {
+	if u.Slotted {
+		var b [len(setDomainV2) + 19]byte
+		n := copy(b[:], setDomainV2)
+		binary.BigEndian.PutUint64(b[n:], u.Machine)
+		binary.BigEndian.PutUint64(b[n+8:], u.Sample)
+		b[n+16], b[n+17], b[n+18] = u.Exp, byte(u.Code), u.Slot
+		return sha256.Sum256(b[:])
+	}
 	var b [len(setDomain) + 18]byte
 	n := copy(b[:], setDomain)
 	binary.BigEndian.PutUint64(b[n:], u.Machine)

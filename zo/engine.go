@@ -20,6 +20,7 @@ type Engine struct {
 	only  int       // StepTensor: 1 + the one tensor a step perturbs; 0: as configured
 	stale bool      // views differ from the canonical weights (after Apply or Step)
 	view  viewState // the perturbation FillView applies (inside Step)
+	pro   *proStats // FedKSeed-Pro runs: per-seed figures of the applied updates
 
 	exactOnly bool // tests: every apply takes the exact path
 	exactRuns int  // tensor applies that took the exact path (for tests)
@@ -44,6 +45,9 @@ func NewEngine(cfg Config, w *Weights) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, w: w, epsQ: make([]int32, len(w.Tensors)), group: group, scale: scale}
+	if cfg.PoolChoices > 0 {
+		e.pro = newProStats(cfg.Pool)
+	}
 	for i, t := range w.Tensors {
 		if !t.Trainable {
 			continue

@@ -14,6 +14,13 @@ func goldenScenario(t *testing.T, d Dist) string { return goldenScenarioWith(t, 
 
 // goldenScenarioWith is goldenScenario under an estimator.
 func goldenScenarioWith(t *testing.T, d Dist, est Estimator) string {
+	return goldenScenarioCfg(t, Config{Run: "golden", Dist: d, Eps: 1e-3, LR: 1e-3, Estimator: est})
+}
+
+// goldenScenarioCfg is goldenScenario under cfg (run "golden"). In a
+// FedKSeed-Pro run each sample's slot is ChooseSlot's.
+func goldenScenarioCfg(t *testing.T, cfg Config) string {
+	d := cfg.Dist
 	rng := rand.New(rand.NewPCG(31337, 1))
 	specs := []TensorSpec{
 		{Name: "emb", Shape: []int{300, 17}, Trainable: true},
@@ -35,7 +42,7 @@ func goldenScenarioWith(t *testing.T, d Dist, est Estimator) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewEngine(Config{Run: "golden", Dist: d, Eps: 1e-3, LR: 1e-3, Estimator: est}, w)
+	e, err := NewEngine(cfg, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +57,17 @@ func goldenScenarioWith(t *testing.T, d Dist, est Estimator) string {
 		e.SyncViews()
 		g := make([]float64, 4)
 		u := make([]float64, 4)
+		ups := make([]Update, 4)
 		for k := range g {
-			s := DeriveSeed("golden", 5, uint64(4*step+k))
-			r, err := e.Step(loss, s)
+			ups[k] = Update{Machine: 5, Sample: uint64(4*step + k)}
+			if cfg.PoolChoices > 0 {
+				ups[k].Slotted, ups[k].Slot = true, e.ChooseSlot(5, ups[k].Sample)
+			}
+			r, err := e.Step(loss, cfg.PerturbSeedOf(ups[k]))
 			if err != nil {
 				t.Fatal(err)
 			}
-			g[k], u[k] = r.G, s.CodeUniform()
+			g[k], u[k] = r.G, DeriveSeed("golden", 5, ups[k].Sample).CodeUniform()
 		}
 		codes := make([]int8, 4)
 		exp, err := Quantize(g, u, codes)
@@ -64,7 +75,8 @@ func goldenScenarioWith(t *testing.T, d Dist, est Estimator) string {
 			t.Fatal(err)
 		}
 		for k := range codes {
-			batch = append(batch, Update{Machine: 5, Sample: uint64(4*step + k), Exp: exp, Code: codes[k]})
+			ups[k].Exp, ups[k].Code = exp, codes[k]
+			batch = append(batch, ups[k])
 		}
 		if step%3 == 2 {
 			e.Apply(batch[:1])

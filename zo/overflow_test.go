@@ -55,7 +55,7 @@ func trueValues(e *Engine, base [][]int32, us []Update) (vals [][]int64, outside
 			if c == 0 {
 				continue
 			}
-			e.cfg.Dist.Fill(e.cfg.PerturbSeed(u.Machine, u.Sample), t.Offset, z)
+			e.cfg.Dist.Fill(e.cfg.PerturbSeedOf(u), t.Offset, z)
 			for i := range z {
 				v[i] += c * int64(z[i])
 			}

@@ -55,17 +55,37 @@ func poolIndexOf(sum [sha256.Size]byte, k uint32) uint32 {
 
 // PerturbSeed is the seed whose z update (machine, sample) moves the weights
 // along (and that its two forward passes perturb by): its own seed in full
-// mode, its pool seed in pool mode.
+// mode, its pool seed in pool mode (slot 0 in a FedKSeed-Pro run:
+// PerturbSeedOf takes an update's carried slot).
 func (c Config) PerturbSeed(machine, sample uint64) Seed {
+	return c.PerturbSeedOf(Update{Machine: machine, Sample: sample})
+}
+
+// PerturbSeedOf is PerturbSeed of update u, at its carried slot in a
+// FedKSeed-Pro run (pro.go).
+func (c Config) PerturbSeedOf(u Update) Seed {
 	if c.Pool == 0 {
-		return DeriveSeed(c.Run, machine, sample)
+		return DeriveSeed(c.Run, u.Machine, u.Sample)
 	}
-	return PoolSeed(c.Run, PoolIndex(c.Run, machine, sample, c.Pool))
+	return PoolSeed(c.Run, c.poolIndex(updateSeedHash(c.Run, u.Machine, u.Sample), u.Slot))
+}
+
+// poolIndex is the pool seed of the update whose seed hash is sum: §12's
+// rule, moved by the carried slot in a FedKSeed-Pro run.
+func (c Config) poolIndex(sum [sha256.Size]byte, slot uint8) uint32 {
+	k := poolIndexOf(sum, c.Pool)
+	if c.PoolChoices == 0 {
+		return k
+	}
+	return candidate(k, slot, c.Pool)
 }
 
 func (c Config) validatePool() error {
 	if c.Pool > MaxPool {
 		return fmt.Errorf("zo: config: pool of %d seeds (at most %d)", c.Pool, MaxPool)
+	}
+	if m := c.PoolChoices; m != 0 && (c.Pool == 0 || m < 2 || m > min(c.Pool, MaxPoolChoices)) {
+		return fmt.Errorf("zo: config: %d pool choices with a pool of %d (want 2..min(K, %d))", m, c.Pool, MaxPoolChoices)
 	}
 	return nil
 }
@@ -78,6 +98,7 @@ type PoolSums struct {
 	e    *Engine
 	sums map[uint32][]int64 // pool index → per-tensor sum
 	n    uint64
+	obs  map[uint32]proObs // FedKSeed-Pro runs: what the sums' updates say of each seed
 }
 
 // NewPoolSums returns empty sums for e's run, which must be in pool mode.
@@ -109,7 +130,7 @@ func (p *PoolSums) add(us []Update, sign int32) {
 	partial := make([]*PoolSums, parts)
 	var wg sync.WaitGroup
 	for i := range partial {
-		partial[i] = &PoolSums{e: p.e, sums: make(map[uint32][]int64)}
+		partial[i] = p.e.NewPoolSums()
 		lo, hi := i*len(us)/parts, (i+1)*len(us)/parts
 		wg.Go(func() { partial[i].addSerial(us[lo:hi], sign) })
 	}
@@ -121,6 +142,7 @@ func (p *PoolSums) add(us []Update, sign int32) {
 				dst[ti] += v
 			}
 		}
+		p.mergeObs(q.obs)
 	}
 	p.n += uint64(len(us))
 }
@@ -139,9 +161,13 @@ func (p *PoolSums) addSerial(us []Update, sign int32) {
 	for _, u := range us {
 		sum := updateSeedHash(e.cfg.Run, u.Machine, u.Sample)
 		s := seedOf(sum[:16])
-		r := p.row(poolIndexOf(sum, e.cfg.Pool))
+		k := e.cfg.poolIndex(sum, u.Slot)
+		r := p.row(k)
 		for ti := range e.w.Tensors {
 			r[ti] += int64(sign * e.Coeff(u, s, ti))
+		}
+		if e.pro != nil {
+			p.observe(k, u, sign)
 		}
 	}
 }
@@ -179,4 +205,6 @@ func (e *Engine) ApplySums(ps *PoolSums) {
 	e.run(plans)
 	clear(ps.sums)
 	ps.n = 0
+	e.pro.take(ps.obs)
+	clear(ps.obs)
 }

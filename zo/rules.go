@@ -21,6 +21,9 @@ type Rules struct {
 	// computed at (a public-data run, docs/PROTOCOL.md §11.2). The wire
 	// format carries it, so package p2p checks it.
 	NeedBasis bool
+	// PoolChoices: a FedKSeed-Pro run's m (pro.go). Every update must carry
+	// a slot below it; 0: no update may carry one.
+	PoolChoices uint32
 }
 
 // Reasons an update is refused, for errors.Is and for counting.
@@ -28,6 +31,7 @@ var (
 	ErrBound       = errors.New("zo: update exceeds the run's gradient bound")
 	ErrSampleCap   = errors.New("zo: sample index beyond the run's per-machine cap")
 	ErrNotAdmitted = errors.New("zo: machine is not admitted to this closed run")
+	ErrPool        = errors.New("zo: pool slot missing, forbidden or out of range")
 )
 
 // CheckMachine reports whether machine may contribute at all.
@@ -56,9 +60,33 @@ func (r Rules) CheckBatch(machine, first uint64, exp uint8, codes []int8) error 
 	return nil
 }
 
+// CheckSlots reports whether a batch's pool slots suit the run: present
+// (slots non-nil) exactly in a FedKSeed-Pro run, each below its m.
+func (r Rules) CheckSlots(first uint64, slots []uint8) error {
+	switch {
+	case r.PoolChoices == 0 && slots != nil:
+		return fmt.Errorf("%w: pool slots in a run without pool choices", ErrPool)
+	case r.PoolChoices > 0 && slots == nil:
+		return fmt.Errorf("%w: no pool slots in a run with %d pool choices", ErrPool, r.PoolChoices)
+	}
+	for i, j := range slots {
+		if uint32(j) >= r.PoolChoices {
+			return fmt.Errorf("%w: sample %d has slot %d of %d", ErrPool, first+uint64(i), j, r.PoolChoices)
+		}
+	}
+	return nil
+}
+
 // Check reports whether one update is admitted.
 func (r Rules) Check(u Update) error {
-	return r.CheckBatch(u.Machine, u.Sample, u.Exp, []int8{u.Code})
+	if err := r.CheckBatch(u.Machine, u.Sample, u.Exp, []int8{u.Code}); err != nil {
+		return err
+	}
+	var slots []uint8
+	if u.Slotted {
+		slots = []uint8{u.Slot}
+	}
+	return r.CheckSlots(u.Sample, slots)
 }
 
 func abs(x float64) float64 { return max(x, -x) }

@@ -94,6 +94,9 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 		}
 		if m.Pool > 0 {
 			fmt.Fprintf(out, "seed pool of %d: every update perturbs along one of them (docs/PROTOCOL.md §12)\n", m.Pool)
+			if m.PoolChoices > 0 {
+				fmt.Fprintf(out, "FedKSeed-Pro: each update picks its pool seed among %d candidates (docs/PROTOCOL.md §12.1)\n", m.PoolChoices)
+			}
 		}
 		return nil
 	}

@@ -36,6 +36,14 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 		s.Pool = uint32(k)
 		return nil
 	})
+	fs.Func("pool-choices", "FedKSeed-Pro in a pool run: each update picks its pool seed among M candidates, favouring seeds with larger mean |ĝ| (2..min(K, 256); 0: the uniform rule; docs/PROTOCOL.md §12.1)", func(v string) error {
+		m, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || m == 1 || m > zo.MaxPoolChoices {
+			return fmt.Errorf("want 0 or 2..%d", zo.MaxPoolChoices)
+		}
+		s.PoolChoices = uint32(m)
+		return nil
+	})
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
 	fs.StringVar(&s.Estimator, "estimator", s.Estimator, "zeroth-order estimator: mezo (default), parts=N, scale=vectors, scale=rms, scale=grad, comma-separated (docs/LEARNING.md)")
 }
