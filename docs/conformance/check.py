@@ -224,7 +224,7 @@ def coeff(cfg, ts, ti, u, seed):
 
 def apply(cfg, ts, u, sign):
     seed = derive_seed(cfg["run"], u["machine"], u["sample"])
-    zseed = perturb_seed(cfg, u["machine"], u["sample"])
+    zseed = perturb_seed(cfg, u["machine"], u["sample"], u.get("slot", 0))
     for ti, t in enumerate(ts):
         c = coeff(cfg, ts, ti, u, seed) * sign
         if c:
@@ -244,14 +244,24 @@ def pool_index(run, machine, sample, pool):
     return struct.unpack("<Q", d[16:24])[0] % pool
 
 
-def perturb_seed(cfg, machine, sample):
+def pool_slot_index(cfg, machine, sample, slot):
+    """§12.1: slot j of an update is pool seed (k_0 + j) mod K; §12's k_0 without choices."""
+    k0 = pool_index(cfg["run"], machine, sample, cfg["pool"])
+    if not cfg.get("pool_choices", 0):
+        return k0
+    return (k0 + slot) % cfg["pool"]
+
+
+def perturb_seed(cfg, machine, sample, slot=0):
     if cfg.get("pool", 0) == 0:
         return derive_seed(cfg["run"], machine, sample)
-    return pool_seed(cfg["run"], pool_index(cfg["run"], machine, sample, cfg["pool"]))
+    return pool_seed(cfg["run"], pool_slot_index(cfg, machine, sample, slot))
 
 
 # ---- §7 digests ----
-def update_hash(m, s, e, q):
+def update_hash(m, s, e, q, slot=None):
+    if slot is not None:  # §12.1: a slotted update's v2 term
+        return hashlib.sha256(b"zopeer/update/v2\x00" + struct.pack(">QQBbB", m, s, e, q, slot)).digest()
     return hashlib.sha256(b"zopeer/update/v1\x00" + struct.pack(">QQBb", m, s, e, q)).digest()
 
 
@@ -370,7 +380,7 @@ def pow_bits(run, pub):
 
 # ---- PROTOCOL.md §9 the manifest ----
 KEYS = ["admission", "admit", "base_digest", "data", "dist", "eps", "estimator", "format_version", "grad_bound", "lr",
-        "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pow_bits", "quant", "run"]
+        "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pool_choices", "pow_bits", "quant", "run"]
 MODEL_KEYS = ["embedded", "name", "path", "revision", "safetensors_sha256"]
 
 
@@ -409,8 +419,8 @@ def parse_manifest(text):
         "admission": m.get("admission", ""), "admit": m.get("admit") or [], "base_digest": bd,
         "dist": m.get("dist", ""), "eps": float(m.get("eps", 0)), "grad_bound": float(m.get("grad_bound", 0)),
         "lr": float(m.get("lr", 0)), "lr_decay": m.get("lr_decay", 0), "lr_warmup": m.get("lr_warmup", 0),
-        "max_samples": m.get("max_samples", 0), "params": m.get("params") or {}, "pool": m.get("pool", 0), "pow_bits": m.get("pow_bits", 0),
-        "quant": m.get("quant", ""), "run": m.get("run", ""), "model": m.get("model") or {},
+        "max_samples": m.get("max_samples", 0), "params": m.get("params") or {}, "pool": m.get("pool", 0), "pool_choices": m.get("pool_choices", 0),
+        "pow_bits": m.get("pow_bits", 0), "quant": m.get("quant", ""), "run": m.get("run", ""), "model": m.get("model") or {},
     }
     if not isinstance(out["model"], dict) or any(k not in MODEL_KEYS for k in out["model"]):
         return None
@@ -513,6 +523,8 @@ def canonical_manifest(m):
         parts.append('"params":{' + ",".join(es_string(k) + ":" + es_string(m["params"][k]) for k in ks) + "}")
     if m["pool"]:
         parts.append('"pool":%d' % m["pool"])
+    if m["pool_choices"]:
+        parts.append('"pool_choices":%d' % m["pool_choices"])
     if m["pow_bits"]:
         parts.append('"pow_bits":%d' % m["pow_bits"])
     parts.append('"quant":' + es_string(m["quant"]))
@@ -582,7 +594,14 @@ def decode_basis(v):
     return out
 
 
-EXT_TYPES = {1: decode_basis}
+def decode_pool_slots(v):
+    """Extension type 2 (PROTOCOL-WIRE.md §3.3): one slot byte per update; its length is checked against count."""
+    if len(v) == 0:
+        raise Bad("malformed")
+    return list(v)
+
+
+EXT_TYPES = {1: decode_basis, 2: decode_pool_slots}
 
 
 def decode_ext_block(b, i):
@@ -630,10 +649,13 @@ def decode_batch(b, run):
         exts, j = decode_ext_block(b[:-64], i + 1 + count)
         if j != len(b) - 64:
             raise Bad("malformed")
+        if any(t == 2 and len(v) != count for t, v in exts):
+            raise Bad("malformed")
     codes = [c - 256 if c > 127 else c for c in raw]
     if not verify(pub, b"zopeer/batch/1" + b[:-64], b[-64:]):
         raise Bad("signature")
-    return {"pub": pub, "machine": machine_of(pub), "first": first, "exp": exp, "codes": codes,
+    slots = next((list(v) for t, v in exts if t == 2), None)
+    return {"pub": pub, "machine": machine_of(pub), "first": first, "exp": exp, "codes": codes, "slots": slots,
             "exts": [{"type": t, "hex": v.hex()} for t, v in exts]}
 
 
@@ -653,6 +675,8 @@ def admit_batch(b, m):
         for mach, rs in decode_basis(bytes.fromhex(e["hex"])):
             if mach == x["machine"] and rs[-1][1] >= x["first"]:
                 raise Bad("basis")
+    if (x["slots"] is None) != (m["pool_choices"] == 0) or any(j >= m["pool_choices"] for j in x["slots"] or []):
+        raise Bad("pool")
     if m["admission"] != "closed" and m["pow_bits"] and pow_bits(m["run"], x["pub"]) < m["pow_bits"]:
         raise Bad("pow")
     return x
@@ -684,8 +708,10 @@ def decode_evidence(b, run):
         raise Bad("invalid")
     lo = max(a["first"], bb["first"])
     hi = min(a["first"] + len(a["codes"]), bb["first"] + len(bb["codes"])) - 1
+    def value(x, s):  # (exp, code, slot or None): a slot is part of the value (PROTOCOL.md §12.1)
+        return x["exp"], x["codes"][s - x["first"]], None if x["slots"] is None else x["slots"][s - x["first"]]
     for s in range(lo, hi + 1):
-        if a["exp"] != bb["exp"] or a["codes"][s - a["first"]] != bb["codes"][s - bb["first"]]:
+        if value(a, s) != value(bb, s):
             return a["machine"], s
     raise Bad("invalid")
 
@@ -951,22 +977,35 @@ def main():
         check("pool seed %s/%d" % (c["run"], c["k"]), [s[0], s[1], block(s, 0)], [c["key"], c["stream"], c["block_0"]])
     for c in pools["indices"]:
         check("pool index", pool_index(c["run"], int(c["machine"]), int(c["sample"]), c["pool"]), c["index"])
+    for c in pools["candidates"]:
+        cfg = {"run": c["run"], "pool": c["pool"], "pool_choices": 256}
+        check("pool candidate", pool_slot_index(cfg, int(c["machine"]), int(c["sample"]), c["slot"]), c["index"])
     base_tensors = v["engine"][0]["tensors"]
     for c in pools["engine"]:
         cfg = {"run": c["run"], "dist": c["dist"], "lr": f64(c["lr"]), "eps": f64(c["eps"]),
-               "warmup": int(c["lr_warmup"]), "decay": int(c["lr_decay"]), "pool": c["pool"]}
-        n = "pool engine " + c["dist"]
+               "warmup": int(c["lr_warmup"]), "decay": int(c["lr_decay"]), "pool": c["pool"],
+               "pool_choices": c.get("pool_choices", 0)}
+        n = "pool engine %s K=%d m=%d" % (c["dist"], cfg["pool"], cfg["pool_choices"])
         ts = layout(base_tensors)
-        us, sums = [], {}
+        us, sums, d = [], {}, 0
         for w in c["updates"]:
             u = {"machine": int(w["machine"]), "sample": int(w["sample"]), "exp": w["exp"], "code": w["code"]}
+            if cfg["pool_choices"]:
+                u["slot"] = w["slot"]
+                if not 0 <= u["slot"] < cfg["pool_choices"]:
+                    check(n + " slot below m", u["slot"], "< %d" % cfg["pool_choices"])
+                h = update_hash(u["machine"], u["sample"], u["exp"], u["code"], u["slot"])
+                check(n + " update hash v2", h.hex(), w["update_hash"])
+                d = digest_add(d, h)
             us.append(u)
-            k = pool_index(cfg["run"], u["machine"], u["sample"], cfg["pool"])
+            k = pool_slot_index(cfg, u["machine"], u["sample"], u.get("slot", 0))
             check(n + " pool index", k, w["pool_index"])
             cs = [coeff(cfg, ts, ti, u, derive_seed(cfg["run"], u["machine"], u["sample"])) for ti, t in enumerate(ts)]
             check(n + " coeffs", cs, w["coeffs"])
             sums[k] = [a + b for a, b in zip(sums.get(k, [0] * len(ts)), cs)]
         check(n + " sums", [{"pool_index": k, "sums": [str(x) for x in sums[k]]} for k in sorted(sums)], c["sums"])
+        if cfg["pool_choices"]:
+            check(n + " set digest", digest_hex(d), c["set_digest"])
         # The definition: one update at a time, own coefficient, pool seed's z.
         for u in us:
             apply(cfg, ts, u, 1)

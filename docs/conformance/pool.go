@@ -34,10 +34,21 @@ func poolVectors() (obj, error) {
 		indices = append(indices, obj{"run": run, "machine": u64(c.machine), "sample": u64(c.sample), "pool": c.pool,
 			"index": zo.PoolIndex(run, c.machine, c.sample, c.pool)})
 	}
+	var candidates []obj
+	for _, c := range []struct {
+		machine, sample uint64
+		pool            uint32
+		slot            uint8
+	}{{mP, 0, 1024, 0}, {mP, 0, 1024, 255}, {mP, 5, 7, 6}, {^uint64(0), ^uint64(0), zo.MaxPool, 200}, {1, 2, 3, 2}} {
+		candidates = append(candidates, obj{"run": run, "machine": u64(c.machine), "sample": u64(c.sample), "pool": c.pool,
+			"slot": c.slot, "index": zo.PoolCandidate(run, c.machine, c.sample, c.pool, c.slot)})
+	}
 	var engines []obj
 	for _, cfg := range []zo.Config{
 		{Run: run, Dist: zo.Rademacher, Eps: 1e-3, LR: 0.01, Warmup: 4, Pool: 3},
 		{Run: run, Dist: zo.Gauss4, Eps: 1e-2, LR: 0.001, Pool: 2},
+		{Run: run, Dist: zo.Rademacher, Eps: 1e-3, LR: 0.01, Pool: 5, PoolChoices: 3},
+		{Run: run, Dist: zo.Gauss4, Eps: 1e-2, LR: 0.001, Pool: 4, PoolChoices: 4},
 	} {
 		w, err := zo.NewWeights(engineTensors())
 		if err != nil {
@@ -52,10 +63,19 @@ func poolVectors() (obj, error) {
 			us = append(us, zo.Update{Machine: mP, Sample: s, Exp: 120 + uint8(s%3), Code: int8(37 - 29*int(s))})
 			us = append(us, zo.Update{Machine: 9, Sample: 100 + s, Exp: 121, Code: int8(-90 + 41*int(s))})
 		}
+		if cfg.PoolChoices > 0 { // FedKSeed-Pro (§12.1): slots given, as a producer chose them
+			for i := range us {
+				us[i].Slotted, us[i].Slot = true, uint8((7*i+3)%int(cfg.PoolChoices))
+			}
+		}
+		var dig zo.SetDigest
 		var uo []obj
 		sums := map[uint32][]int64{}
 		for _, u := range us {
 			k := zo.PoolIndex(cfg.Run, u.Machine, u.Sample, cfg.Pool)
+			if u.Slotted {
+				k = zo.PoolCandidate(cfg.Run, u.Machine, u.Sample, cfg.Pool, u.Slot)
+			}
 			s := zo.DeriveSeed(cfg.Run, u.Machine, u.Sample)
 			var coeffs []int32
 			if sums[k] == nil {
@@ -66,8 +86,14 @@ func poolVectors() (obj, error) {
 				coeffs = append(coeffs, c)
 				sums[k][ti] += int64(c)
 			}
-			uo = append(uo, obj{"machine": u64(u.Machine), "sample": u64(u.Sample), "exp": u.Exp, "code": u.Code,
-				"pool_index": k, "coeffs": coeffs})
+			o := obj{"machine": u64(u.Machine), "sample": u64(u.Sample), "exp": u.Exp, "code": u.Code,
+				"pool_index": k, "coeffs": coeffs}
+			if u.Slotted {
+				h := zo.UpdateHash(u)
+				o["slot"], o["update_hash"] = u.Slot, hx(h[:])
+			}
+			dig.Add(u)
+			uo = append(uo, o)
 		}
 		var so []obj
 		for _, k := range slices.Sorted(maps.Keys(sums)) {
@@ -89,15 +115,20 @@ func poolVectors() (obj, error) {
 		all := state()
 		e.Remove(us[:3])
 		rest := state()
-		engines = append(engines, obj{
+		eo := obj{
 			"run": cfg.Run, "dist": cfg.Dist.String(), "eps": f64(cfg.Eps), "lr": f64(cfg.LR),
 			"lr_warmup": u64(cfg.Warmup), "lr_decay": u64(cfg.Decay), "pool": cfg.Pool,
 			"tensors": "the engine vectors' tensors", "updates": uo, "sums": so,
 			"after_all": all, "after_removing_first_3": rest,
-		})
+		}
+		if cfg.PoolChoices > 0 {
+			eo["pool_choices"], eo["set_digest"] = cfg.PoolChoices, dig.String()
+		}
+		engines = append(engines, eo)
 	}
-	return obj{"seeds": seeds, "indices": indices, "engine": engines,
-		"note": "engine: the model of the engine vectors (same tensors); sums are the exact per-(pool index, tensor) sums of the updates' coefficients, decimal strings"}, nil
+	return obj{"seeds": seeds, "indices": indices, "candidates": candidates, "engine": engines,
+		"note": "engine: the model of the engine vectors (same tensors); sums are the exact per-(pool index, tensor) sums of the updates' coefficients, decimal strings; " +
+			"candidates and engine runs with pool_choices are FedKSeed-Pro (§12.1): each update's slot is given, its pool index is (PoolIndex + slot) mod K, its digest term v2 (update_hash), set_digest over all the updates"}, nil
 }
 
 func i64(v int64) string { return fmt.Sprint(v) }

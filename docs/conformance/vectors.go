@@ -546,7 +546,9 @@ func contexts() []context {
 		Admit: []string{mhex(p2p.MachineOf(pubOf(keyP)))}, PowBits: 16}
 	public := open
 	public.Data = &store.PublicData{Digest: store.Digest{1, 2, 3}, BatchSize: 4, Tolerance: 0.125}
-	return []context{{"open", open}, {"closed", closed}, {"public", public}}
+	pro := open
+	pro.Pool, pro.PoolChoices = 64, 4
+	return []context{{"open", open}, {"closed", closed}, {"public", public}, {"pro", pro}}
 }
 
 // rawBatch encodes a batch by hand (for malformed ones) and signs it.
@@ -640,6 +642,14 @@ func batchVectors() (obj, error) {
 		{"bound (code −1 at exp 129: 2 > 1)", "open", rawBatch(keyP, 1, run, uv(300), uv(1), 129, []byte{0xff})},
 		{"proof of work (key with too few bits)", "open", rawBatch(keyA, 1, run, uv(300), uv(1), 127, []byte{1})},
 		{"closed runs ignore pow_bits", "closed", rawBatch(keyP, 1, run, uv(0), uv(1), 127, []byte{2})},
+		{"pool: valid v2 batch with slots 0, 3, 1", "pro", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{2, 3, 0, 3, 1}))},
+		{"pool: valid, basis and slots", "pro", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{1, byte(len(basis))}, basis, []byte{2, 3, 2, 2, 2}))},
+		{"pool: a version 1 batch carries no slots", "pro", good},
+		{"pool: slot 4 of 4", "pro", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{2, 3, 0, 4, 1}))},
+		{"pool: slots in a run without pool_choices", "open", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{2, 3, 0, 3, 1}))},
+		{"v2: 2 slots for 3 updates", "pro", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{2, 2, 0, 3}))},
+		{"v2: 4 slots for 3 updates", "pro", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{2, 4, 0, 3, 1, 1}))},
+		{"v2: empty slot record", "pro", rawBatch(keyP, 2, run, uv(300), uv(3), 127, extBlock([]byte{1, 1, 1}, []byte{2, 0}))},
 	}
 	var cs []obj
 	for _, c := range contexts() {
@@ -693,6 +703,10 @@ func evidenceVectors() ([]obj, error) {
 	apart := rawBatch(keyP, 1, run, uv(302), uv(1), 127, []byte{5})
 	other := rawBatch(keyA, 1, run, uv(301), uv(1), 127, []byte{2})
 	expOnly := rawBatch(keyP, 1, run, uv(301), uv(1), 126, []byte{1})
+	// FedKSeed-Pro batches (slots, extension type 2): sample 301 has code 1 in each.
+	slotA := rawBatch(keyP, 2, run, uv(300), uv(2), 127, extBlock([]byte{1, 1}, []byte{2, 2, 0, 1}))
+	slotSame := rawBatch(keyP, 2, run, uv(301), uv(1), 127, extBlock([]byte{1}, []byte{2, 1, 1}))
+	slotOther := rawBatch(keyP, 2, run, uv(301), uv(1), 127, extBlock([]byte{1}, []byte{2, 1, 2}))
 	bad := slices.Clone(b)
 	bad[len(bad)-1] ^= 1
 	enc := func(kind byte, x, y []byte, runName string) []byte {
@@ -717,6 +731,8 @@ func evidenceVectors() ([]obj, error) {
 	o1, o2 := order(a, other)
 	e1, e2 := order(a, expOnly)
 	b1, b2 := order(a, bad)
+	q1, q2 := order(slotA, slotOther)
+	r1, r2 := order(slotA, slotSame)
 	cases := []struct {
 		name string
 		raw  []byte
@@ -726,6 +742,8 @@ func evidenceVectors() ([]obj, error) {
 		{"batches in the wrong order", enc(1, hi, lo, run)},
 		{"the same batch twice", enc(1, a, a, run)},
 		{"agreeing values", enc(1, s1, s2, run)},
+		{"valid: same code, another pool slot", enc(1, q1, q2, run)},
+		{"agreeing values and pool slots", enc(1, r1, r2, run)},
 		{"no common sample", enc(1, p1, p2, run)},
 		{"two machines", enc(1, o1, o2, run)},
 		{"a batch with a bad signature", enc(1, b1, b2, run)},
