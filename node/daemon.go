@@ -414,7 +414,8 @@ type Status struct {
 	API          string   `json:"api"`
 	Machine      string   `json:"machine"`
 	Run          string   `json:"run"`
-	Pool         uint32   `json:"pool,omitempty"` // the run's seed pool K (docs/PROTOCOL.md §12); absent: full mode
+	Pool         uint32   `json:"pool,omitempty"`         // the run's seed pool K (docs/PROTOCOL.md §12); absent: full mode
+	PoolChoices  uint32   `json:"pool_choices,omitempty"` // FedKSeed-Pro's m (docs/PROTOCOL.md §12.1); absent: the uniform rule
 	Addrs        []string `json:"addrs"`
 	Updates      uint64   `json:"updates"`
 	OwnUpdates   uint64   `json:"own_updates"`
@@ -568,7 +569,9 @@ func Start(ctx context.Context, s Settings, ps PeerSettings, log *slog.Logger) e
 	}
 	d.s = s
 	d.snapshot(func(st *Status) { st.Machine = fmt.Sprintf("%016x", s.Machine) })
-	d.snapshot(func(st *Status) { st.Run, st.Pool, st.State = s.Run, s.Pool, StateReplaying })
+	d.snapshot(func(st *Status) {
+		st.Run, st.Pool, st.PoolChoices, st.State = s.Run, s.Pool, s.PoolChoices, StateReplaying
+	})
 	run, err := OpenRun(ctx, s, &m, log)
 	if err != nil {
 		return err

@@ -111,6 +111,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"status", "--api", "127.0.0.1:1"}, 1, "no zopeer node answers"},
 		{[]string{"start", "--home", filepath.Join(dir, "h3"), "--test-drop-gossip", "1.5"}, 2, "test-drop-gossip"},
 		{[]string{"init", "--home", filepath.Join(dir, "h4"), "--pool", "70000"}, 2, "want 0..65536"},
+		{[]string{"init", "--home", filepath.Join(dir, "h4"), "--pool", "64", "--pool-choices", "1"}, 2, "want 0 or 2..256"},
+		{[]string{"init", "--home", filepath.Join(dir, "h4"), "--pool-choices", "4"}, 1, "pool choices"},
 		{[]string{"start", "--home", filepath.Join(dir, "h5"), "--snapshot-quorum", "-1"}, 1, "snapshot-quorum"},
 		{[]string{"start", "--home", filepath.Join(dir, "h6"), "--mesh-degree", "1"}, 1, "mesh-degree"},
 		{[]string{"bench", "--model", "gpt2-small", "--tokens", "1"}, 1, "tokens"},
@@ -128,6 +130,16 @@ func TestBadInput(t *testing.T) {
 	if code, _, errs := zopeer(t, "init", "--home", home); code != 1 || !strings.Contains(errs, "already belongs to a run") {
 		t.Errorf("second init: exit %d, %q", code, errs)
 	}
+	// --pool-choices has its environment twin, and reaches the manifest.
+	pro := filepath.Join(dir, "pro")
+	t.Setenv("ZOPEER_POOL_CHOICES", "8")
+	if code, _, errs := zopeer(t, "init", "--home", pro, "--pool", "64"); code != 0 {
+		t.Fatalf("init of a FedKSeed-Pro run: exit %d: %s", code, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(pro, "manifest.json")); err != nil || !strings.Contains(string(b), `"pool":64,"pool_choices":8`) {
+		t.Errorf("Pro manifest: %s (%v)", b, err)
+	}
+	t.Setenv("ZOPEER_POOL_CHOICES", "0")
 	t.Setenv("ZOPEER_STEPS", "many")
 	if code, _, errs := zopeer(t, "train"); code != 2 || !strings.Contains(errs, "ZOPEER_STEPS") {
 		t.Errorf("bad environment value: exit %d, %q", code, errs)
