@@ -71,7 +71,11 @@ func ExportLog(ctx context.Context, home string, w io.Writer) (ExportSummary, er
 		if err != nil {
 			return sum, err
 		}
-		if err := line(exportedUpdate{fmt.Sprintf("%016x", u.Machine), u.Sample, u.Exp, u.Code}); err != nil {
+		eu := exportedUpdate{Machine: fmt.Sprintf("%016x", u.Machine), Sample: u.Sample, Exp: u.Exp, Code: u.Code}
+		if u.Slotted {
+			eu.Slot = &u.Slot
+		}
+		if err := line(eu); err != nil {
 			return sum, err
 		}
 		d.Add(u)
@@ -99,6 +103,7 @@ type exportedUpdate struct {
 	Sample  uint64 `json:"sample"`
 	Exp     uint8  `json:"exp"`
 	Code    int8   `json:"code"`
+	Slot    *uint8 `json:"slot,omitempty"` // FedKSeed-Pro runs (PROTOCOL.md §12.1)
 }
 
 // CheckBase reports whether the checkpoint in dir holds the base weights of

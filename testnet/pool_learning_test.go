@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// TestPoolLearning compares learning in pool mode (K = 256, 1024, 4096)
+// TestPoolLearning compares learning in pool mode (K = 256, 1024, 4096;
+// FedKSeed-Pro with m = 16 and m = 256 candidate slots at K = 256 and 1024)
 // with full mode on the embedded task, at equal numbers of updates: eval loss
 // after `zopeer train` of 400, 1600 and 6400 updates (16 per step), mean of
 // three runs (run ids) each, against updates and against the wall time of
@@ -34,15 +35,21 @@ func TestPoolLearning(t *testing.T) {
 	defer cancel()
 	re := regexp.MustCompile(`eval loss ([0-9.]+) → ([0-9.]+)`)
 	budgets := []int{400, 1600, 6400}
-	modes := []int{0, 256, 1024, 4096}
+	type mode struct{ k, m int } // pool K (0: full mode), pool choices m (0: uniform)
+	modes := []mode{{0, 0}, {256, 0}, {256, 16}, {256, 256}, {1024, 0}, {1024, 16}, {1024, 256}, {4096, 0}}
 	const runs = 3
 	var base float64
 	mean := map[[2]int]float64{}
+	spread := map[[2]int][2]float64{} // min, max over the runs
 	var pts []Point
-	for _, k := range modes {
+	for i, md := range modes {
+		k := i // the table's key for the mode
 		name := "full"
-		if k > 0 {
-			name = fmt.Sprintf("pool K=%d", k)
+		if md.k > 0 {
+			name = fmt.Sprintf("pool K=%d", md.k)
+		}
+		if md.m > 0 {
+			name += fmt.Sprintf(" pro m=%d", md.m)
 		}
 		for _, u := range budgets {
 			var sum float64
@@ -50,8 +57,11 @@ func TestPoolLearning(t *testing.T) {
 			for r := range runs {
 				home := filepath.Join(t.TempDir(), "h")
 				args := []string{"train", "--home", home, "--run", fmt.Sprintf("pool-learning-%d", r), "--samples", "16", "--steps", strconv.Itoa(u / 16)}
-				if k > 0 {
-					args = append(args, "--pool", strconv.Itoa(k))
+				if md.k > 0 {
+					args = append(args, "--pool", strconv.Itoa(md.k))
+				}
+				if md.m > 0 {
+					args = append(args, "--pool-choices", strconv.Itoa(md.m))
 				}
 				t0 := time.Now()
 				b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
@@ -66,6 +76,12 @@ func TestPoolLearning(t *testing.T) {
 				base, _ = strconv.ParseFloat(m[1], 64)
 				loss, _ := strconv.ParseFloat(m[2], 64)
 				sum += loss
+				sp := spread[[2]int{k, u}]
+				if r == 0 || loss < sp[0] {
+					sp[0] = loss
+				}
+				sp[1] = max(sp[1], loss)
+				spread[[2]int{k, u}] = sp
 			}
 			mean[[2]int{k, u}] = sum / runs
 			pts = append(pts, Point{Node: name, Updates: uint64(u), Elapsed: took / runs, EvalLoss: sum / runs})
@@ -73,18 +89,26 @@ func TestPoolLearning(t *testing.T) {
 	}
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "| updates | full |")
-	for _, k := range modes[1:] {
-		fmt.Fprintf(&tb, " K = %d |", k)
+	for _, md := range modes[1:] {
+		label := fmt.Sprintf("K = %d", md.k)
+		if md.m > 0 {
+			label += fmt.Sprintf(" pro m = %d", md.m)
+		}
+		fmt.Fprintf(&tb, " %s |", label)
 	}
 	fmt.Fprintf(&tb, "\n|---|---|%s\n", strings.Repeat("---|", len(modes)-1))
+	var rg strings.Builder
 	for _, u := range budgets {
 		fmt.Fprintf(&tb, "| %d |", u)
-		for _, k := range modes {
+		fmt.Fprintf(&rg, "| %d |", u)
+		for k := range modes {
 			fmt.Fprintf(&tb, " %.4f |", mean[[2]int{k, u}])
+			fmt.Fprintf(&rg, " %.4f–%.4f |", spread[[2]int{k, u}][0], spread[[2]int{k, u}][1])
 		}
 		tb.WriteString("\n")
+		rg.WriteString("\n")
 	}
-	t.Logf("base eval loss %.4f; mean eval loss of %d runs:\n%s", base, runs, tb.String())
+	t.Logf("base eval loss %.4f; mean eval loss of %d runs:\n%s\nmin–max over the runs:\n%s", base, runs, tb.String(), rg.String())
 	if err := os.WriteFile(filepath.Join(out, "pool-learning.md"), []byte(tb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
