@@ -62,9 +62,20 @@ func publicRun(t *testing.T) store.Manifest {
 // 0 and is rejected; one against a batch whose codes were sign-flipped is
 // confirmed. Re-computation leaves the verifier's weights bit for bit as
 // they were.
-func TestAccusationVerdicts(t *testing.T) {
+func TestAccusationVerdicts(t *testing.T) { accusationVerdicts(t, false) }
+
+// TestProAccusationVerdicts is TestAccusationVerdicts in a FedKSeed-Pro run
+// (pool 16, 4 choices): batches carry slots as well as a basis, and the
+// re-computation must take each sample's carried slot (an honest claim's
+// excess is 0 only along the seed it was computed on).
+func TestProAccusationVerdicts(t *testing.T) { accusationVerdicts(t, true) }
+
+func accusationVerdicts(t *testing.T, pro bool) {
 	ctx := context.Background()
 	m := publicRun(t)
+	if pro {
+		m.Pool, m.PoolChoices = 16, 4
+	}
 	run := p2p.NewRunTag(m.Run)
 	keyA, keyB, keyV := testKey(t, 1), testKey(t, 2), testKey(t, 3)
 	mA, mB := keyMachine(t, keyA), keyMachine(t, keyB)
@@ -81,10 +92,10 @@ func TestAccusationVerdicts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Basis == nil {
-			t.Fatal("a public-data proposal states no basis")
+		if p.Basis == nil || pro != (p.Slots != nil) {
+			t.Fatalf("a public-data proposal with basis %v, slots %v", p.Basis, p.Slots)
 		}
-		exts := []p2p.Ext{{Type: p2p.ExtBasis, Value: p2p.AppendBasis(nil, p.Basis)}}
+		exts := p.Exts()
 		bt, err := p2p.SignBatchExt(key, run, p.First, p.Exp, p.Codes, exts)
 		if err != nil {
 			t.Fatal(err)
