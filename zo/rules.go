@@ -82,11 +82,11 @@ func (r Rules) Check(u Update) error {
 	if err := r.CheckBatch(u.Machine, u.Sample, u.Exp, []int8{u.Code}); err != nil {
 		return err
 	}
-	var slots []uint8
-	if u.Slotted {
-		slots = []uint8{u.Slot}
+	if !u.Slotted {
+		return r.CheckSlots(u.Sample, nil)
 	}
-	return r.CheckSlots(u.Sample, slots)
+	slot := [1]uint8{u.Slot}
+	return r.CheckSlots(u.Sample, slot[:])
 }
 
 func abs(x float64) float64 { return max(x, -x) }
