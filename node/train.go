@@ -21,33 +21,30 @@ import (
 // Settings are the knobs of a training run. Defaults holds every default;
 // the CLI declares its flags from it.
 type Settings struct {
-	Home     string  // where the update log and checkpoints live
-	Model    string  // Hugging Face model directory with tokenizer.json
-	Data     string  // training data (.jsonl or .txt)
-	EvalData string  // held-out data; empty: hold out HeldOut of Data
-	HeldOut  float64 // fraction of Data held out when EvalData is empty
-	Run      string  // run identifier (part of every seed)
-	Dist     string  // perturbation distribution: rademacher or gauss4
-	Eps      float64 // perturbation scale ε
-	LR       float64 // learning rate η
-	LRWarmup uint64  // samples (per machine) over which η ramps up; 0: none
-	LRDecay  uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
-	Pool     uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §12); 0: every update has its own seed
-	// PoolChoices is FedKSeed-Pro's m (docs/PROTOCOL.md §12.1): each update
-	// picks its pool seed among m candidates; 0: the uniform rule.
-	PoolChoices uint32
-	Trainable   string // regexp over parameter names; empty trains all
-	Estimator   string // estimator rule (ResolveEstimator); "" or "mezo": MeZO
-	BatchSize   int    // records per projected gradient
-	Samples     int    // projected gradients per step (one exponent byte each)
-	Steps       int    // steps this invocation runs; 0 runs until interrupted
-	EvalEvery   int    // steps between evaluations; 0 evaluates only at the ends
-	CkptEvery   int    // steps between checkpoints; 0 checkpoints only at the end
-	Context     int    // tokens per record at most; 0 uses the model's context
-	Window      bool   // split records longer than the context into windows instead of truncating them
-	Overlap     int    // tokens a window repeats from the one before (with Window)
-	Machine     uint64 // this machine's id in the run
-	Export      string // write the trained model here at the end (HF layout)
+	Home      string  // where the update log and checkpoints live
+	Model     string  // Hugging Face model directory with tokenizer.json
+	Data      string  // training data (.jsonl or .txt)
+	EvalData  string  // held-out data; empty: hold out HeldOut of Data
+	HeldOut   float64 // fraction of Data held out when EvalData is empty
+	Run       string  // run identifier (part of every seed)
+	Dist      string  // perturbation distribution: rademacher or gauss4
+	Eps       float64 // perturbation scale ε
+	LR        float64 // learning rate η
+	LRWarmup  uint64  // samples (per machine) over which η ramps up; 0: none
+	LRDecay   uint64  // sample index (per machine) at which η has decayed linearly to 0; 0: none
+	Pool      uint32  // pool of seeds K (FedKSeed, docs/PROTOCOL.md §12); 0: every update has its own seed
+	Trainable string  // regexp over parameter names; empty trains all
+	Estimator string  // estimator rule (ResolveEstimator); "" or "mezo": MeZO
+	BatchSize int     // records per projected gradient
+	Samples   int     // projected gradients per step (one exponent byte each)
+	Steps     int     // steps this invocation runs; 0 runs until interrupted
+	EvalEvery int     // steps between evaluations; 0 evaluates only at the ends
+	CkptEvery int     // steps between checkpoints; 0 checkpoints only at the end
+	Context   int     // tokens per record at most; 0 uses the model's context
+	Window    bool    // split records longer than the context into windows instead of truncating them
+	Overlap   int     // tokens a window repeats from the one before (with Window)
+	Machine   uint64  // this machine's id in the run
+	Export    string  // write the trained model here at the end (HF layout)
 
 	// Where the base model comes from, as `zopeer init` records it in the
 	// manifest (store.ModelSource); embedded is set by WithEmbeddedDefault.
@@ -70,6 +67,10 @@ type Settings struct {
 	PublicData bool
 	// public is the run's public-data member once a manifest is applied.
 	public *store.PublicData
+
+	// PoolChoices is FedKSeed-Pro's m (docs/PROTOCOL.md §12.1): each update
+	// picks its pool seed among m candidates; 0: the uniform rule.
+	PoolChoices uint32
 }
 
 // Defaults are the settings `zopeer train` uses when nothing else is given:

@@ -43,13 +43,15 @@ type Manifest struct {
 	LRDecay       uint64  `json:"lr_decay,omitempty"`  // zo.Config.Decay
 	// Pool is the run's pool of seeds K (zo.Config.Pool, docs/PROTOCOL.md
 	// §12); absent (0): every update perturbs along its own seed.
-	Pool uint32 `json:"pool,omitempty"`
+	Pool   uint32            `json:"pool,omitempty"`
+	Quant  string            `json:"quant"` // quantisation scheme of updates and weights
+	Params map[string]string `json:"params,omitempty"`
+
 	// PoolChoices makes a pool run FedKSeed-Pro with that many candidate
 	// slots per update (zo.Config.PoolChoices, docs/PROTOCOL.md §12.1);
 	// absent (0): the uniform rule.
-	PoolChoices uint32            `json:"pool_choices,omitempty"`
-	Quant       string            `json:"quant"` // quantisation scheme of updates and weights
-	Params      map[string]string `json:"params,omitempty"`
+	PoolChoices uint32 `json:"pool_choices,omitempty"`
+
 	// Model says where the base model came from (ModelSource). It is a
 	// hint for joiners, not a rule: BaseDigest decides, and diff ignores it,
 	// so homes made before it existed keep opening.
