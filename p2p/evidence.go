@@ -112,7 +112,7 @@ func DecodeEvidence(data []byte, run RunTag) (*Evidence, error) {
 func firstDisagreement(a, b *Batch) (uint64, bool) {
 	lo, hi := max(a.First, b.First), min(a.Last(), b.Last())
 	for s := lo; s <= hi && lo <= hi; s++ {
-		if a.Update(int(s-a.First)) != b.Update(int(s-b.First)) {
+		if !a.Update(int(s - a.First)).SameValue(b.Update(int(s - b.First))) {
 			return s, true
 		}
 		if s == hi {

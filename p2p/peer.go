@@ -581,7 +581,7 @@ func (p *Peer) judge(b *Batch, from peer.ID) verdict {
 			v = fresh
 			continue
 		}
-		if got := b.Update(i); held != got {
+		if got := b.Update(i); !held.SameValue(got) {
 			p.ReportEquivocation(Equivocation{
 				Machine: b.Machine, Sample: s, Held: held,
 				Got:   got,

@@ -40,8 +40,3 @@ func (s *Store) readValue(u *zo.Update, v []byte) error {
 	}
 	return nil
 }
-
-// sameValue reports whether a logged value is u's.
-func sameValue(v []byte, u zo.Update) bool {
-	return string(v) == string(appendValue(make([]byte, 0, 3), u))
-}

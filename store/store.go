@@ -602,7 +602,7 @@ func (s *Store) AppendBatch(ctx context.Context, raw []byte, us ...zo.Update) (A
 					if err != nil {
 						return err
 					}
-					if stored == u {
+					if stored.SameValue(u) {
 						dups++
 						continue
 					}

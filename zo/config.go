@@ -81,5 +81,11 @@ type Update struct {
 	Slot    uint8
 }
 
+// SameValue reports whether u and v give their sample the same value: the
+// same (Exp, Code) and, in a FedKSeed-Pro run, the same slot.
+func (u Update) SameValue(v Update) bool {
+	return u.Exp == v.Exp && u.Code == v.Code && u.Slotted == v.Slotted && u.Slot == v.Slot
+}
+
 // Grad is the decoded projected gradient ĝ.
 func (u Update) Grad() float64 { return Dequantize(u.Exp, u.Code) }
