@@ -139,11 +139,10 @@ func vectorScale(w *zo.Weights) map[string]int {
 const vectorGradCut = 32
 
 // vectorGradScale is the scale=vectors-grad rule over measured energies e
-// (per tensor, vectors measured): on this project's English task most of
-// the vectors' gradient energy sits in a third of their elements (the
-// blocks' output-projection biases, the final norm, the first block's
-// input side), and the others add noise to every estimate
-// (docs/LEARNING.md).
+// (per tensor, vectors measured). On the English task most of the vectors'
+// gradient energy sits in a third of their elements, so the others mostly
+// add noise; measured, it learns as fast as scale=vectors, not faster
+// (docs/LEARNING.md, "Second round").
 func vectorGradScale(w *zo.Weights, e []float64) map[string]int {
 	out := vectorScale(w)
 	top := 0.0
