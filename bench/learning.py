@@ -28,7 +28,7 @@ Methods (--method):
   mezo     full-parameter SPSA (MeZO, Malladi et al. 2023).
   sparse   Sparse MeZO: perturb only the elements whose |base weight| is at
            most the --sparse-q quantile of their tensor (mask fixed from the
-           base weights, as zopeer's sparse estimator does).
+           base weights); --sparse-whole-vectors masks the matrices only.
   layer    one tensor group per update: each update perturbs only the
            tensors of one transformer block (or the embeddings/final norm),
            chosen uniformly from the seed.
@@ -41,7 +41,10 @@ Methods (--method):
            (a diagonal preconditioner fixed from the base weights).
   gscaled  z of each tensor scaled by a power of two from its measured
            projected-gradient energy per element (see gscale).
-  vectors  zopeer's scale=vectors: z of every matrix and embedding times 2^-8.
+  vectors  zopeer's scale=vectors: z of every matrix and embedding times 2^-8;
+           --keep/--keep-scale give some matrices another power of two,
+           --only keeps only the named tensors at 1 (scale=vectors-grad's
+           kind of result).
   adam     backprop with Adam (the ceiling), same mini-batches; one step is
            --samples mini-batches, each one Adam step (2 forward-equivalents
            of work are counted per mini-batch for the backward pass: the
@@ -178,13 +181,19 @@ class Perturb:
             self.scale = gscale(m, a)
         if a.method == "vectors":
             # zopeer's scale=vectors: tensors of two or more dimensions at 2^-8.
-            self.scale = {n: 2.0 ** -8 for n in m.names if m.p[n].dim() >= 2}
+            self.scale = {n: 2.0 ** (a.keep_scale if any(k and k in n for k in a.keep.split(",")) else -8)
+                          for n in m.names if m.p[n].dim() >= 2}
+            if a.only:
+                # Only the named tensors at scale 1, every other tensor at 2^-8.
+                self.scale = {n: 2.0 ** -8 for n in m.names if not any(k and k in n for k in a.only.split(","))}
         if a.method == "scaled":
             for n in m.names:
                 rms = float(m.p[n].pow(2).mean().sqrt())
                 self.scale[n] = 2.0 ** round(math.log2(max(rms, 1e-3) / a.scale_ref))
         if a.method == "sparse":
             for n in m.names:
+                if a.sparse_whole_vectors and m.p[n].dim() < 2:
+                    continue
                 w = m.p[n].abs().flatten()
                 k = max(1, int(a.sparse_q * w.numel()))
                 thr = w.kthvalue(k).values
@@ -285,6 +294,10 @@ def main():
     ap.add_argument("--run", default="learn", help="run id: decides the mini-batch order, as in zopeer")
     ap.add_argument("--seed", type=int, default=1, help="seed of z (PyTorch's generator)")
     ap.add_argument("--sparse-q", type=float, default=0.25)
+    ap.add_argument("--sparse-whole-vectors", action="store_true", help="sparse: mask only tensors of two or more dimensions")
+    ap.add_argument("--keep", default="", help="vectors: comma-separated name parts of matrices kept at scale 1 (e.g. wte,wpe)")
+    ap.add_argument("--keep-scale", type=int, default=0, help="vectors: exponent of the --keep matrices' scale")
+    ap.add_argument("--only", default="", help="vectors: comma-separated name parts of the only tensors at scale 1")
     ap.add_argument("--rank", type=int, default=2)
     ap.add_argument("--calib", type=int, default=4, help="gscaled: SPSA samples per tensor to measure its gradient energy")
     ap.add_argument("--parts", type=int, default=4, help="parts: groups of consecutive tensors")

@@ -20,7 +20,7 @@ go build -o "$out/zopeer" ./cmd/zopeer
 export OPENBLAS_NUM_THREADS=1 GOMAXPROCS=1
 # name, η, --estimator: η per method from the 50-step single-seed sweep of docs/LEARNING.md.
 zo_runs=("mezo 1e-4 mezo" "parts4 1e-4 parts=4" "gradscale 6e-4 scale=grad" "gradscale-3e-4 3e-4 scale=grad"
-	"vectors 1e-2 scale=vectors")
+	"vectors 1e-2 scale=vectors" "vectors-2e-2 2e-2 scale=vectors" "vgrad 2e-2 scale=vectors-grad")
 for seed in "$@"; do
 	for r in "${zo_runs[@]}"; do
 		[ -n "$r" ] || continue

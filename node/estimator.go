@@ -25,7 +25,7 @@ func (s Settings) withEstimator(w *zo.Weights, lm *model.Model) (Settings, error
 	if s.estimator != nil || s.Estimator == "" {
 		return s, nil
 	}
-	energy := func() ([]float64, error) { return s.gradEnergy(w, lm) }
+	energy := func(only func(*zo.Tensor) bool) ([]float64, error) { return s.gradEnergy(w, lm, only) }
 	spec, err := ResolveEstimator(s.Estimator, w, energy)
 	if err != nil {
 		return s, err
@@ -50,10 +50,17 @@ func (s Settings) withEstimator(w *zo.Weights, lm *model.Model) (Settings, error
 //	              2^round(log2(e_t / max e) / 2), at least 2^-8, where e_t is
 //	              the tensor's projected-gradient energy per element at the
 //	              base, measured by energy (gradEnergy)
+//	scale=vectors-grad
+//	              scale=vectors, then of the vectors only those whose
+//	              measured energy per element is at least 1/32 of the
+//	              largest vector's stay at 1; the others get 2^-8 too
 //
 // The result is explicit (per-tensor exponents by name), so peers that join
 // read it from the manifest and never re-derive it.
-func ResolveEstimator(rule string, w *zo.Weights, energy func() ([]float64, error)) (*store.EstimatorSpec, error) {
+//
+// energy measures the trainable tensors that only selects (nil: all) and
+// returns each one's energy per element by tensor index (0 elsewhere).
+func ResolveEstimator(rule string, w *zo.Weights, energy func(only func(*zo.Tensor) bool) ([]float64, error)) (*store.EstimatorSpec, error) {
 	var spec store.EstimatorSpec
 	for _, part := range strings.Split(rule, ",") {
 		part = strings.TrimSpace(part)
@@ -71,13 +78,19 @@ func ResolveEstimator(rule string, w *zo.Weights, energy func() ([]float64, erro
 		case key == "scale" && val == "vectors":
 			spec.Scale = vectorScale(w)
 		case key == "scale" && val == "grad":
-			e, err := energy()
+			e, err := energy(nil)
 			if err != nil {
 				return nil, fmt.Errorf("node: estimator %q: %w", part, err)
 			}
 			spec.Scale = gradScale(w, e)
+		case key == "scale" && val == "vectors-grad":
+			e, err := energy(isVector)
+			if err != nil {
+				return nil, fmt.Errorf("node: estimator %q: %w", part, err)
+			}
+			spec.Scale = vectorGradScale(w, e)
 		default:
-			return nil, fmt.Errorf("node: unknown estimator %q (want mezo, parts=N, scale=rms, scale=vectors or scale=grad, comma-separated)", part)
+			return nil, fmt.Errorf("node: unknown estimator %q (want mezo, parts=N, scale=rms, scale=vectors, scale=grad or scale=vectors-grad, comma-separated)", part)
 		}
 	}
 	if spec.Parts == 0 && len(spec.Scale) == 0 {
@@ -106,11 +119,40 @@ func rmsScale(w *zo.Weights) map[string]int {
 	return out
 }
 
+// isVector reports a tensor of fewer than two dimensions (a bias or a
+// norm's gain or bias), the tensors scale=vectors keeps at 1.
+func isVector(t *zo.Tensor) bool { return len(t.Shape) < 2 }
+
 // vectorScale is the scale=vectors rule.
 func vectorScale(w *zo.Weights) map[string]int {
 	out := map[string]int{}
 	for _, t := range w.Tensors {
-		if t.Trainable && len(t.Shape) >= 2 {
+		if t.Trainable && !isVector(t) {
+			out[t.Name] = gradMinScale
+		}
+	}
+	return out
+}
+
+// vectorGradCut is the scale=vectors-grad threshold: a vector stays at 1
+// if its energy per element is at least 1/vectorGradCut of the largest.
+const vectorGradCut = 32
+
+// vectorGradScale is the scale=vectors-grad rule over measured energies e
+// (per tensor, vectors measured). On the English task most of the vectors'
+// gradient energy sits in a third of their elements, so the others mostly
+// add noise; measured, it learns as fast as scale=vectors, not faster
+// (docs/LEARNING.md, "Second round").
+func vectorGradScale(w *zo.Weights, e []float64) map[string]int {
+	out := vectorScale(w)
+	top := 0.0
+	for ti, t := range w.Tensors {
+		if t.Trainable && isVector(t) {
+			top = max(top, e[ti])
+		}
+	}
+	for ti, t := range w.Tensors {
+		if t.Trainable && isVector(t) && !(top > 0 && e[ti]*vectorGradCut >= top) {
 			out[t.Name] = gradMinScale
 		}
 	}
@@ -156,8 +198,9 @@ const calibSamples = 4
 // steps that perturb that tensor alone (zo.Engine.StepTensor, seeds of the
 // run name + "/calibrate"), on the first mini-batches of machine 0 in the
 // run's data order, divided by the tensor's size. It costs
-// 2 × calibSamples forward passes per trainable tensor, once, at init.
-func (s Settings) gradEnergy(w *zo.Weights, lm *model.Model) ([]float64, error) {
+// 2 × calibSamples forward passes per tensor measured (the trainable ones
+// that only selects; nil: all), once, at init.
+func (s Settings) gradEnergy(w *zo.Weights, lm *model.Model, only func(*zo.Tensor) bool) ([]float64, error) {
 	tok, err := tokenizer.Load(filepath.Join(s.Model, "tokenizer.json"))
 	if err != nil {
 		return nil, err
@@ -182,7 +225,7 @@ func (s Settings) gradEnergy(w *zo.Weights, lm *model.Model) ([]float64, error) 
 	defer eng.SyncViews()
 	e := make([]float64, len(w.Tensors))
 	for ti, t := range w.Tensors {
-		if !t.Trainable {
+		if !t.Trainable || only != nil && !only(t) {
 			continue
 		}
 		for k := range uint64(calibSamples) {

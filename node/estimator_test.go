@@ -120,3 +120,65 @@ func TestScaleVectorsRule(t *testing.T) {
 		t.Errorf("scale %v", spec.Scale)
 	}
 }
+
+// scale=vectors-grad keeps at 1 the vectors whose energy per element is at
+// least 1/32 of the largest vector's; every other tensor gets 2^-8, and
+// only the vectors are measured.
+func TestScaleVectorsGradRule(t *testing.T) {
+	w, err := zo.NewWeights([]zo.TensorSpec{
+		{Name: "m", Shape: []int{2, 3}, Data: make([]float32, 6), Trainable: true},
+		{Name: "a", Shape: []int{3}, Data: make([]float32, 3), Trainable: true},
+		{Name: "b", Shape: []int{3}, Data: make([]float32, 3), Trainable: true},
+		{Name: "c", Shape: []int{3}, Data: make([]float32, 3), Trainable: true},
+		{Name: "frozen", Shape: []int{2}, Data: make([]float32, 2)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	energy := func(only func(*zo.Tensor) bool) ([]float64, error) {
+		if only == nil || only(w.Tensors[0]) || !only(w.Tensors[1]) {
+			t.Error("the rule asks to measure other tensors than the vectors")
+		}
+		return []float64{0, 1, 1.0 / 32, 1.0 / 33, 0}, nil
+	}
+	spec, err := ResolveEstimator("scale=vectors-grad", w, energy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"m": gradMinScale, "c": gradMinScale}
+	if len(spec.Scale) != len(want) || spec.Scale["m"] != want["m"] || spec.Scale["c"] != want["c"] {
+		t.Errorf("scale %v, want %v", spec.Scale, want)
+	}
+	// On a real model through the measurement: the largest vector stays at
+	// 1, every matrix is at 2^-8.
+	ctx := context.Background()
+	s := Defaults
+	s.Home = t.TempDir()
+	s.BatchSize, s.Samples = 2, 2
+	s.Estimator = "scale=vectors-grad"
+	if s, err = s.WithEmbeddedDefault(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRun(ctx, s, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sc := r.Log.Manifest().Estimator.Scale
+	kept := 0
+	for _, tn := range r.Engine.Weights().Tensors {
+		k, scaled := sc[tn.Name]
+		switch {
+		case !tn.Trainable:
+		case !isVector(tn) && k != gradMinScale:
+			t.Errorf("matrix %s at 2^%d", tn.Name, k)
+		case isVector(tn) && !scaled:
+			kept++
+		case isVector(tn) && k != gradMinScale:
+			t.Errorf("vector %s at 2^%d", tn.Name, k)
+		}
+	}
+	if kept == 0 {
+		t.Error("no vector kept at 1")
+	}
+}

@@ -250,6 +250,9 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 		return nil, err
 	}
 	m := s.Manifest(w.Hash())
+	if est := m.Estimator; est != nil {
+		log.Info("estimator", "parts", est.Parts, "scale", est.Scale)
+	}
 	if want != nil {
 		if m.BaseDigest != want.BaseDigest {
 			return nil, fmt.Errorf("node: base model %s has digest %x but run %q was created from %s%s (base digest %x): refusing to train on another model; "+
