@@ -17,6 +17,8 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zopeer/zopeer/testnet"
@@ -44,6 +46,17 @@ func main() {
 	ref := flag.String("ref", "pytorch mezo", "series whose final loss is the target")
 	title := flag.String("title", "Jargon File fine-tuning of the English model: mean eval loss over seeds", "chart title")
 	x := flag.String("x", "forwards", "x axis: forwards (forward passes on training batches) or updates")
+	var md []uint64
+	flag.Func("md", "also print a Markdown table of mean ± std at these x values (comma-separated)", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				return err
+			}
+			md = append(md, n)
+		}
+		return nil
+	})
 	flag.Parse()
 	if *x != "forwards" && *x != "updates" {
 		log.Fatalf("-x %q: want forwards or updates", *x)
@@ -112,6 +125,25 @@ func main() {
 			pts = append(pts, testnet.Point{Node: label, Updates: fw, EvalLoss: m, Elapsed: time.Duration(mean(s.secs[fw]) * float64(time.Second))})
 		}
 		fmt.Printf("\n%-22s        reaches %s's final %.4f at %s %s\n", "", *ref, target, reach, *x)
+	}
+	if len(md) > 0 {
+		fmt.Printf("\n| series |")
+		for _, v := range md {
+			fmt.Printf(" %d |", v)
+		}
+		fmt.Printf("\n|---|%s\n", strings.Repeat("---|", len(md)))
+		for _, n := range names {
+			s := all[n]
+			fmt.Printf("| %s (%d seeds) |", n, len(s.seeds))
+			for _, v := range md {
+				if ls := s.at[v]; len(ls) > 0 {
+					fmt.Printf(" %.3f±%.3f |", mean(ls), std(ls))
+				} else {
+					fmt.Printf(" – |")
+				}
+			}
+			fmt.Println()
+		}
 	}
 	f, err := os.Create(*out)
 	if err != nil {
