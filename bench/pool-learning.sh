@@ -37,5 +37,5 @@ for seed in ${seeds//,/ }; do
 		done
 	done
 done | xargs -P "${POOL_JOBS:-1}" -L 1 bash -c 'one $0 $1 $2'
-go run ./bench/learningchart -x updates -ref "zopeer full η ${lrs%%,*}" -title "English model, Jargon task: pool mode against full mode (MeZO), mean eval loss over seeds" \
+go run ./bench/learningchart -x updates -linear -ref "zopeer full η ${lrs%%,*}" -title "English model, Jargon task: pool mode against full mode (MeZO), mean eval loss over seeds" \
 	-out "$out/pool-learning.svg" "$out"/zopeer-*.jsonl

@@ -46,6 +46,7 @@ func main() {
 	ref := flag.String("ref", "pytorch mezo", "series whose final loss is the target")
 	title := flag.String("title", "Jargon File fine-tuning of the English model: mean eval loss over seeds", "chart title")
 	x := flag.String("x", "forwards", "x axis: forwards (forward passes on training batches) or updates")
+	linear := flag.Bool("linear", false, "linear eval-loss axis fitted to the data (default: logarithmic)")
 	var md []uint64
 	flag.Func("md", "also print a Markdown table of mean ± std at these x values (comma-separated)", func(v string) error {
 		for _, f := range strings.Split(v, ",") {
@@ -154,7 +155,7 @@ func main() {
 	if *x == "updates" {
 		xl = "updates"
 	}
-	c := testnet.Chart{Title: *title, XLabel: xl, Points: pts, BaseLoss: base}
+	c := testnet.Chart{Title: *title, XLabel: xl, Points: pts, BaseLoss: base, Linear: *linear}
 	if err := c.WriteSVG(f); err != nil {
 		log.Fatal(err)
 	}
