@@ -22,21 +22,7 @@ func TestChartSVG(t *testing.T) {
 	if err := ch.WriteSVG(&b); err != nil {
 		t.Fatal(err)
 	}
-	dec := xml.NewDecoder(strings.NewReader(b.String()))
-	lines := 0
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("not well-formed: %v", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
-			lines++
-		}
-	}
-	if lines != 6 {
+	if lines := len(polylines(t, b.String())); lines != 6 {
 		t.Errorf("%d polylines, want 2 panels × 3 peers", lines)
 	}
 }
@@ -57,34 +43,41 @@ func TestChartLinear(t *testing.T) {
 		t.Error("the axis label does not say linear")
 	}
 	lo, hi := 1e9, -1e9
-	dec := xml.NewDecoder(strings.NewReader(svg))
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("not well-formed: %v", err)
-		}
-		se, ok := tok.(xml.StartElement)
-		if !ok || se.Name.Local != "polyline" {
-			continue
-		}
-		for _, a := range se.Attr {
-			if a.Name.Local != "points" {
-				continue
+	for _, pts := range polylines(t, svg) {
+		for _, xy := range strings.Fields(pts) {
+			var x, y float64
+			if _, err := fmt.Sscanf(xy, "%g,%g", &x, &y); err != nil {
+				t.Fatal(err)
 			}
-			for _, xy := range strings.Fields(a.Value) {
-				var x, y float64
-				if _, err := fmt.Sscanf(xy, "%g,%g", &x, &y); err != nil {
-					t.Fatal(err)
-				}
-				lo, hi = min(lo, y), max(hi, y)
-			}
+			lo, hi = min(lo, y), max(hi, y)
 		}
 	}
 	// The panel spans y 60..360.
 	if lo < 60 || hi > 360 || hi-lo < 150 {
 		t.Errorf("points span y %.0f..%.0f: want inside 60..360 and over half the panel", lo, hi)
+	}
+}
+
+// polylines checks that svg is well-formed XML and returns the points of its
+// polylines.
+func polylines(t *testing.T, svg string) []string {
+	t.Helper()
+	var out []string
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			for _, a := range se.Attr {
+				if a.Name.Local == "points" {
+					out = append(out, a.Value)
+				}
+			}
+		}
 	}
 }
