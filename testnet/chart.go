@@ -28,6 +28,10 @@ type Chart struct {
 	Marks    []Mark
 	// MarkLegend explains the marks (empty: the churn tests' kill/start legend).
 	MarkLegend string
+	// Linear draws the eval loss on a linear axis fitted to the data, for
+	// curves that stay within a small range (the default axis is logarithmic
+	// in powers of ten, for losses that fall by orders of magnitude).
+	Linear bool
 }
 
 var palette = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"}
@@ -58,6 +62,23 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	sort.Strings(names)
 	// Losses fall by orders of magnitude: the y axis is logarithmic.
 	lo, hi := math.Log10(logFloor(ymin)), math.Log10(logCeil(ymax*1.05))
+	scale, yticks := "log scale", logTicks(lo, hi)
+	yfrac := func(v float64) float64 { return (math.Log10(math.Max(v, math.Pow(10, lo))) - lo) / (hi - lo) }
+	if c.Linear {
+		step := logCeil((ymax - ymin) / 5)
+		if step <= 0 || math.IsInf(step, 0) || math.IsNaN(step) {
+			step = 1
+		}
+		flo, fhi := math.Floor(ymin/step)*step, math.Ceil(ymax/step)*step
+		if fhi <= flo {
+			fhi = flo + step
+		}
+		scale, yticks = "linear", nil
+		for v := flo; v <= fhi+step/2; v += step {
+			yticks = append(yticks, v)
+		}
+		yfrac = func(v float64) float64 { return (v - flo) / (fhi - flo) }
+	}
 	panels := []struct {
 		x0     int
 		xlabel string
@@ -69,20 +90,18 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	}
 	for pi, pn := range panels {
 		sx := func(v float64) float64 { return float64(pn.x0) + v/pn.xmax*pw }
-		sy := func(v float64) float64 {
-			return top + ph - (math.Log10(math.Max(v, math.Pow(10, lo)))-lo)/(hi-lo)*ph
-		}
+		sy := func(v float64) float64 { return top + ph - yfrac(v)*ph }
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", pn.x0, top, pw, ph)
 		for _, t := range ticks(pn.xmax) {
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/><text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n",
 				sx(t), top, sx(t), top+ph, sx(t), top+ph+16, fmtTick(t))
 		}
-		for _, t := range logTicks(lo, hi) {
+		for _, t := range yticks {
 			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n",
 				pn.x0, sy(t), pn.x0+pw, sy(t), pn.x0-6, sy(t)+4, fmtTick(t))
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", pn.x0+pw/2, top+ph+36, pn.xlabel)
-		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">eval loss (nats / completion token, log scale)</text>`+"\n", pn.x0-50, top+ph/2)
+		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">eval loss (nats / completion token, %s)</text>`+"\n", pn.x0-50, top+ph/2, scale)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#000" stroke-dasharray="6,4"/><text x="%d" y="%.1f" text-anchor="end">base model %.3f</text>`+"\n",
 			pn.x0, sy(c.BaseLoss), pn.x0+pw, sy(c.BaseLoss), pn.x0+pw-4, sy(c.BaseLoss)-4, c.BaseLoss)
 		if pi == 1 {

@@ -17,6 +17,8 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zopeer/zopeer/testnet"
@@ -27,6 +29,7 @@ type eval struct {
 	Method   string  `json:"method"`
 	Seed     int     `json:"seed"`
 	Forwards uint64  `json:"forwards"`
+	Updates  uint64  `json:"updates"`
 	EvalLoss float64 `json:"eval_loss"`
 	T        float64 `json:"t"`
 }
@@ -41,7 +44,24 @@ type series struct {
 func main() {
 	out := flag.String("out", "learning.svg", "SVG chart to write")
 	ref := flag.String("ref", "pytorch mezo", "series whose final loss is the target")
+	title := flag.String("title", "Jargon File fine-tuning of the English model: mean eval loss over seeds", "chart title")
+	x := flag.String("x", "forwards", "x axis: forwards (forward passes on training batches) or updates")
+	linear := flag.Bool("linear", false, "linear eval-loss axis fitted to the data (default: logarithmic)")
+	var md []uint64
+	flag.Func("md", "also print a Markdown table of mean ± std at these x values (comma-separated)", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				return err
+			}
+			md = append(md, n)
+		}
+		return nil
+	})
 	flag.Parse()
+	if *x != "forwards" && *x != "updates" {
+		log.Fatalf("-x %q: want forwards or updates", *x)
+	}
 	all := map[string]*series{}
 	for _, path := range flag.Args() {
 		f, err := os.Open(path)
@@ -67,6 +87,9 @@ func main() {
 				s = &series{name: name, seeds: map[int]bool{}, at: map[uint64][]float64{}, secs: map[uint64][]float64{}}
 				all[name] = s
 			}
+			if *x == "updates" {
+				e.Forwards = e.Updates
+			}
 			s.seeds[e.Seed] = true
 			s.at[e.Forwards] = append(s.at[e.Forwards], e.EvalLoss)
 			s.secs[e.Forwards] = append(s.secs[e.Forwards], e.T-t0)
@@ -85,7 +108,7 @@ func main() {
 		fs := keys(r.at)
 		target = mean(r.at[fs[len(fs)-1]])
 	}
-	fmt.Printf("%-22s %6s  %-s\n", "series", "seeds", "forward passes: mean eval loss ± std over seeds")
+	fmt.Printf("%-22s %6s  %s: mean eval loss ± std over seeds\n", "series", "seeds", *x)
 	for _, n := range names {
 		s := all[n]
 		label := fmt.Sprintf("%s (%d seeds)", n, len(s.seeds))
@@ -102,14 +125,37 @@ func main() {
 			}
 			pts = append(pts, testnet.Point{Node: label, Updates: fw, EvalLoss: m, Elapsed: time.Duration(mean(s.secs[fw]) * float64(time.Second))})
 		}
-		fmt.Printf("\n%-22s        reaches %s's final %.4f at %s forward passes\n", "", *ref, target, reach)
+		fmt.Printf("\n%-22s        reaches %s's final %.4f at %s %s\n", "", *ref, target, reach, *x)
+	}
+	if len(md) > 0 {
+		fmt.Printf("\n| series |")
+		for _, v := range md {
+			fmt.Printf(" %d |", v)
+		}
+		fmt.Printf("\n|---|%s\n", strings.Repeat("---|", len(md)))
+		for _, n := range names {
+			s := all[n]
+			fmt.Printf("| %s (%d seeds) |", n, len(s.seeds))
+			for _, v := range md {
+				if ls := s.at[v]; len(ls) > 0 {
+					fmt.Printf(" %.3f±%.3f |", mean(ls), std(ls))
+				} else {
+					fmt.Printf(" – |")
+				}
+			}
+			fmt.Println()
+		}
 	}
 	f, err := os.Create(*out)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	c := testnet.Chart{Title: "Jargon File fine-tuning of the English model: mean eval loss over seeds", XLabel: "forward passes on training batches", Points: pts, BaseLoss: base}
+	xl := "forward passes on training batches"
+	if *x == "updates" {
+		xl = "updates"
+	}
+	c := testnet.Chart{Title: *title, XLabel: xl, Points: pts, BaseLoss: base, Linear: *linear}
 	if err := c.WriteSVG(f); err != nil {
 		log.Fatal(err)
 	}

@@ -37,6 +37,8 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	fs.StringVar(&s.ModelName, "model-name", s.ModelName, "where joiners get --model, e.g. a Hugging Face repository id (recorded in the manifest)")
 	fs.StringVar(&s.ModelRevision, "model-revision", s.ModelRevision, "revision of --model-name (recorded in the manifest)")
 	fs.StringVar(&s.Data, "data", s.Data, "data to calibrate --grad-bound on (default with the embedded model: its task)")
+	fs.StringVar(&s.EvalData, "eval-data", s.EvalData, "the peers' --eval-data: with --public-data, the public training records are then all of --data (default: --held-out of it is held out)")
+	fs.Float64Var(&s.HeldOut, "held-out", s.HeldOut, "the peers' --held-out: fraction of --data held out when --eval-data is empty")
 	fs.BoolVar(&s.Window, "window", s.Window, "calibrate on --data split into windows of the context (as peers that train with --window)")
 	fs.IntVar(&s.Overlap, "window-overlap", s.Overlap, "with --window, tokens each window repeats from the one before")
 	fs.Float64Var(&s.GradBound, "grad-bound", s.GradBound, "bound on every update's |projected gradient| (0: calibrate: a quarter of the base model's median |g| on --data, as a power of two)")

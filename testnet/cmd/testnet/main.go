@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/zopeer/zopeer/model/dataset"
+	"github.com/zopeer/zopeer/node"
 	"github.com/zopeer/zopeer/testnet"
 )
 
@@ -64,6 +65,11 @@ type config struct {
 	Estimator  string
 	GradBound  float64
 	MaxSamples uint64
+	Pool       uint32
+	Admission  string
+	PowBits    int
+	Admit      string
+	PublicData bool
 	// Local settings every peer's `zopeer start` gets.
 	Window  bool
 	Overlap int
@@ -79,11 +85,40 @@ var defaults = config{
 	Every:     2 * time.Second,
 	Timeout:   15 * time.Minute,
 	Target:    0.5,
+	// zopeer's own default, 20 bits, costs each peer ~13 CPU-seconds of
+	// minting; 8 is instant on loopback.
+	PowBits: 8,
 }
 
 func main() {
 	c := defaults
-	fs := flag.NewFlagSet("testnet", flag.ExitOnError)
+	fs := flags(&c, flag.ExitOnError)
+	fs.Parse(os.Args[1:])
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	var err error
+	if c.Scaling != "" {
+		err = scaling(ctx, c, os.Stdout)
+	} else {
+		var r testnet.Report
+		r, err = runOnce(ctx, c, os.Stdout)
+		if err == nil && !r.OK() {
+			err = errors.New("checks failed")
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testnet:", err)
+		os.Exit(1)
+	}
+}
+
+// flags is the command's flag set, writing into c.
+func flags(c *config, h flag.ErrorHandling) *flag.FlagSet {
+	fs := flag.NewFlagSet("testnet", h)
 	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "peers started at the beginning")
 	fs.IntVar(&c.Late, "late", c.Late, "late joiners: peers started mid-run, which catch up and then contribute")
 	fs.IntVar(&c.Steps, "steps", c.Steps, "steps each peer contributes (each step is --samples updates)")
@@ -113,6 +148,15 @@ func main() {
 	fs.StringVar(&c.Estimator, "estimator", c.Estimator, "zeroth-order estimator of the run (default: zopeer's, MeZO)")
 	fs.Float64Var(&c.GradBound, "grad-bound", c.GradBound, "bound on every update's |projected gradient| (0: zopeer init calibrates it)")
 	fs.Uint64Var(&c.MaxSamples, "max-samples", c.MaxSamples, "samples one machine may contribute at most (0: zopeer's default)")
+	fs.Func("pool", "seed pool K of the run (FedKSeed, docs/PROTOCOL.md §12; 0: full mode)", func(v string) error {
+		k, err := strconv.ParseUint(v, 10, 32)
+		c.Pool = uint32(k)
+		return err
+	})
+	fs.StringVar(&c.Admission, "admission", c.Admission, "open or closed (default: zopeer's, open); a closed run admits every testnet peer and the --admit machines")
+	fs.IntVar(&c.PowBits, "pow-bits", c.PowBits, "open runs: proof of work every contributing key must carry, in bits")
+	fs.StringVar(&c.Admit, "admit", c.Admit, "closed runs: machine ids admitted besides the testnet's peers (16 hex digits, comma-separated)")
+	fs.BoolVar(&c.PublicData, "public-data", c.PublicData, "declare the training data public (docs/PROTOCOL.md §11): every peer trains on all of --data and re-verifies the others")
 	fs.BoolVar(&c.Window, "window", c.Window, "peers split records longer than the context into windows")
 	fs.IntVar(&c.Overlap, "window-overlap", c.Overlap, "with --window, tokens a window repeats from the one before")
 	fs.Usage = func() {
@@ -120,31 +164,13 @@ func main() {
 			"that no update is lost and that the eval loss improved. Exit status 1 if a check fails.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.Parse(os.Args[1:])
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	slog.SetDefault(log)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
-	var err error
-	if c.Scaling != "" {
-		err = scaling(ctx, c, os.Stdout)
-	} else {
-		var r testnet.Report
-		r, err = runOnce(ctx, c, os.Stdout)
-		if err == nil && !r.OK() {
-			err = errors.New("checks failed")
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "testnet:", err)
-		os.Exit(1)
-	}
+	return fs
 }
 
-// initArgs are the run parameters given to `zopeer init`.
-func (c config) initArgs() []string {
+// initArgs are the run parameters given to `zopeer init`; admit are the
+// machine ids of the testnet's peers, for a closed run, and evalData the
+// peers' held-out records.
+func (c config) initArgs(admit []string, evalData string) []string {
 	var a []string
 	add := func(flag, v string, set bool) {
 		if set {
@@ -162,10 +188,56 @@ func (c config) initArgs() []string {
 	add("estimator", c.Estimator, c.Estimator != "")
 	add("grad-bound", f(c.GradBound), c.GradBound != 0)
 	add("max-samples", strconv.FormatUint(c.MaxSamples, 10), c.MaxSamples != 0)
+	add("pool", strconv.FormatUint(uint64(c.Pool), 10), c.Pool != 0)
+	add("admission", c.Admission, c.Admission != "")
+	add("pow-bits", strconv.Itoa(c.PowBits), true)
+	if c.Admit != "" {
+		admit = append(admit, strings.Split(c.Admit, ",")...)
+	}
+	add("admit", strings.Join(admit, ","), len(admit) > 0)
+	if c.PublicData {
+		// The manifest records the batch size and the digest of the training
+		// records: all of the one shard, as the peers, given --eval-data, use.
+		a = append(a, "--public-data", "--batch-size", strconv.Itoa(c.BatchSize), "--eval-data", evalData)
+	}
 	if c.Window { // calibration (grad bound, scale=grad) on the windows the peers train on
 		a = append(a, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
 	}
 	return a
+}
+
+// newNet writes the data into dir and creates the run with c's run
+// parameters, no peer started yet. A closed run admits every peer the testnet
+// will start (their identities are made first: the admission list is fixed at
+// init) and the --admit machines. The caller closes the net it returns, also
+// with an error.
+func newNet(ctx context.Context, c config, dir, bin string) (*testnet.Net, error) {
+	shards := c.Nodes + c.Late
+	if c.PublicData { // public data: every peer trains on (and can re-verify) all of it
+		shards = 1
+	}
+	data, err := testnet.WriteData(filepath.Join(dir, "data"), c.Model, c.Data, c.EvalData, shards)
+	if err != nil {
+		return nil, err
+	}
+	n := &testnet.Net{Bin: bin, Dir: dir, Data: data, Args: []string{
+		"--steps", strconv.Itoa(c.Steps), "--samples", strconv.Itoa(c.Samples), "--batch-size", strconv.Itoa(c.BatchSize),
+		"--eval-every", strconv.Itoa(c.EvalEvery), "--checkpoint-every", "20", "--state-every", "1s", "--sync-every", "1s",
+		"--test-drop-gossip", strconv.FormatFloat(c.Drop, 'g', -1, 64)}}
+	if c.Run != "" {
+		n.Args = append(n.Args, "--run", c.Run) // joiners fetch the manifest of this run
+	}
+	if c.Window {
+		n.Args = append(n.Args, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
+		data.Records = dataset.Options{Window: true, Overlap: c.Overlap}
+	}
+	var admit []string
+	if c.Admission == "closed" {
+		if admit, err = n.MintIdentities(ctx, cmp.Or(c.Run, node.Defaults.Run), 0, c.Nodes+c.Late, ""); err != nil {
+			return n, err
+		}
+	}
+	return n, n.Init(ctx, c.initArgs(admit, data.Eval)...)
 }
 
 // result is what a run leaves besides its report.
@@ -202,26 +274,14 @@ func run(ctx context.Context, c config, out io.Writer) (result, error) {
 			return res, err
 		}
 	}
-	data, err := testnet.WriteData(filepath.Join(dir, "data"), c.Model, c.Data, c.EvalData, c.Nodes+c.Late)
+	n, err := newNet(ctx, c, dir, bin)
+	if n != nil {
+		defer n.Close()
+	}
 	if err != nil {
 		return res, err
 	}
-	n := &testnet.Net{Bin: bin, Dir: dir, Data: data, Args: []string{
-		"--steps", strconv.Itoa(c.Steps), "--samples", strconv.Itoa(c.Samples), "--batch-size", strconv.Itoa(c.BatchSize),
-		"--eval-every", strconv.Itoa(c.EvalEvery), "--checkpoint-every", "20", "--state-every", "1s", "--sync-every", "1s",
-		"--test-drop-gossip", strconv.FormatFloat(c.Drop, 'g', -1, 64)}}
-	defer n.Close()
-	if c.Run != "" {
-		n.Args = append(n.Args, "--run", c.Run) // joiners fetch the manifest of this run
-	}
-	if c.Window {
-		n.Args = append(n.Args, "--window", "--window-overlap", strconv.Itoa(c.Overlap))
-		data.Records = dataset.Options{Window: true, Overlap: c.Overlap}
-	}
-	if err := n.Init(ctx, c.initArgs()...); err != nil {
-		return res, err
-	}
-	base, err := data.BaseLoss(ctx, c.BatchSize)
+	base, err := n.Data.BaseLoss(ctx, c.BatchSize)
 	if err != nil {
 		return res, err
 	}
