@@ -72,9 +72,10 @@ const drainBudget = 200 * time.Millisecond
 
 // drain takes the batches, evidence and states already waiting, without
 // blocking, for at most drainBudget. The batches' updates are applied
-// together (Trainer.Take), before anything reads the weights.
+// together (Trainer.Take) when something next reads the weights: by the
+// next step's first forward pass (fused, zo.Engine.ApplyStep) when the peer
+// contributes, else by the reader's flush.
 func (d *Daemon) drain(ctx context.Context) error {
-	defer d.run.Trainer.Flush()
 	deadline := time.Now().Add(drainBudget)
 	for time.Now().Before(deadline) {
 		select {
