@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -111,5 +113,42 @@ func TestPendingUpdatesReachEveryReader(t *testing.T) {
 			t.Fatalf("%s: %v", r.name, err)
 		}
 		same(r.name)
+	}
+}
+
+// Pending updates that overflow the weights are found by the step that
+// applies them: Propose reports ErrOverflow (not a failed step), as it did
+// when it applied them first.
+func TestPendingOverflowFoundByPropose(t *testing.T) {
+	ctx := context.Background()
+	m := testRun()
+	log, err := store.OpenMemory(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	tr, e := newTrainer(t, log, m)
+	w := e.Weights()
+	for _, tn := range w.Tensors {
+		if tn.Trainable {
+			for i := range tn.Q {
+				tn.Q[i] = math.MaxInt32 - 3
+			}
+			break
+		}
+	}
+	w.SyncViews()
+	us := []zo.Update{{Machine: 20, Sample: 0, Exp: 130, Code: 127}, {Machine: 20, Sample: 1, Exp: 130, Code: -127}}
+	if _, err := tr.Take(ctx, nil, us); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.overflow(); err != nil {
+		t.Fatalf("overflow before the updates are applied: %v", err)
+	}
+	if _, err := tr.Propose(ctx); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("Propose: %v, want ErrOverflow", err)
+	}
+	if len(tr.pending) > 0 || tr.Overflow() == nil {
+		t.Fatal("the overflowing updates are not applied")
 	}
 }

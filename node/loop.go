@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -216,7 +217,9 @@ func (d *Daemon) noteExcluded(machine uint64, evidence []byte, run p2p.RunTag) {
 func (d *Daemon) contributing() bool {
 	catching := d.catchingUp.Load()
 	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !catching // Steps < 0: serve only
-	if err := d.run.Trainer.Overflow(); err != nil {
+	// On the weights as applied: the pending updates wait for the step's
+	// first forward pass (Propose reports an overflow they cause).
+	if err := d.run.Trainer.overflow(); err != nil {
 		ok = false
 		d.snapshot(func(st *Status) {
 			if st.Overflow == "" {
@@ -260,6 +263,9 @@ func (d *Daemon) contribute(ctx context.Context) error {
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // abandoned mid-step: nothing was logged
+		}
+		if errors.Is(err, ErrOverflow) {
+			return nil // the pending updates it applied overflowed: contributing() now says so
 		}
 		return err
 	}
