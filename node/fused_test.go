@@ -16,7 +16,8 @@ import (
 // step applies them in its first forward pass (zo.Engine.ApplyStep). Its
 // proposals are bit for bit those of a trainer that applies every update as
 // it takes it, and every reader of the weights (flush, checkpoint, eval,
-// overflow, exclusion, the next step) finds the weights of that trainer.
+// overflow, re-verification's basis, exclusion, the next step) finds the
+// weights of that trainer.
 func TestPendingUpdatesReachEveryReader(t *testing.T) {
 	ctx := context.Background()
 	m := testRun()
@@ -96,6 +97,14 @@ func TestPendingUpdatesReachEveryReader(t *testing.T) {
 			return err
 		}},
 		{"overflow", fused.Overflow},
+		{"re-verification's basis", func() error {
+			return fused.atBasis(compactBasis(fused.Basis()), 0, func() error {
+				if hf, he := ef.Weights().Hash(), ee.Weights().Hash(); hf != he {
+					return fmt.Errorf("at the basis: weights %x, want %x", hf[:8], he[:8])
+				}
+				return nil
+			})
+		}},
 		{"exclude", func() error { fused.Exclude(99, nil); eager.Exclude(99, nil); return nil }},
 		{"next step's first pass", func() error {
 			if _, err := fused.Propose(ctx); err != nil {
