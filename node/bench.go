@@ -137,10 +137,10 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	}
 	res.WarmupSeconds = time.Since(warm).Seconds()
 
-	// Peak memory of forward passes alone, then of ZO steps (with the
-	// forward passes interleaved with them), each from a collected heap.
-	// Times are medians of passes and steps taken alternately, so that a
-	// change of load on a shared machine hits both alike.
+	// Peak memory of forward passes alone, then (below) of a proposal's ZO
+	// steps, each from a collected heap. Times are medians of passes and
+	// steps taken alternately, so that a change of load on a shared machine
+	// hits both alike.
 	resetPeakRSS()
 	for range 2 {
 		if _, err := batch.Loss(); err != nil {
@@ -152,7 +152,6 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	// ZO steps as a peer runs them with --samples 1: each step applies the
 	// previous step's update in its first forward pass; and, alternately,
 	// the same with the update applied on its own first.
-	resetPeakRSS()
 	var fwd, fwdCPU, steps, stepsCPU, sep, sepCPU []float64
 	timed := func(wall, cpu *[]float64, fn func() error) error {
 		if err := ctx.Err(); err != nil {
@@ -213,7 +212,10 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	e.Apply(separate)
 	// A proposal of reps samples: the first step applies the previous
 	// proposal's reps updates (here the codes above, as another machine's).
+	// The peak memory of a ZO step is taken over it, as peers run steps:
+	// the apart steps above leave the separate applies' garbage behind.
 	e.Apply(pending)
+	resetPeakRSS()
 	pending = make([]zo.Update, reps)
 	for i, u := range own {
 		pending[i] = zo.Update{Machine: 2, Sample: u.Sample, Exp: u.Exp, Code: u.Code}
