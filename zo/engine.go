@@ -307,14 +307,15 @@ func (p *applyPlan) applyRademacher(d []int32, first uint64) {
 	full := len(d) / 128
 	b0 := first / 128
 	if len(p.seeds) == 1 {
-		var in philoxIn
-		var out philoxOut
-		setSeed(&in, p.seeds[0])
+		ph := philoxPool.Get().(*philoxScratch) // not a heap object per chunk
+		defer philoxPool.Put(ph)
+		in, out := &ph.in, &ph.out
+		setSeed(in, p.seeds[0])
 		for blk := 0; blk < full; blk += 16 {
-			setBlocks(&in, b0+uint64(blk), true)
-			philox16(&in, &out)
+			setBlocks(in, b0+uint64(blk), true)
+			philox16(in, out)
 			for l := range min(16, full-blk) {
-				signAdd((*[128]int32)(d[(blk+l)*128:]), lanePtr(&out, l), &p.twoC[0], 1, p.sumC)
+				signAdd((*[128]int32)(d[(blk+l)*128:]), lanePtr(out, l), &p.twoC[0], 1, p.sumC)
 			}
 		}
 	} else {
