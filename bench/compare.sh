@@ -35,6 +35,9 @@ print(f"  zopeer : forward {zf:.4f} s, ZO step {zs:.4f} s, RSS weights {med(z,'r
 print(f"  pytorch: forward {pf:.4f} s, MeZO step {ps:.4f} s, RSS weights {med(p,'rss_weights_only_mib'):.0f} / forward {pr:.0f} / MeZO step {med(p,'peak_rss_mezo_step_mib'):.0f} MiB")
 print(f"  ZO-step RSS / PyTorch inference RSS = {zr/pr:.2f}   (goal <= 1.3)")
 print(f"  ZO step / forward (zopeer)         = {zs/zf:.2f}   (goal <= 2.05)")
+if "zo_step_separate_seconds" in z[0]:
+    zc = lambda k: med(z, k) / med(z, "forward_cpu_seconds")
+    print(f"    apply apart, then step / forward  = {med(z,'zo_step_separate_seconds')/zf:.2f}; by CPU time: fused {zc('zo_step_cpu_seconds'):.3f}, apart {zc('zo_step_separate_cpu_seconds'):.3f}")
 print(f"  ZO step / PyTorch MeZO step        = {zs/ps:.2f}   (goal <= 0.25)")
 print(f"  forward / PyTorch forward          = {zf/pf:.2f}")
 print("  per round, ZO step / MeZO step:", " ".join(f"{a['zo_step_seconds']/b['mezo_step_seconds']:.2f}" for a, b in zip(z, p)))

@@ -37,12 +37,25 @@ type BenchResult struct {
 	ForwardSeconds float64 `json:"forward_seconds"`
 	TokensPerSec   float64 `json:"tokens_per_second"`
 	GFLOPs         float64 `json:"gflop_per_second"`
-	// A ZO step: two forward passes at θ±εz (views derived layer by layer)
-	// and one update applied on its own (1-update fused apply).
+	// A ZO step as a peer runs it (zo.Engine.ApplyStep): two forward passes
+	// at θ±εz (views derived layer by layer), the first applying the
+	// previous step's update to the int32 weights as it derives them.
 	StepSeconds float64 `json:"zo_step_seconds"`
 	StepOverFwd float64 `json:"zo_step_over_forward"`
-	// The same per sample as the trainer runs it: --reps samples' steps,
-	// then their updates in one fused apply (a peer's --samples, default 64).
+	// The same step with the update applied on its own first (Apply, then
+	// Step: one more pass over the int32 weights), as peers ran it before;
+	// timed alternately with the fused one.
+	StepSeparateSeconds float64 `json:"zo_step_separate_seconds"`
+	StepSeparateOverFwd float64 `json:"zo_step_separate_over_forward"`
+	// Process CPU time (user + system) per forward pass and per step, fused
+	// and separate: steadier than wall time on a shared machine (0 where
+	// unknown).
+	ForwardCPUSeconds      float64 `json:"forward_cpu_seconds"`
+	StepCPUSeconds         float64 `json:"zo_step_cpu_seconds"`
+	StepSeparateCPUSeconds float64 `json:"zo_step_separate_cpu_seconds"`
+	// The same per sample for a proposal of --reps samples (a peer's
+	// --samples, default 64): --reps steps, the first applying the previous
+	// proposal's --reps updates.
 	StepBatchedSeconds float64 `json:"zo_step_batched_seconds"`
 	StepBatchedOverFwd float64 `json:"zo_step_batched_over_forward"`
 	Apply1NsElem       float64 `json:"apply_1_ns_per_element"`
@@ -113,15 +126,21 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	if _, err := batch.Loss(); err != nil {
 		return res, err
 	}
-	if _, err := e.Step(batch, zo.DeriveSeed("bench", 0, 0)); err != nil {
+	s := zo.DeriveSeed("bench", 0, 0)
+	sr, err := e.Step(batch, s)
+	if err != nil {
+		return res, err
+	}
+	u, err := benchUpdate(0, 0, s, sr)
+	if err != nil {
 		return res, err
 	}
 	res.WarmupSeconds = time.Since(warm).Seconds()
 
-	// Peak memory of forward passes alone, then of ZO steps (with the
-	// forward passes interleaved with them), each from a collected heap.
-	// Times are medians of passes and steps taken alternately, so that a
-	// change of load on a shared machine hits both alike.
+	// Peak memory of forward passes alone, then (below) of a proposal's ZO
+	// steps, each from a collected heap. Times are medians of passes and
+	// steps taken alternately, so that a change of load on a shared machine
+	// hits both alike.
 	resetPeakRSS()
 	for range 2 {
 		if _, err := batch.Loss(); err != nil {
@@ -130,52 +149,98 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 	}
 	res.PeakForwardMiB = peakRSSMiB()
 
-	// ZO steps as the trainer runs them: reps samples, each two forward
-	// passes at θ±εz, then their reps updates in one fused apply.
-	resetPeakRSS()
-	var fwd, steps []float64
+	// ZO steps as a peer runs them with --samples 1: each step applies the
+	// previous step's update in its first forward pass; and, alternately,
+	// the same with the update applied on its own first.
+	var fwd, fwdCPU, steps, stepsCPU, sep, sepCPU []float64
+	timed := func(wall, cpu *[]float64, fn func() error) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start, c0 := time.Now(), cpuTime()
+		if err := fn(); err != nil {
+			return err
+		}
+		*wall, *cpu = append(*wall, time.Since(start).Seconds()), append(*cpu, (cpuTime()-c0).Seconds())
+		return nil
+	}
 	own := make([]zo.Update, reps)
+	pending := []zo.Update{u}
+	separate := []zo.Update{{Machine: 5, Sample: 0, Exp: u.Exp, Code: u.Code}}
 	for i := range reps {
 		for range 2 {
-			if err := ctx.Err(); err != nil {
+			if err := timed(&fwd, &fwdCPU, func() error { _, err := batch.Loss(); return err }); err != nil {
 				return res, err
 			}
-			start := time.Now()
-			if _, err := batch.Loss(); err != nil {
-				return res, err
+		}
+		fused := func() error {
+			s := zo.DeriveSeed("bench", 1, uint64(i))
+			sr, err := e.ApplyStep(pending, batch, s)
+			if err != nil {
+				return err
 			}
-			fwd = append(fwd, time.Since(start).Seconds())
+			own[i], err = benchUpdate(1, uint64(i), s, sr)
+			pending = own[i : i+1]
+			return err
 		}
-		start := time.Now()
-		s := zo.DeriveSeed("bench", 1, uint64(i))
-		sr, err := e.Step(batch, s)
-		if err != nil {
+		apart := func() error {
+			e.Apply(separate)
+			s := zo.DeriveSeed("bench", 5, uint64(i+1))
+			sr, err := e.Step(batch, s)
+			if err != nil {
+				return err
+			}
+			separate[0], err = benchUpdate(5, uint64(i+1), s, sr)
+			return err
+		}
+		first, second := fused, apart
+		fw, fc, sw, scpu := &steps, &stepsCPU, &sep, &sepCPU
+		if i%2 == 1 { // alternate the order: neither always runs right after the forward passes
+			first, second = apart, fused
+			fw, fc, sw, scpu = sw, scpu, fw, fc
+		}
+		if err := timed(fw, fc, first); err != nil {
 			return res, err
 		}
-		var code [1]int8
-		exp, err := zo.Quantize([]float64{sr.G}, []float64{s.CodeUniform()}, code[:])
-		if err != nil {
+		if err := timed(sw, scpu, second); err != nil {
 			return res, err
 		}
-		own[i] = zo.Update{Machine: 1, Sample: uint64(i), Exp: exp, Code: code[0]}
-		steps = append(steps, time.Since(start).Seconds())
 	}
-	spsa := median(steps)
+	res.StepSeconds, res.StepCPUSeconds = median(steps), median(stepsCPU)
+	res.StepSeparateSeconds, res.StepSeparateCPUSeconds = median(sep), median(sepCPU)
+	res.ForwardCPUSeconds = median(fwdCPU)
+	e.Apply(separate)
+	// A proposal of reps samples: the first step applies the previous
+	// proposal's reps updates (here the codes above, as another machine's).
+	// The peak memory of a ZO step is taken over it, as peers run steps:
+	// the apart steps above leave the separate applies' garbage behind.
+	e.Apply(pending)
+	resetPeakRSS()
+	pending = make([]zo.Update, reps)
+	for i, u := range own {
+		pending[i] = zo.Update{Machine: 2, Sample: u.Sample, Exp: u.Exp, Code: u.Code}
+	}
 	start := time.Now()
-	e.Apply(own)
-	res.StepBatchedSeconds = spsa + time.Since(start).Seconds()/float64(reps)
+	for i := range reps {
+		if _, err := e.ApplyStep(pending, batch, zo.DeriveSeed("bench", 3, uint64(i))); err != nil {
+			return res, err
+		}
+		pending = nil
+	}
+	res.StepBatchedSeconds = time.Since(start).Seconds() / float64(reps)
 	res.PeakStepMiB = peakRSSMiB()
 	res.WorkingSetMiB = float64(lm.WorkingSetBytes()) / (1 << 20)
 	res.ForwardSeconds = median(fwd)
 	res.TokensPerSec = float64(n) / res.ForwardSeconds
 	res.GFLOPs = model.ForwardFLOPs(cfg, n) / res.ForwardSeconds / 1e9
 
+	// Separate applies, for comparison with the ones fused into the steps.
 	for _, k := range []int{1, 16} {
 		us := make([]zo.Update, k)
 		for j := range us {
 			// ĝ = 0.5: a coefficient of thousands of grid units on every tensor
 			// (a negligible ĝ rounds to 0 and the engine skips the tensor).
-			us[j] = zo.Update{Machine: 2, Sample: uint64(j), Exp: 121, Code: 64}
+			us[j] = zo.Update{Machine: 4, Sample: uint64(j), Exp: 121, Code: 64}
 		}
 		start := time.Now()
 		for range reps {
@@ -188,11 +253,20 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 			res.Apply16NsElem = ns
 		}
 	}
-	// One sample with an apply of its own (no batching).
-	res.StepSeconds = spsa + res.Apply1NsElem*float64(elems)/1e9
 	res.StepOverFwd = res.StepSeconds / res.ForwardSeconds
+	res.StepSeparateOverFwd = res.StepSeparateSeconds / res.ForwardSeconds
 	res.StepBatchedOverFwd = res.StepBatchedSeconds / res.ForwardSeconds
 	return res, nil
+}
+
+// benchUpdate is the update a step's result codes to.
+func benchUpdate(machine, sample uint64, s zo.Seed, sr zo.StepResult) (zo.Update, error) {
+	var code [1]int8
+	exp, err := zo.Quantize([]float64{sr.G}, []float64{s.CodeUniform()}, code[:])
+	if err != nil {
+		return zo.Update{}, fmt.Errorf("node: bench: %w", err)
+	}
+	return zo.Update{Machine: machine, Sample: sample, Exp: exp, Code: code[0]}, nil
 }
 
 func median(xs []float64) float64 {

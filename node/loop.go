@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -72,9 +73,10 @@ const drainBudget = 200 * time.Millisecond
 
 // drain takes the batches, evidence and states already waiting, without
 // blocking, for at most drainBudget. The batches' updates are applied
-// together (Trainer.Take), before anything reads the weights.
+// together (Trainer.Take) when something next reads the weights: by the
+// next step's first forward pass (fused, zo.Engine.ApplyStep) when the peer
+// contributes, else by the reader's flush.
 func (d *Daemon) drain(ctx context.Context) error {
-	defer d.run.Trainer.Flush()
 	deadline := time.Now().Add(drainBudget)
 	for time.Now().Before(deadline) {
 		select {
@@ -215,7 +217,9 @@ func (d *Daemon) noteExcluded(machine uint64, evidence []byte, run p2p.RunTag) {
 func (d *Daemon) contributing() bool {
 	catching := d.catchingUp.Load()
 	ok := (d.s.Steps == 0 || d.steps < d.s.Steps) && !catching // Steps < 0: serve only
-	if err := d.run.Trainer.Overflow(); err != nil {
+	// On the weights as applied: the pending updates wait for the step's
+	// first forward pass (Propose reports an overflow they cause).
+	if err := d.run.Trainer.overflow(); err != nil {
 		ok = false
 		d.snapshot(func(st *Status) {
 			if st.Overflow == "" {
@@ -259,6 +263,9 @@ func (d *Daemon) contribute(ctx context.Context) error {
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // abandoned mid-step: nothing was logged
+		}
+		if errors.Is(err, ErrOverflow) {
+			return nil // the pending updates it applied overflowed: contributing() now says so
 		}
 		return err
 	}

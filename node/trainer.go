@@ -168,11 +168,15 @@ func (p Proposal) Exts() []p2p.Ext {
 }
 
 // Propose estimates the projected gradients of the machine's next Samples
-// samples and codes them, clipped to the run's bound. It changes only the
-// float32 views.
+// samples and codes them, clipped to the run's bound. It applies the
+// updates Take left pending (fused into its first forward pass) and logs
+// nothing.
 func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 	p := Proposal{First: t.next, Codes: make([]int8, t.samples)}
-	if err := t.Overflow(); err != nil {
+	// The pending updates are applied by the first step, fused into its
+	// first forward pass (zo.Engine.ApplyStep): the overflow verdict on what
+	// is applied so far now, on all of it after the steps.
+	if err := t.overflow(); err != nil {
 		return p, err
 	}
 	var g []float64
@@ -198,6 +202,9 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 	} else {
 		g, loss, err = t.gradients(ctx, t.machine, t.next, t.samples, p.Slots)
 	}
+	if oerr := t.overflow(); oerr != nil { // the cause if a step failed on wrapped weights
+		return p, oerr
+	}
 	if err != nil {
 		return p, err
 	}
@@ -216,8 +223,8 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 
 // Gradients estimates, at the current weights, the projected gradients of
 // the machine's samples first, first+1, …, first+n−1, and their mean training
-// loss (L+ + L−)/2, without coding, logging or applying anything. It changes
-// only the float32 views.
+// loss (L+ + L−)/2, without coding or logging anything. The updates Take left
+// pending are applied by the first step, in its first forward pass.
 func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64, float64, error) {
 	return t.gradients(ctx, t.machine, first, n, nil)
 }
@@ -236,7 +243,9 @@ func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int, s
 		if slots != nil {
 			u.Slot = slots[k]
 		}
-		r, err := t.eng.Step(model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, u.Sample)}, t.eng.Config().PerturbSeedOf(u))
+		// The engine applies t.pending whatever the step's outcome.
+		r, err := t.eng.ApplyStep(t.pending, model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, u.Sample)}, t.eng.Config().PerturbSeedOf(u))
+		t.pending = t.pending[:0]
 		if err != nil {
 			return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, u.Sample, err)
 		}
@@ -246,13 +255,15 @@ func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int, s
 	return g, loss, nil
 }
 
-// Commit logs an own proposal (with its signed wire form, if any) and
-// applies it; the machine's next step starts after it.
+// Commit logs an own proposal (with its signed wire form, if any) and takes
+// its updates (Take): the next step applies them in its first forward pass,
+// as it does the peers' updates taken since, and every reader of the
+// weights flushes first. The machine's next step starts after it.
 func (t *Trainer) Commit(ctx context.Context, p Proposal, raw []byte) error {
 	if p.First != t.next {
 		return fmt.Errorf("node: proposal starts at sample %d, next is %d", p.First, t.next)
 	}
-	eqs, err := t.Apply(ctx, raw, p.Updates(t.machine))
+	eqs, err := t.Take(ctx, raw, p.Updates(t.machine))
 	if err != nil {
 		return err
 	}
@@ -415,6 +426,11 @@ var ErrOverflow = errors.New("node: the run's updates have left the weights' int
 // (after applying what is pending: callers go on to use the weights).
 func (t *Trainer) Overflow() error {
 	t.Flush()
+	return t.overflow()
+}
+
+// overflow is Overflow on what the weights hold now, pending updates aside.
+func (t *Trainer) overflow() error {
 	if tensors, elems := t.eng.Weights().Overflow(); elems > 0 {
 		return fmt.Errorf("%w: %d elements of %d tensors", ErrOverflow, elems, tensors)
 	}

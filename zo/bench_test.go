@@ -149,3 +149,40 @@ func BenchmarkFillView(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFusedApply: the view derivation of a step's first forward pass
+// (θ+εz, one GPT-2-small-sized matrix at a time) with a 1-update apply:
+// fused into the derivation (ApplyStep's path), or apart first (Apply, then
+// the derivation), against the derivation alone.
+func BenchmarkFusedApply(b *testing.B) {
+	e := benchEngine(b)
+	e.w.DropViews()
+	buf := make([]float32, 768*3072)
+	us := []Update{{Machine: 2, Sample: 1, Exp: 121, Code: 64}}
+	derive := func() {
+		e.view = viewState{on: true, seed: DeriveSeed("bench", 1, 1), sign: 1}
+		for lo := 0; lo+len(buf) <= benchElems; lo += len(buf) {
+			e.FillView(0, lo, buf)
+		}
+		e.view = viewState{}
+	}
+	for _, mode := range []string{"derive-only", "fused", "apart"} {
+		b.Run(mode, func(b *testing.B) {
+			b.SetBytes(4 * benchElems)
+			for b.Loop() {
+				switch mode {
+				case "fused":
+					e.deferApply(us)
+					derive()
+					e.flushDeferred()
+				case "apart":
+					e.Apply(us)
+					derive()
+				default:
+					derive()
+				}
+			}
+			reportPerElem(b)
+		})
+	}
+}

@@ -21,6 +21,7 @@ type Engine struct {
 	stale bool      // views differ from the canonical weights (after Apply or Step)
 	view  viewState // the perturbation FillView applies (inside Step)
 	pro   *proStats // FedKSeed-Pro runs: per-seed figures of the applied updates
+	pend  *deferred // the apply ApplyStep fuses into its forward passes
 
 	exactOnly bool // tests: every apply takes the exact path
 	exactRuns int  // tensor applies that took the exact path (for tests)
@@ -70,6 +71,7 @@ func (e *Engine) Weights() *Weights { return e.w }
 // SyncViews makes the float32 views canonical again after Apply or Step;
 // call it before a forward pass that is not part of Step (evaluation, sampling).
 func (e *Engine) SyncViews() {
+	e.flushDeferred()
 	if e.stale {
 		e.w.syncViews(true)
 		e.stale = false
@@ -122,6 +124,12 @@ func (e *Engine) apply(us []Update, sign int32) {
 		e.ApplySums(ps)
 		return
 	}
+	e.run(e.plan(us, sign))
+}
+
+// plan is every trainable tensor's applyPlan for sign·us (nil where every
+// coefficient is 0), outside pool mode.
+func (e *Engine) plan(us []Update, sign int32) []*applyPlan {
 	seeds := make([]Seed, len(us))
 	for k, u := range us {
 		seeds[k] = DeriveSeed(e.cfg.Run, u.Machine, u.Sample)
@@ -139,13 +147,22 @@ func (e *Engine) apply(us []Update, sign int32) {
 			plans[ti] = p
 		}
 	}
-	e.run(plans)
+	return plans
 }
 
 // run adds every plan to its tensor (nil plans are skipped) in one pass over
 // memory, in parallel over chunks, on the fast wrapping kernels where no
 // element can cross the int32 boundary and on the exact path elsewhere.
 func (e *Engine) run(plans []*applyPlan) {
+	e.flushDeferred()
+	e.prepare(plans)
+	e.runChunks(plans)
+}
+
+// prepare decides each plan's path: the fast wrapping kernels (the tensor's
+// bound grows by the batch's worst case) where no element can cross the int32
+// boundary, the exact path (p.slow set) elsewhere.
+func (e *Engine) prepare(plans []*applyPlan) {
 	rescan := false
 	for ti, t := range e.w.Tensors {
 		if p := plans[ti]; p != nil {
@@ -167,6 +184,10 @@ func (e *Engine) run(plans []*applyPlan) {
 			}
 		}
 	}
+}
+
+// runChunks adds every plan prepare has seen to its tensor.
+func (e *Engine) runChunks(plans []*applyPlan) {
 	dist := e.cfg.Dist
 	e.w.forChunks(func(ti int, _ *Tensor) bool { return plans[ti] != nil }, func(ti int, t *Tensor, lo, hi int) {
 		p := plans[ti]
@@ -290,14 +311,15 @@ func (p *applyPlan) applyRademacher(d []int32, first uint64) {
 	full := len(d) / 128
 	b0 := first / 128
 	if len(p.seeds) == 1 {
-		var in philoxIn
-		var out philoxOut
-		setSeed(&in, p.seeds[0])
+		ph := philoxPool.Get().(*philoxScratch) // not a heap object per chunk
+		defer philoxPool.Put(ph)
+		in, out := &ph.in, &ph.out
+		setSeed(in, p.seeds[0])
 		for blk := 0; blk < full; blk += 16 {
-			setBlocks(&in, b0+uint64(blk), true)
-			philox16(&in, &out)
+			setBlocks(in, b0+uint64(blk), true)
+			philox16(in, out)
 			for l := range min(16, full-blk) {
-				signAdd((*[128]int32)(d[(blk+l)*128:]), lanePtr(&out, l), &p.twoC[0], 1, p.sumC)
+				signAdd((*[128]int32)(d[(blk+l)*128:]), lanePtr(out, l), &p.twoC[0], 1, p.sumC)
 			}
 		}
 	} else {

@@ -49,8 +49,18 @@ func (w *Weights) FillView(ti, lo int, dst []float32) {
 // forward pass must see now: during Step, for a trainable tensor, the
 // perturbed view float32(Q + sign·ε_t·zInt)·2^−Exp (docs/PROTOCOL.md §6);
 // otherwise the canonical view. The perturbation is derived in the same pass
-// over Q, so no full perturbed copy of the weights is ever written.
+// over Q, so no full perturbed copy of the weights is ever written. Inside
+// ApplyStep, the updates it applies are added to Q in that same pass too.
 func (e *Engine) FillView(ti, lo int, dst []float32) {
+	if e.pend != nil && e.pend.plans[ti] != nil {
+		e.fillDeferred(ti, lo, dst)
+		return
+	}
+	e.fillView(ti, lo, dst)
+}
+
+// fillView is FillView on weights that hold every update applied.
+func (e *Engine) fillView(ti, lo int, dst []float32) {
 	t := e.w.Tensors[ti]
 	if !e.view.perturbs(e, ti) {
 		e.w.FillView(ti, lo, dst)
@@ -61,18 +71,26 @@ func (e *Engine) FillView(ti, lo int, dst []float32) {
 		perturbedView(t, s, eps, dist, lo, t.Q[lo:lo+len(dst)], dst)
 		return
 	}
-	// Split on 128-element boundaries of the tensor (its Offset is aligned to
-	// whole Philox blocks), so that every part but the edges takes whole blocks.
-	parallelFill(len(dst), func(a, b int) {
+	parallelAligned(lo, len(dst), func(a, b int) {
+		perturbedView(t, s, eps, dist, lo+a, t.Q[lo+a:lo+b], dst[a:b])
+	})
+}
+
+// parallelAligned is parallelFill over n elements of a tensor starting at
+// element lo, split on 128-element boundaries of the tensor (its Offset is
+// aligned to whole Philox blocks), so that every part but the edges takes
+// whole blocks.
+func parallelAligned(lo, n int, fn func(a, b int)) {
+	parallelFill(n, func(a, b int) {
 		// Both ends round down, so consecutive parts still meet.
 		if a > 0 {
 			a = (lo+a)/alignElems*alignElems - lo
 		}
-		if b < len(dst) {
+		if b < n {
 			b = (lo+b)/alignElems*alignElems - lo
 		}
 		if a < b {
-			perturbedView(t, s, eps, dist, lo+a, t.Q[lo+a:lo+b], dst[a:b])
+			fn(a, b)
 		}
 	})
 }

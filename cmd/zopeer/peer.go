@@ -245,9 +245,14 @@ func benchCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 		}
 		fmt.Fprintf(out, "model %s: %d parameters, BLAS %s, %d threads\n", r.Model, r.Params, r.BLAS, r.Threads)
 		fmt.Fprintf(out, "forward, %d tokens:   %.3f s  (%.0f tokens/s, %.1f GFLOP/s)\n", r.Tokens, r.ForwardSeconds, r.TokensPerSec, r.GFLOPs)
-		fmt.Fprintf(out, "ZO step (2 forwards at θ±εz, 1 update): %.3f s  (%.2f forward passes); %d samples sharing one apply: %.3f s each (%.2f)\n",
-			r.StepSeconds, r.StepOverFwd, *reps, r.StepBatchedSeconds, r.StepBatchedOverFwd)
-		fmt.Fprintf(out, "fused apply: %.3f ns/element (1 update), %.3f ns/element (16 updates)\n", r.Apply1NsElem, r.Apply16NsElem)
+		fmt.Fprintf(out, "ZO step (2 forwards at θ±εz, the first applying 1 update): %.3f s  (%.2f forward passes); %d samples, the first applying %d updates: %.3f s each (%.2f)\n",
+			r.StepSeconds, r.StepOverFwd, *reps, *reps, r.StepBatchedSeconds, r.StepBatchedOverFwd)
+		fmt.Fprintf(out, "the same step with its update applied apart first: %.3f s  (%.2f forward passes)\n", r.StepSeparateSeconds, r.StepSeparateOverFwd)
+		if r.ForwardCPUSeconds > 0 {
+			fmt.Fprintf(out, "CPU time: forward %.3f s, ZO step %.3f s (%.2f), apart %.3f s (%.2f)\n", r.ForwardCPUSeconds,
+				r.StepCPUSeconds, r.StepCPUSeconds/r.ForwardCPUSeconds, r.StepSeparateCPUSeconds, r.StepSeparateCPUSeconds/r.ForwardCPUSeconds)
+		}
+		fmt.Fprintf(out, "separate apply: %.3f ns/element (1 update), %.3f ns/element (16 updates)\n", r.Apply1NsElem, r.Apply16NsElem)
 		fmt.Fprintf(out, "RSS: weights alone %.0f MiB (int32 weights %.0f MiB, the only copy), peak forward %.0f MiB, peak ZO step %.0f MiB\n",
 			r.RSSWeightsMiB, r.WeightsMiB, r.PeakForwardMiB, r.PeakStepMiB)
 		fmt.Fprintf(out, "forward working set (activations, weight buffers): %.1f MiB\n", r.WorkingSetMiB)
