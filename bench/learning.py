@@ -45,6 +45,11 @@ Methods (--method):
            --keep/--keep-scale give some matrices another power of two,
            --only keeps only the named tensors at 1 (scale=vectors-grad's
            kind of result).
+  (--onesided Q, with any perturbing method: forward differences with a
+  shared base, DeepZero-style: each group of Q updates of a step trains on
+  the group's first mini-batch; one pass at theta gives L0, one pass at
+  theta+eps*z_i gives g_i = (L(theta+eps*z_i) - L0)/eps; Q+1 passes for Q
+  updates instead of 2Q.)
   adam     backprop with Adam (the ceiling), same mini-batches; one step is
            --samples mini-batches, each one Adam step (2 forward-equivalents
            of work are counted per mini-batch for the backward pass: the
@@ -302,6 +307,10 @@ def main():
     ap.add_argument("--calib", type=int, default=4, help="gscaled: SPSA samples per tensor to measure its gradient energy")
     ap.add_argument("--parts", type=int, default=4, help="parts: groups of consecutive tensors")
     ap.add_argument("--scale-ref", type=float, default=0.0625, help="scaled: z of a tensor is multiplied by 2^round(log2(rms/ref))")
+    ap.add_argument("--onesided", type=int, default=0, metavar="Q",
+                    help="forward differences with a shared base: each group of Q updates of a step trains on the "
+                         "group's first mini-batch, one pass at theta (L0) and one at theta+eps*z per update, "
+                         "g = (L+ - L0)/eps (Q+1 passes for Q updates); 0: central differences (2 per update)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-max", type=int, default=0, help="evaluate on the first N held-out windows only (0: all)")
     ap.add_argument("--out", default=None)
@@ -353,6 +362,23 @@ def main():
                 continue
             seed = a.seed * 1_000_003 + k
             z = pert.z(seed)
+            if a.onesided:
+                # DeepZero-style: the group's first mini-batch and one base pass for the group.
+                if j % a.onesided == 0:
+                    gb = b
+                    with torch.no_grad():
+                        l0 = float(m.loss(gb))
+                    fw += 1
+                with torch.no_grad():
+                    for n, t in z.items():
+                        m.p[n].add_(t, alpha=a.eps)
+                    lp = float(m.loss(gb))
+                    for n, t in z.items():
+                        m.p[n].add_(t, alpha=-a.eps)
+                fw += 1
+                tl += l0 / a.samples
+                ups.append(((lp - l0) / a.eps, seed))
+                continue
             with torch.no_grad():
                 for n, t in z.items():
                     m.p[n].add_(t, alpha=a.eps)
