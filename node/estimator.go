@@ -54,6 +54,10 @@ func (s Settings) withEstimator(w *zo.Weights, lm *model.Model) (Settings, error
 //	              scale=vectors, then of the vectors only those whose
 //	              measured energy per element is at least 1/32 of the
 //	              largest vector's stay at 1; the others get 2^-8 too
+//	onesided=Q    forward differences with a shared base (DeepZero-style, a
+//	              producer rule): each group of Q samples of a step trains
+//	              on the group's first mini-batch, one pass at θ and one at
+//	              θ+εz per sample, Q+1 passes for Q updates
 //
 // The result is explicit (per-tensor exponents by name), so peers that join
 // read it from the manifest and never re-derive it.
@@ -73,6 +77,12 @@ func ResolveEstimator(rule string, w *zo.Weights, energy func(only func(*zo.Tens
 				return nil, fmt.Errorf("node: estimator %q: parts wants an integer ≥ 2", part)
 			}
 			spec.Parts = n
+		case key == "onesided":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > 4096 {
+				return nil, fmt.Errorf("node: estimator %q: onesided wants an integer in 1..4096", part)
+			}
+			spec.OneSided = n
 		case key == "scale" && val == "rms":
 			spec.Scale = rmsScale(w)
 		case key == "scale" && val == "vectors":
@@ -90,10 +100,10 @@ func ResolveEstimator(rule string, w *zo.Weights, energy func(only func(*zo.Tens
 			}
 			spec.Scale = vectorGradScale(w, e)
 		default:
-			return nil, fmt.Errorf("node: unknown estimator %q (want mezo, parts=N, scale=rms, scale=vectors, scale=grad or scale=vectors-grad, comma-separated)", part)
+			return nil, fmt.Errorf("node: unknown estimator %q (want mezo, parts=N, onesided=Q, scale=rms, scale=vectors, scale=grad or scale=vectors-grad, comma-separated)", part)
 		}
 	}
-	if spec.Parts == 0 && len(spec.Scale) == 0 {
+	if spec.Parts == 0 && len(spec.Scale) == 0 && spec.OneSided == 0 {
 		return nil, nil
 	}
 	return &spec, nil

@@ -251,7 +251,7 @@ func openRun(ctx context.Context, s Settings, want *store.Manifest, log *slog.Lo
 	}
 	m := s.Manifest(w.Hash())
 	if est := m.Estimator; est != nil {
-		log.Info("estimator", "parts", est.Parts, "scale", est.Scale)
+		log.Info("estimator", "parts", est.Parts, "scale", est.Scale, "onesided", est.OneSided)
 	}
 	if want != nil {
 		if m.BaseDigest != want.BaseDigest {

@@ -233,6 +233,9 @@ func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64
 // are their pool slots (FedKSeed-Pro), else every sample takes slot 0 (the
 // uniform rule's seed).
 func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int, slots []uint8) ([]float64, float64, error) {
+	if q := t.eng.Config().Estimator.OneSided; q > 0 {
+		return t.oneSided(ctx, machine, first, n, q)
+	}
 	g := make([]float64, n)
 	var loss float64
 	for k := range g {
@@ -251,6 +254,38 @@ func (t *Trainer) gradients(ctx context.Context, machine, first uint64, n int, s
 		}
 		g[k] = r.G
 		loss += (r.LossPlus + r.LossMinus) / 2 / float64(n)
+	}
+	return g, loss, nil
+}
+
+// oneSided is gradients under the run's one-sided estimator
+// (docs/PROTOCOL.md §3.1): the samples first, first+1, … in groups of q,
+// each group on its first sample's mini-batch, one pass at θ for the group
+// (L0) and one at θ+εz per sample, ĝ = (L+ − L0)/ε. The training loss is the
+// groups' L0. Pool slots do not combine with it (zo.Config.Validate).
+func (t *Trainer) oneSided(ctx context.Context, machine, first uint64, n, q int) ([]float64, float64, error) {
+	t.Flush() // L0 is a plain pass at the canonical weights
+	g := make([]float64, n)
+	var loss, l0 float64
+	var b model.Batch
+	for k := range g {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		sample := first + uint64(k)
+		if k%q == 0 {
+			b = model.Batch{Model: t.lm, Seqs: t.miniBatch(machine, sample)}
+			var err error
+			if l0, err = t.eng.BaseLoss(b); err != nil {
+				return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, sample, err)
+			}
+		}
+		r, err := t.eng.StepOneSided(b, t.eng.Config().PerturbSeedOf(zo.Update{Machine: machine, Sample: sample}), l0)
+		if err != nil {
+			return nil, 0, fmt.Errorf("node: machine %016x sample %d: %w", machine, sample, err)
+		}
+		g[k] = r.G
+		loss += l0 / float64(n)
 	}
 	return g, loss, nil
 }

@@ -103,10 +103,15 @@ func (p *PublicData) check() error {
 type EstimatorSpec struct {
 	Parts int            `json:"parts,omitempty"` // zo.Estimator.Parts
 	Scale map[string]int `json:"scale,omitempty"` // zo.Estimator.Scale: tensor name → k (factor 2^k)
+	// OneSided is zo.Estimator.OneSided, a producer rule (forward
+	// differences with a shared base); refused with public data.
+	OneSided int `json:"onesided,omitempty"`
 }
 
 // isZero reports an absent or empty estimator (MeZO).
-func (e *EstimatorSpec) isZero() bool { return e == nil || e.Parts == 0 && len(e.scale()) == 0 }
+func (e *EstimatorSpec) isZero() bool {
+	return e == nil || e.Parts == 0 && len(e.scale()) == 0 && e.OneSided == 0
+}
 
 // scale is Scale without its zero entries (factor 1, the default).
 func (e *EstimatorSpec) scale() map[string]int {
@@ -130,7 +135,7 @@ func (e *EstimatorSpec) estimator() zo.Estimator {
 	if e.isZero() {
 		return zo.Estimator{}
 	}
-	return zo.Estimator{Parts: e.Parts, Scale: e.scale()}
+	return zo.Estimator{Parts: e.Parts, Scale: e.scale(), OneSided: e.OneSided}
 }
 
 // Admission modes.
@@ -199,6 +204,11 @@ func (m Manifest) Config() (zo.Config, error) {
 	if m.Pool > zo.MaxPool {
 		return zo.Config{}, fmt.Errorf("store: manifest: pool of %d seeds (at most %d)", m.Pool, zo.MaxPool)
 	}
+	if m.Data != nil && m.Estimator.estimator().OneSided != 0 {
+		// Public-data peers re-verify an update by recomputing it two-sided
+		// on its own mini-batch (§11): a one-sided producer would fail that.
+		return zo.Config{}, fmt.Errorf("store: manifest: estimator onesided with public data (peers re-verify updates two-sided) is not supported")
+	}
 	c := zo.Config{Run: m.Run, Dist: d, Eps: m.Eps, LR: m.LR, Warmup: m.LRWarmup, Decay: m.LRDecay, Pool: m.Pool, PoolChoices: m.PoolChoices, Estimator: m.Estimator.estimator()}
 	if err := c.Validate(); err != nil {
 		return zo.Config{}, fmt.Errorf("store: manifest: %w", err)
@@ -239,7 +249,8 @@ func (m Manifest) diff(o Manifest) string {
 	case (m.Data == nil) != (o.Data == nil) || m.Data != nil && (m.Data.Digest != o.Data.Digest || m.Data.BatchSize != o.Data.BatchSize ||
 		math.Float64bits(m.Data.Tolerance) != math.Float64bits(o.Data.Tolerance)):
 		return "data"
-	case m.Estimator.estimator().Parts != o.Estimator.estimator().Parts || !maps.Equal(m.Estimator.estimator().Scale, o.Estimator.estimator().Scale):
+	case m.Estimator.estimator().Parts != o.Estimator.estimator().Parts || !maps.Equal(m.Estimator.estimator().Scale, o.Estimator.estimator().Scale) ||
+		m.Estimator.estimator().OneSided != o.Estimator.estimator().OneSided:
 		return "estimator"
 	}
 	return ""
@@ -299,7 +310,7 @@ var manifestKeys = []string{"admission", "admit", "base_digest", "data", "dist",
 	"lr", "lr_decay", "lr_warmup", "max_samples", "model", "params", "pool", "pool_choices", "pow_bits", "quant", "run"}
 
 // estimatorKeys are the members of the manifest's estimator (EstimatorSpec).
-var estimatorKeys = []string{"parts", "scale"}
+var estimatorKeys = []string{"onesided", "parts", "scale"}
 
 // modelKeys are the members of the manifest's model source (ModelSource).
 var modelKeys = []string{"embedded", "name", "path", "revision", "safetensors_sha256"}
@@ -399,9 +410,10 @@ func (m Manifest) Canonical() ([]byte, error) {
 		member("estimator")
 		outer := b
 		b = []byte{'{'}
-		if est.Parts < 0 {
-			errs = append(errs, fmt.Errorf("estimator parts %d", est.Parts))
+		if est.Parts < 0 || est.OneSided < 0 {
+			errs = append(errs, fmt.Errorf("estimator parts %d onesided %d", est.Parts, est.OneSided))
 		}
+		integer("onesided", uint64(max(est.OneSided, 0)), true)
 		integer("parts", uint64(max(est.Parts, 0)), true)
 		if sc := est.scale(); len(sc) > 0 {
 			member("scale")

@@ -21,6 +21,12 @@ type Estimator struct {
 	// the run, in powers of two so that ε_t and the coefficients stay exact
 	// binary64 scalings. Absent names: k = 0.
 	Scale map[string]int
+	// OneSided ≥ 1 is a producer rule only (docs/PROTOCOL.md §3.1): the
+	// run's updates are forward differences with a shared base, each group
+	// of OneSided consecutive samples of a step estimated on the group's
+	// first mini-batch as ĝ = (L(θ+εz) − L(θ))/ε, OneSided+1 forward passes
+	// for OneSided updates. Applies do not read it. 0: central differences.
+	OneSided int
 }
 
 // maxParts bounds Parts: a group is at least one tensor, and the choice
@@ -31,12 +37,19 @@ const maxParts = 1 << 16
 // in range (NewEngine checks ε_t; the clamp bounds the coefficients).
 const maxScale = 30
 
+// maxOneSided bounds OneSided: a group never spans more than a step's
+// samples (at most 4096, node.NewTrainer).
+const maxOneSided = 4096
+
 // IsZero reports whether e is plain MeZO.
-func (e Estimator) IsZero() bool { return e.Parts <= 1 && len(e.Scale) == 0 }
+func (e Estimator) IsZero() bool { return e.Parts <= 1 && len(e.Scale) == 0 && e.OneSided == 0 }
 
 func (e Estimator) validate() error {
 	if e.Parts < 0 || e.Parts > maxParts {
 		return fmt.Errorf("zo: config: estimator parts %d (want 0..%d)", e.Parts, maxParts)
+	}
+	if e.OneSided < 0 || e.OneSided > maxOneSided {
+		return fmt.Errorf("zo: config: estimator onesided %d (want 0..%d)", e.OneSided, maxOneSided)
 	}
 	for n, k := range e.Scale {
 		if k < -maxScale || k > maxScale {
@@ -57,6 +70,9 @@ func (e Estimator) String() string {
 	}
 	if len(e.Scale) > 0 {
 		s += fmt.Sprintf("+scale:%d", len(e.Scale))
+	}
+	if e.OneSided > 0 {
+		s += fmt.Sprintf("+onesided:%d", e.OneSided)
 	}
 	return s
 }

@@ -43,6 +43,37 @@ func (e *Engine) Step(loss Loss, s Seed) (StepResult, error) {
 	return r, nil
 }
 
+// BaseLoss is one forward pass at the canonical weights θ: the shared base
+// L0 of one-sided steps (Estimator.OneSided). Updates the engine defers are
+// applied first.
+func (e *Engine) BaseLoss(loss Loss) (float64, error) {
+	e.SyncViews()
+	l, err := loss.Loss()
+	if err != nil {
+		return 0, fmt.Errorf("zo: step: loss at θ: %w", err)
+	}
+	return l, nil
+}
+
+// StepOneSided estimates the projected gradient along z(s) by a forward
+// difference from base, the loss at θ on the same mini-batch (BaseLoss):
+// one forward pass at θ+εz, G = (L+ − base)/ε, LossMinus = base. Like
+// Step, it leaves the canonical weights untouched.
+func (e *Engine) StepOneSided(loss Loss, s Seed, base float64) (StepResult, error) {
+	r := StepResult{LossMinus: base}
+	var err error
+	defer func() { e.view = viewState{} }()
+	e.setView(s, +1)
+	if r.LossPlus, err = loss.Loss(); err != nil {
+		return r, fmt.Errorf("zo: step: loss at θ+εz: %w", err)
+	}
+	r.G = (r.LossPlus - base) / e.cfg.Eps
+	if math.IsNaN(r.G) || math.IsInf(r.G, 0) {
+		return r, fmt.Errorf("zo: step: losses %g and %g: %w", r.LossPlus, base, ErrNonFinite)
+	}
+	return r, nil
+}
+
 // StepTensor is Step with tensor ti alone perturbed (if the step would
 // perturb it at all): the projected gradient along that tensor's part of
 // z(s). It measures per-tensor gradient statistics (node's scale=grad

@@ -45,7 +45,7 @@ func runFlags(fs *flag.FlagSet, s *node.Settings) {
 		return nil
 	})
 	fs.StringVar(&s.Trainable, "trainable", s.Trainable, "regexp of parameter names to train (default: all)")
-	fs.StringVar(&s.Estimator, "estimator", s.Estimator, "zeroth-order estimator: mezo (default), parts=N, scale=vectors, scale=vectors-grad, scale=rms, scale=grad, comma-separated (docs/LEARNING.md)")
+	fs.StringVar(&s.Estimator, "estimator", s.Estimator, "zeroth-order estimator: mezo (default), parts=N, onesided=Q, scale=vectors, scale=vectors-grad, scale=rms, scale=grad, comma-separated (docs/LEARNING.md)")
 }
 
 // localFlags are a node's own settings: where things are and how it trains.
