@@ -103,4 +103,3 @@ func TestTrainOneSided(t *testing.T) {
 		}
 	}
 }
-
