@@ -290,7 +290,7 @@ func (d *Daemon) contribute(ctx context.Context) error {
 	}
 	d.steps++
 	d.trainLoss.add(p.Loss)
-	d.forwards += 2 * uint64(len(p.Codes))
+	d.forwards += d.run.Trainer.Forwards(len(p.Codes))
 	if d.s.EvalEvery > 0 && d.steps%d.s.EvalEvery == 0 || d.s.Steps != 0 && d.steps == d.s.Steps {
 		d.refresh(ctx, true)
 		d.log.Info("step", "step", d.steps, "loss", fmt.Sprintf("%.4f", p.Loss), "updates", d.run.Log.Stats().Updates)

@@ -94,6 +94,9 @@ func TestTrainOneSided(t *testing.T) {
 	if again.Engine.Weights().Hash() != h {
 		t.Error("the replayed home has other weights")
 	}
+	if f := again.Trainer.Forwards(5); f != 8 { // 5 + groups {0,1}, {2,3}, {4}
+		t.Errorf("%d forward passes for 5 samples, want 8", f)
+	}
 	if n := again.Log.Stats().Updates; n != 15 {
 		t.Errorf("%d updates logged, want 15", n)
 	}

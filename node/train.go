@@ -349,7 +349,7 @@ func (r *Run) Train(ctx context.Context) (before, after float64, err error) {
 			return before, after, err
 		}
 		losses.add(res.Loss)
-		forwards += 2 * uint64(len(res.Codes))
+		forwards += tr.Forwards(len(res.Codes))
 		last := s.Steps != 0 && step == s.Steps
 		if (s.EvalEvery > 0 && step%s.EvalEvery == 0) || last {
 			if after, _, err = tr.Eval(ctx); err != nil {

@@ -290,6 +290,15 @@ func (t *Trainer) oneSided(ctx context.Context, machine, first uint64, n, q int)
 	return g, loss, nil
 }
 
+// Forwards is the number of forward passes the trainer spends on a step
+// of n samples: two each, or one each plus one per group under onesided.
+func (t *Trainer) Forwards(n int) uint64 {
+	if q := t.eng.Config().Estimator.OneSided; q > 0 {
+		return uint64(n + (n+q-1)/q)
+	}
+	return 2 * uint64(n)
+}
+
 // Commit logs an own proposal (with its signed wire form, if any) and takes
 // its updates (Take): the next step applies them in its first forward pass,
 // as it does the peers' updates taken since, and every reader of the

@@ -34,7 +34,8 @@ type Point struct {
 	// previous point; absent when it computed none.
 	TrainLoss *float64 `json:"train_loss,omitempty"`
 	// Forwards counts this machine's forward passes on training batches
-	// since it started (two per sample), evaluations excluded.
+	// since it started (two per sample; Q+1 per Q under onesided=Q),
+	// evaluations excluded.
 	Forwards uint64 `json:"forwards,omitempty"`
 }
 
