@@ -432,14 +432,16 @@ def parse_manifest(text):
             return None
         out["data"] = {"batch_size": d["batch_size"], "digest": d["digest"], "tolerance": float(d["tolerance"])}
     est = m.get("estimator") or {}
-    if not isinstance(est, dict) or any(k not in ("parts", "scale") for k in est):
+    if not isinstance(est, dict) or any(k not in ("onesided", "parts", "scale") for k in est):
         return None
-    parts, scale = est.get("parts", 0), est.get("scale") or {}
+    parts, scale, onesided = est.get("parts", 0), est.get("scale") or {}, est.get("onesided", 0)
     if not isinstance(parts, int) or isinstance(parts, bool) or parts < 0 or not isinstance(scale, dict):
+        return None
+    if not isinstance(onesided, int) or isinstance(onesided, bool) or onesided < 0:
         return None
     if any(not isinstance(v, int) or isinstance(v, bool) for v in scale.values()):
         return None
-    out["estimator"] = {"parts": parts, "scale": {k: v for k, v in scale.items() if v}}
+    out["estimator"] = {"parts": parts, "scale": {k: v for k, v in scale.items() if v}, "onesided": onesided}
     return out
 
 
@@ -500,8 +502,10 @@ def canonical_manifest(m):
     parts.append('"dist":' + es_string(m["dist"]))
     parts.append('"eps":' + es_number(m["eps"]))
     est = m["estimator"]
-    if est["parts"] or est["scale"]:
+    if est["parts"] or est["scale"] or est["onesided"]:
         e = []
+        if est["onesided"]:
+            e.append('"onesided":%d' % est["onesided"])
         if est["parts"]:
             e.append('"parts":%d' % est["parts"])
         if est["scale"]:

@@ -478,9 +478,13 @@ func manifestVectors() ([]obj, error) {
 	pooled.Pool = 1024
 	estimated := m
 	estimated.Estimator = &store.EstimatorSpec{Parts: 4, Scale: map[string]int{"transformer.wte.weight": -2, "é": 3, "z": 0}}
+	onesided := m
+	onesided.Estimator = &store.EstimatorSpec{OneSided: 4, Scale: map[string]int{"transformer.wte.weight": -8}}
 	base := `{"run":"x","dist":"rademacher","eps":1,"lr":0,"quant":"q","base_digest":"` + hx(m.BaseDigest[:]) + `",`
 	inputs := []string{
-		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded), mustCanon(pooled), mustCanon(estimated),
+		mustCanon(m), mustCanon(closed), mustCanon(sourced), mustCanon(embedded), mustCanon(pooled), mustCanon(estimated), mustCanon(onesided),
+		base + `"estimator":{"onesided":0}}`,
+		base + `"estimator":{"onesided":-1}}`,
 		base + `"estimator":{"parts":0,"scale":{"a":0}}}`,
 		base + `"estimator":{"parts":2,"rank":4}}`,
 		base + `"estimator":{"scale":{"a":1,"a":2}}}`,
