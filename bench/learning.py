@@ -326,7 +326,7 @@ def main():
     start = time.time()
 
     def report(step, fw, tl):
-        r = {"method": a.method, "seed": a.seed, "lr": a.lr, "eps": a.eps, "step": step, "updates": step * a.samples,
+        r = {"method": a.method + (f"+onesided{a.onesided}" if a.onesided else ""), "seed": a.seed, "lr": a.lr, "eps": a.eps, "step": step, "updates": step * a.samples,
              "forwards": fw, "eval_loss": evaluate(m, held), "train_loss": tl, "t": round(time.time() - start, 2)}
         line = json.dumps(r)
         print(line, flush=True)
