@@ -134,7 +134,7 @@ type Proposal struct {
 	First uint64
 	Exp   uint8
 	Codes []int8
-	Loss  float64 // mean of (L+ + L−)/2 over the samples: the training loss
+	Loss  float64 // mean of (L+ + L−)/2 over the samples (of L0 under onesided): the training loss
 	// Basis is the set of updates the weights held while every gradient of
 	// the proposal was computed (public-data runs; nil otherwise).
 	Basis p2p.Basis
@@ -223,7 +223,7 @@ func (t *Trainer) Propose(ctx context.Context) (Proposal, error) {
 
 // Gradients estimates, at the current weights, the projected gradients of
 // the machine's samples first, first+1, …, first+n−1, and their mean training
-// loss (L+ + L−)/2, without coding or logging anything. The updates Take left
+// loss (L+ + L−)/2 (L0 under onesided), without coding or logging anything. The updates Take left
 // pending are applied by the first step, in its first forward pass.
 func (t *Trainer) Gradients(ctx context.Context, first uint64, n int) ([]float64, float64, error) {
 	return t.gradients(ctx, t.machine, first, n, nil)
