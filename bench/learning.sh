@@ -24,7 +24,8 @@ export OPENBLAS_NUM_THREADS=1 GOMAXPROCS=1
 # 16 + 16/Q per step of 16 updates.
 zo_runs=("mezo 1e-4 mezo" "parts4 1e-4 parts=4" "gradscale 6e-4 scale=grad" "gradscale-3e-4 3e-4 scale=grad"
 	"vectors 1e-2 scale=vectors" "vectors-2e-2 2e-2 scale=vectors" "vgrad 2e-2 scale=vectors-grad"
-	"onesided4 1e-4 onesided=4 20" "onesided8 1e-4 onesided=8 18" "vectors-onesided4 1e-2 scale=vectors,onesided=4 20")
+	"onesided4 1e-4 onesided=4 20" "onesided8 1e-4 onesided=8 18" "vectors-onesided4 1e-2 scale=vectors,onesided=4 20"
+	"vectors-onesided8 1e-2 scale=vectors,onesided=8 18")
 for seed in "$@"; do
 	for r in "${zo_runs[@]}"; do
 		[ -n "$r" ] || continue
