@@ -250,6 +250,9 @@ func NewManifest(ctx context.Context, s Settings) (store.Manifest, error) {
 		if m.Data, err = publicData(ctx, s); err != nil {
 			return m, err
 		}
+		if _, err := m.Config(); err != nil { // rules that need the data member (onesided)
+			return m, err
+		}
 	}
 	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/zopeer/zopeer/model"
@@ -99,6 +100,11 @@ func TestTrainOneSided(t *testing.T) {
 	}
 	if n := again.Log.Stats().Updates; n != 15 {
 		t.Errorf("%d updates logged, want 15", n)
+	}
+	pub := Defaults
+	pub.Estimator, pub.PublicData, pub.GradBound = "onesided=4", true, 1
+	if _, err := NewManifest(ctx, pub); err == nil || !strings.Contains(err.Error(), "onesided") {
+		t.Errorf("a public-data run with onesided: %v", err)
 	}
 	for _, bad := range []string{"onesided=0", "onesided=x", "onesided=5000"} {
 		if _, err := ResolveEstimator(bad, &zo.Weights{}, nil); err == nil {
