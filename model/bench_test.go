@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zopeer/zopeer/internal/cputime"
 	"github.com/zopeer/zopeer/model/blas"
 	"github.com/zopeer/zopeer/zo"
 )
@@ -74,7 +75,7 @@ func benchForward(b *testing.B, config string, n int, stream bool) {
 	}
 	b.Logf("blas %s (%s); first pass %v", blas.Current().Name, blas.Current().CoreName, time.Since(start).Round(time.Millisecond))
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	b.ResetTimer()
 	for b.Loop() {
 		if _, _, err := m.Loss(batch); err != nil {
@@ -82,7 +83,7 @@ func benchForward(b *testing.B, config string, n int, stream bool) {
 		}
 	}
 	// CPU time is steadier than wall time on a shared machine.
-	b.ReportMetric((cpuTime()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
+	b.ReportMetric((cputime.Now()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
 	s := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(float64(n)/s, "tokens/s")
 	b.ReportMetric(ForwardFLOPs(m.Config(), n)/s/1e9, "GFLOP/s")
@@ -95,13 +96,4 @@ func benchForward(b *testing.B, config string, n int, stream bool) {
 		w += 4 * sz
 	}
 	b.Logf("weights %d MiB, working set %.1f MiB", w>>20, float64(m.WorkingSetBytes())/(1<<20))
-}
-
-// cpuTime is the process's user and system time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zopeer/zopeer/internal/cputime"
 	"github.com/zopeer/zopeer/model"
 	"github.com/zopeer/zopeer/model/blas"
 	"github.com/zopeer/zopeer/zo"
@@ -157,11 +158,11 @@ func Bench(ctx context.Context, dirOrShape string, n, reps int) (BenchResult, er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		start, c0 := time.Now(), cpuTime()
+		start, c0 := time.Now(), cputime.Now()
 		if err := fn(); err != nil {
 			return err
 		}
-		*wall, *cpu = append(*wall, time.Since(start).Seconds()), append(*cpu, (cpuTime()-c0).Seconds())
+		*wall, *cpu = append(*wall, time.Since(start).Seconds()), append(*cpu, (cputime.Now()-c0).Seconds())
 		return nil
 	}
 	own := make([]zo.Update, reps)

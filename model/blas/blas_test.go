@@ -8,6 +8,8 @@ import (
 
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/zopeer/zopeer/internal/cputime"
 )
 
 // TestSgemmMatchesGonum checks every transpose combination and strided
@@ -127,7 +129,7 @@ func BenchmarkSgemmPass(b *testing.B) {
 				}
 				flops += 2 * float64(g.m*g.n*g.k*g.count)
 			}
-			cpu0 := cpuTime()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				for i, g := range passShapes[name] {
 					tB, ldb := gblas.NoTrans, g.n
@@ -155,7 +157,7 @@ func BenchmarkSgemmPass(b *testing.B) {
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/pass")
-			b.ReportMetric((cpuTime()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
+			b.ReportMetric((cputime.Now()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
 		})
 	}
 }
