@@ -103,6 +103,12 @@ func (d *Daemon) noteAgreed(ctx context.Context) {
 	if fmt.Sprintf("%x", ck.Hash) != ours {
 		return
 	}
+	// A donor that trains on writes checkpoints and prunes old ones: the one
+	// it serves must outlive them while joiners fetch it.
+	if err := d.run.Log.Pin(ck); err != nil {
+		d.log.Warn("agreed checkpoint not served", "err", err)
+		return
+	}
 	d.agreedAt, d.lastAgreed = d.hashAt, time.Now()
 	sv := &servedSnapshot{ck: ck, real: ck.Hash}
 	sv.info = p2p.SnapshotInfo{Count: ck.Updates, Digest: d.hashAt, Hash: ck.Hash, Size: 4 * uint64(elems(d.run.Engine.Weights())),
@@ -231,8 +237,18 @@ func (d *Daemon) snapshotJoin(ctx context.Context) {
 func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatus))) ([]byte, p2p.SnapshotInfo, error) {
 	deadline := time.Now().Add(d.snapshotWait())
 	refused := map[peer.ID]bool{}
+	// A fetch that fails (a donor left, moved to a newer snapshot, or was
+	// busy) resumes with the donors of the moment until the deadline,
+	// keeping the chunks it has while the pair stays the same.
+	var raw []byte
+	var done []bool
+	var rawHash [32]byte
+	var fetchErr error
 	for ctx.Err() == nil {
 		if time.Now().After(deadline) {
+			if fetchErr != nil {
+				return nil, p2p.SnapshotInfo{}, fmt.Errorf("node: snapshot: no donor sent it in time: %w", fetchErr)
+			}
 			return nil, p2p.SnapshotInfo{}, errors.New("node: snapshot: no quorum of attestations with a donor serving it in time")
 		}
 		offers := d.peer.SnapshotOffers(ctx)
@@ -266,16 +282,18 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 			return nil, in, fmt.Errorf("node: snapshot of %d bytes for a layout of %d", in.Size, 4*elems(w))
 		}
 		set(func(s *SnapshotStatus) { s.State, s.Updates, s.Hash = "fetching", in.Count, fmt.Sprintf("%x", in.Hash) })
-		raw := make([]byte, in.Size)
-		done := make([]bool, (len(raw)+p2p.MaxSnapshotChunk-1)/p2p.MaxSnapshotChunk)
-		var err error
-		for try := 0; try < 3; try++ { // resume with the donors of the moment
-			if err = d.peer.FetchSnapshot(ctx, from, in.Hash, raw, done); err == nil || ctx.Err() != nil {
+		if raw == nil || rawHash != in.Hash {
+			raw, rawHash = make([]byte, in.Size), in.Hash
+			done = make([]bool, (len(raw)+p2p.MaxSnapshotChunk-1)/p2p.MaxSnapshotChunk)
+		}
+		if err := d.peer.FetchSnapshot(ctx, from, in.Hash, raw, done); err != nil {
+			if ctx.Err() != nil {
 				break
 			}
-		}
-		if err != nil {
-			return nil, in, err
+			fetchErr = err
+			d.log.Debug("snapshot fetch incomplete: asking again", "err", err, "donors", len(from))
+			sleepCtx(ctx, 500*time.Millisecond)
+			continue
 		}
 		if h, err := w.HashOf(raw); err != nil || h != in.Hash {
 			return nil, in, fmt.Errorf("node: the snapshot's weights do not hash to the announced %x", in.Hash[:8])

@@ -207,13 +207,19 @@ func listCkpts(txn *badger.Txn) ([]CheckpointInfo, error) {
 	return out, nil
 }
 
-// prune deletes all but the newest keepCkpts checkpoints, metadata first.
+// prune deletes all but the newest keepCkpts checkpoints and the pinned
+// one, metadata first.
 func (s *Store) prune() error {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
 	cks, err := s.Checkpoints()
 	if err != nil || len(cks) <= s.opts.keepCkpts {
 		return err
 	}
-	old := cks[:len(cks)-s.opts.keepCkpts]
+	old := slices.DeleteFunc(cks[:len(cks)-s.opts.keepCkpts], func(c CheckpointInfo) bool { return s.pin && c.ID == s.pinned })
+	if len(old) == 0 {
+		return nil
+	}
 	err = s.db.Update(func(txn *badger.Txn) error {
 		for _, c := range old {
 			if err := txn.Delete(ckptKey(c.ID)); err != nil {
@@ -231,6 +237,31 @@ func (s *Store) prune() error {
 		}
 	}
 	return nil
+}
+
+// Pin keeps checkpoint c through pruning, beyond the configured number, until
+// another is pinned: a donor pins the checkpoint it serves as a snapshot so
+// that the checkpoints it writes as it trains on do not delete it under a
+// joiner's fetch. The previously pinned one is pruned now if it is too old.
+// It fails with ErrNoCheckpoint if c is no longer recorded.
+func (s *Store) Pin(c CheckpointInfo) error {
+	if !s.g.enter() {
+		return ErrClosed
+	}
+	defer s.g.exit()
+	s.pinMu.Lock()
+	cks, err := s.Checkpoints()
+	if err == nil && !slices.ContainsFunc(cks, func(k CheckpointInfo) bool { return k.ID == c.ID && k.File == c.File }) {
+		err = fmt.Errorf("%w: checkpoint %d is not recorded", ErrNoCheckpoint, c.ID)
+	}
+	if err == nil {
+		s.pin, s.pinned = true, c.ID
+	}
+	s.pinMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.prune()
 }
 
 // removeOrphans deletes checkpoint files that no metadata refers to: temp

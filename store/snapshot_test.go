@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -117,4 +118,63 @@ func elements(w *zo.Weights) int {
 		n += t.Len()
 	}
 	return n
+}
+
+// A pinned checkpoint (the snapshot a donor serves) survives the checkpoints
+// written after it, beyond the number kept, and stays readable; pinning
+// another releases it to pruning, and a pruned checkpoint cannot be pinned.
+func TestPinnedCheckpointOutlivesPruning(t *testing.T) {
+	ctx := context.Background()
+	m := testManifest()
+	s, err := OpenMemory(m, WithLogger(testLogger(t)), WithKeepCheckpoints(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := manifestEngine(t, m)
+	var all []zo.Update
+	write := func() CheckpointInfo {
+		t.Helper()
+		u := upd(1, uint64(len(all)))
+		all = append(all, u)
+		mustAppend(t, s, u)
+		e.Apply([]zo.Update{u})
+		ck, err := s.WriteCheckpoint(ctx, e.Weights(), mustSummary(all))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ck
+	}
+	readable := func(c CheckpointInfo) bool {
+		n, err := s.ReadCheckpointWeights(c, 0, make([]byte, 64))
+		return err == nil && n == 64
+	}
+	first := write()
+	if err := s.Pin(first); err != nil {
+		t.Fatal(err)
+	}
+	second := write()
+	for range 3 {
+		write()
+	}
+	if !readable(first) {
+		t.Fatal("the pinned checkpoint was pruned")
+	}
+	if readable(second) {
+		t.Fatal("an unpinned checkpoint beyond the number kept was not pruned")
+	}
+	if err := s.Pin(second); !errors.Is(err, ErrNoCheckpoint) {
+		t.Fatalf("pinning a pruned checkpoint: %v, want ErrNoCheckpoint", err)
+	}
+	last := write()
+	if err := s.Pin(last); err != nil {
+		t.Fatal(err)
+	}
+	if readable(first) {
+		t.Fatal("the previously pinned checkpoint was kept after another was pinned")
+	}
+	cks, err := s.Checkpoints()
+	if err != nil || len(cks) != 2 {
+		t.Fatalf("%d checkpoints (%v), want the 2 kept", len(cks), err)
+	}
 }

@@ -34,17 +34,18 @@ import (
 // Errors callers can test for with errors.Is. Every error of this package
 // starts with "store: ".
 var (
-	ErrClosed     = errors.New("store: closed")
-	ErrFormat     = errors.New("store: incompatible format version")
-	ErrOtherRun   = errors.New("store: store belongs to another run")
-	ErrManifest   = errors.New("store: manifest differs from the store's")
-	ErrLocked     = errors.New("store: directory is in use by another process")
-	ErrReadOnly   = errors.New("store: directory is not writable")
-	ErrDiskFull   = errors.New("store: not enough free disk space")
-	ErrCorrupt    = errors.New("store: corrupt data")
-	ErrNotLogged  = errors.New("store: checkpoint includes updates that are not in the log")
-	ErrNoManifest = errors.New("store: store has no manifest")
-	ErrBadWeights = errors.New("store: weights do not match the checkpoint layout")
+	ErrClosed       = errors.New("store: closed")
+	ErrFormat       = errors.New("store: incompatible format version")
+	ErrOtherRun     = errors.New("store: store belongs to another run")
+	ErrManifest     = errors.New("store: manifest differs from the store's")
+	ErrLocked       = errors.New("store: directory is in use by another process")
+	ErrReadOnly     = errors.New("store: directory is not writable")
+	ErrDiskFull     = errors.New("store: not enough free disk space")
+	ErrCorrupt      = errors.New("store: corrupt data")
+	ErrNotLogged    = errors.New("store: checkpoint includes updates that are not in the log")
+	ErrNoManifest   = errors.New("store: store has no manifest")
+	ErrBadWeights   = errors.New("store: weights do not match the checkpoint layout")
+	ErrNoCheckpoint = errors.New("store: no such checkpoint")
 )
 
 // Key layout. Big-endian integers make Badger's byte order the numeric order.
@@ -116,6 +117,12 @@ type Store struct {
 	rules  zo.Rules
 	count  uint64
 	nextCk uint64
+
+	// pinMu serialises pruning with Pin; pinned is the checkpoint pruning
+	// keeps whatever its age (the snapshot a donor serves), if pin is set.
+	pinMu  sync.Mutex
+	pin    bool
+	pinned uint64
 
 	created bool // Open found no format version: the store is new
 }
