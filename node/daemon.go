@@ -63,6 +63,9 @@ type PeerSettings struct {
 	SnapshotQuorum int
 	SnapshotVerify bool
 	SnapshotLie    bool
+	// SnapshotCorrupt (a test hook) serves the agreed snapshot's true
+	// pair with wrong bytes.
+	SnapshotCorrupt bool
 
 	// NAT traversal (docs in README, "Running a peer at home").
 	RelayService         bool     // offer a bounded relay service once AutoNAT finds this peer public

@@ -72,8 +72,8 @@ func (s snapshotSource) ReadSnapshot(h [32]byte, off uint64, b []byte) (int, err
 		return 0, nil
 	}
 	n, err := s.d.run.Log.ReadCheckpointWeights(sv.ck, int64(off), b)
-	if sv.real != sv.info.Hash && off == 0 && n > 0 {
-		b[0] ^= 1 // --test-snapshot-lie: weights that hash to the lie
+	if n > 0 && (sv.real != sv.info.Hash && off == 0 || s.d.ps.SnapshotCorrupt) {
+		b[0] ^= 1 // --test-snapshot-lie, --test-snapshot-corrupt: bytes that are not the checkpoint's
 	}
 	return n, err
 }
@@ -238,11 +238,10 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 	deadline := time.Now().Add(d.snapshotWait())
 	refused := map[peer.ID]bool{}
 	// A fetch that fails (a donor left, moved to a newer snapshot, or was
-	// busy) resumes with the donors of the moment until the deadline,
-	// keeping the chunks it has while the pair stays the same.
-	var raw []byte
-	var done []bool
-	var rawHash [32]byte
+	// busy, or sent bytes that are not the snapshot) resumes with the donors
+	// of the moment until the deadline, keeping the chunks it has while the
+	// pair stays the same.
+	var f *snapFetch
 	var fetchErr error
 	for ctx.Err() == nil {
 		if time.Now().After(deadline) {
@@ -259,6 +258,11 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 			sleepCtx(ctx, 500*time.Millisecond)
 			continue
 		}
+		refuse := func(id peer.ID, why string) {
+			refused[id] = true
+			d.log.Warn("refusing a snapshot donor: "+why, "peer", id, "votes", votes)
+			set(func(s *SnapshotStatus) { s.Refused = append(s.Refused, id.String()) })
+		}
 		var from []peer.ID
 		var in p2p.SnapshotInfo
 		for _, o := range offers {
@@ -267,10 +271,7 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 			case o.Info.Digest == dig && o.Info.Hash == hash:
 				from, in = append(from, o.From), o.Info
 			case o.Info.Digest == dig || o.Info.Hash == hash:
-				refused[o.From] = true
-				d.log.Warn("refusing a snapshot donor: its (set digest, weights hash) disagrees with the majority's",
-					"peer", o.From, "votes", votes)
-				set(func(s *SnapshotStatus) { s.Refused = append(s.Refused, o.From.String()) })
+				refuse(o.From, "its (set digest, weights hash) disagrees with the majority's")
 			}
 		}
 		if len(from) == 0 {
@@ -282,25 +283,26 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 			return nil, in, fmt.Errorf("node: snapshot of %d bytes for a layout of %d", in.Size, 4*elems(w))
 		}
 		set(func(s *SnapshotStatus) { s.State, s.Updates, s.Hash = "fetching", in.Count, fmt.Sprintf("%x", in.Hash) })
-		if raw == nil || rawHash != in.Hash {
-			raw, rawHash = make([]byte, in.Size), in.Hash
-			done = make([]bool, (len(raw)+p2p.MaxSnapshotChunk-1)/p2p.MaxSnapshotChunk)
+		if f == nil || f.hash != in.Hash {
+			f = newSnapFetch(in.Hash, in.Size)
 		}
-		if err := d.peer.FetchSnapshot(ctx, from, in.Hash, raw, done); err != nil {
+		used, bad, err := f.fetch(ctx, d.peer, from, w.HashOf)
+		for _, id := range bad {
+			refuse(id, "its weights bytes do not hash to the pair's weights hash")
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			fetchErr = err
-			d.log.Debug("snapshot fetch incomplete: asking again", "err", err, "donors", len(from))
+			d.log.Debug("snapshot fetch failed: asking again", "err", err, "donors", len(from))
 			sleepCtx(ctx, 500*time.Millisecond)
 			continue
 		}
-		if h, err := w.HashOf(raw); err != nil || h != in.Hash {
-			return nil, in, fmt.Errorf("node: the snapshot's weights do not hash to the announced %x", in.Hash[:8])
-		}
+		raw := f.raw
 		set(func(s *SnapshotStatus) {
 			s.State = "fetching_updates"
-			for _, id := range from {
+			for _, id := range used {
 				s.Donors = append(s.Donors, id.String())
 			}
 		})
@@ -317,6 +319,59 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 		return raw, in, nil
 	}
 	return nil, p2p.SnapshotInfo{}, ctx.Err()
+}
+
+// snapshotFetcher is what a snapshot fetch needs of p2p.
+type snapshotFetcher interface {
+	FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte, dst []byte, by []peer.ID) error
+}
+
+// snapFetch is one snapshot's bytes being fetched, and who sent each chunk.
+type snapFetch struct {
+	hash [32]byte
+	raw  []byte
+	by   []peer.ID
+}
+
+func newSnapFetch(hash [32]byte, size uint64) *snapFetch {
+	return &snapFetch{hash: hash, raw: make([]byte, size), by: make([]peer.ID, (size+p2p.MaxSnapshotChunk-1)/p2p.MaxSnapshotChunk)}
+}
+
+// fetch completes the bytes from the donors in from, in parallel, and checks
+// them against the weights hash. If they do not hash right, some donor sent
+// bytes that are not the snapshot, and the one hash cannot say whose: it
+// then takes the whole snapshot from one donor at a time, in order, and a
+// donor whose own bytes do not hash right is bad (a donor that fails to
+// send is only skipped). used are the donors the accepted bytes came from.
+// On an error the chunks held are kept for the next call unless they are
+// known wrong.
+func (f *snapFetch) fetch(ctx context.Context, p snapshotFetcher, from []peer.ID, hashOf func([]byte) ([32]byte, error)) (used, bad []peer.ID, err error) {
+	if err := p.FetchSnapshot(ctx, from, f.hash, f.raw, f.by); err != nil {
+		return nil, nil, err
+	}
+	if h, err := hashOf(f.raw); err == nil && h == f.hash {
+		for _, id := range f.by {
+			if !slices.Contains(used, id) {
+				used = append(used, id)
+			}
+		}
+		return used, nil, nil
+	}
+	for _, id := range from {
+		clear(f.by)
+		if err := p.FetchSnapshot(ctx, []peer.ID{id}, f.hash, f.raw, f.by); err != nil {
+			if ctx.Err() != nil {
+				return nil, bad, ctx.Err()
+			}
+			continue
+		}
+		if h, err := hashOf(f.raw); err == nil && h == f.hash {
+			return []peer.ID{id}, bad, nil
+		}
+		bad = append(bad, id)
+	}
+	clear(f.by)
+	return nil, bad, fmt.Errorf("node: snapshot: no donor's weights hash to the announced %x", f.hash[:8])
 }
 
 // snapPair is a state: a set of updates and the weights they give.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -197,11 +198,13 @@ var ErrSnapshotIncomplete = errors.New("p2p: snapshot: donors failed to send eve
 
 // FetchSnapshot fills dst (Size bytes) with the weights of the snapshot
 // with weights hash hash, in chunks of MaxSnapshotChunk, one worker per donor
-// in from. done[i] marks chunk i as held: chunks already done are skipped,
-// and a chunk a donor fails to send exactly goes back for the others, so a
-// caller resumes a failed fetch by calling again with the same dst and done.
-// A donor that sends a short, long or empty chunk is asked nothing more.
-func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte, dst []byte, done []bool) error {
+// in from. by[i] is the donor chunk i came from, "" while it is not held:
+// chunks already held are skipped, and a chunk a donor fails to send exactly
+// goes back for the others, so a caller resumes a failed fetch by calling
+// again with the same dst and by (and, knowing who sent what, can tell whose
+// bytes to doubt when the whole does not hash right). A donor that sends a
+// short, long or empty chunk is asked nothing more.
+func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte, dst []byte, by []peer.ID) error {
 	if !p.enter() {
 		return errPeerClosed
 	}
@@ -209,13 +212,13 @@ func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte,
 	ctx, cancel := p.roundContext(ctx)
 	defer cancel()
 	chunks := (len(dst) + MaxSnapshotChunk - 1) / MaxSnapshotChunk
-	if len(done) != chunks {
-		return fmt.Errorf("p2p: snapshot: %d chunk flags for %d chunks", len(done), chunks)
+	if len(by) != chunks {
+		return fmt.Errorf("p2p: snapshot: %d chunk donors for %d chunks", len(by), chunks)
 	}
 	var mu sync.Mutex
 	var todo []int
 	for i := range chunks {
-		if !done[i] {
+		if by[i] == "" {
 			todo = append(todo, i)
 		}
 	}
@@ -255,7 +258,7 @@ func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte,
 				err := p.fetchChunk(ctx, id, hash, uint64(lo), want)
 				mu.Lock()
 				if err == nil {
-					done[i] = true
+					by[i] = id
 				} else {
 					if tried[i] == nil {
 						tried[i] = map[peer.ID]bool{}
@@ -277,10 +280,8 @@ func (p *Peer) FetchSnapshot(ctx context.Context, from []peer.ID, hash [32]byte,
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for _, d := range done {
-		if !d {
-			return ErrSnapshotIncomplete
-		}
+	if slices.Contains(by, "") {
+		return ErrSnapshotIncomplete
 	}
 	return nil
 }

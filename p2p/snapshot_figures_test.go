@@ -78,7 +78,7 @@ func snapshotFigure(t *testing.T, n int, info SnapshotInfo, data []byte) {
 			from = append(from, o.From)
 		}
 		dst := make([]byte, info.Size)
-		if err := joiner.FetchSnapshot(ctx, from, info.Hash, dst, make([]bool, (len(dst)+MaxSnapshotChunk-1)/MaxSnapshotChunk)); err != nil {
+		if err := joiner.FetchSnapshot(ctx, from, info.Hash, dst, make([]peer.ID, (len(dst)+MaxSnapshotChunk-1)/MaxSnapshotChunk)); err != nil {
 			t.Fatal(err)
 		}
 		fetched := time.Since(start)

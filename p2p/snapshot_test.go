@@ -91,25 +91,28 @@ func TestFetchSnapshot(t *testing.T) {
 		t.Fatalf("offers %+v", offers)
 	}
 	dst := make([]byte, len(data))
-	done := make([]bool, 4)
-	if err := joiner.FetchSnapshot(ctx, []peer.ID{bad.ID()}, info.Hash, dst, done); err == nil {
+	by := make([]peer.ID, 4)
+	if err := joiner.FetchSnapshot(ctx, []peer.ID{bad.ID()}, info.Hash, dst, by); err == nil {
 		t.Fatal("a donor sending short chunks completed the snapshot")
 	}
-	if !done[0] || done[1] {
-		t.Fatalf("chunks done %v: want the first only", done)
+	if by[0] != bad.ID() || by[1] != "" {
+		t.Fatalf("chunks held from %v: want the first only, from the bad donor", by)
 	}
 	rejected := joiner.Stats().SyncRejected
 	if rejected == 0 {
 		t.Fatal("the short chunk was not counted as a violation")
 	}
-	if err := joiner.FetchSnapshot(ctx, []peer.ID{bad.ID(), good.ID()}, info.Hash, dst, done); err != nil {
+	if err := joiner.FetchSnapshot(ctx, []peer.ID{bad.ID(), good.ID()}, info.Hash, dst, by); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(dst, data) {
 		t.Fatal("the fetched snapshot differs")
 	}
+	if by[0] != bad.ID() || by[1] != good.ID() || by[2] != good.ID() || by[3] != good.ID() {
+		t.Fatalf("chunks from %v: want the first from the bad donor, the rest from the good one", by)
+	}
 	// An unknown hash is answered with nothing.
-	if err := joiner.FetchSnapshot(ctx, []peer.ID{good.ID()}, sha256.Sum256(nil), dst, make([]bool, 4)); err == nil {
+	if err := joiner.FetchSnapshot(ctx, []peer.ID{good.ID()}, sha256.Sum256(nil), dst, make([]peer.ID, 4)); err == nil {
 		t.Fatal("a snapshot the donor does not serve was fetched")
 	}
 }

@@ -49,6 +49,81 @@ func TestSnapshotJoinRefusesLyingDonor(t *testing.T) {
 	checkTotals(t, sts, 20*16, 20*16, 0, 32)
 }
 
+// A donor that serves the majority's pair but sends wrong bytes
+// (--test-snapshot-corrupt) cannot stop a snapshot join. The joiner knows
+// only the corrupt donor at first (its one bootstrap), so its first fetch
+// takes the corrupt bytes: they do not hash to the pair, the joiner takes
+// the snapshot whole from one donor at a time and refuses the corrupt one.
+// An honest peer started after that dials the joiner, and the joiner
+// installs the true snapshot from it.
+func TestSnapshotJoinRefusesCorruptDonor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	n := newNet(t)
+	addNodes(t, ctx, n, 2, "--steps", "20")
+	bad, err := n.Add(ctx, "--steps", "-1", "--test-snapshot-corrupt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := converged(t, ctx, n)[0].Updates
+	bs, err := bad.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !served(t, bad, total) {
+		if ctx.Err() != nil {
+			t.Fatal("the corrupt donor never served the agreed snapshot")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	j, err := n.Add(ctx, "--steps", "2", "--snapshot-quorum", "3", "--snapshot-verify", "--bootstrap", Boot(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := j.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := st.Snapshot; s != nil && slices.Contains(s.Refused, bs.PeerID) {
+			break
+		}
+		if s := st.Snapshot; s != nil && (s.State == "installed" || s.State == "fallback") || ctx.Err() != nil {
+			t.Fatalf("the joiner did not refuse the corrupt donor: %+v", st.Snapshot)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	honest, err := n.Add(ctx, "--steps", "-1") // bootstraps to every peer, the joiner included
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := honest.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := awaitSnapshot(t, ctx, j).Snapshot
+	if s.Updates != total || s.Verify != "verified" || !slices.Equal(s.Donors, []string{hs.PeerID}) {
+		t.Fatalf("snapshot status %+v: want %d updates, verified, from %s only", s, total, hs.PeerID)
+	}
+	t.Logf("refused the corrupt donor, joined by snapshot of %d updates from the honest one in %.2fs (%d votes)", s.Updates, s.Seconds, s.Votes)
+	sts := converged(t, ctx, n)
+	checkTotals(t, sts, 20*16, 20*16, 0, 32, 0)
+}
+
+// served reports whether d's log says it serves the agreed snapshot of
+// updates updates.
+func served(t *testing.T, d *Node, updates uint64) bool {
+	t.Helper()
+	b, err := os.ReadFile(d.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("updates=%d", updates)
+	return slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool {
+		return strings.Contains(l, `msg="serving an agreed snapshot"`) && strings.HasSuffix(l, want)
+	})
+}
+
 // While the run trains on without pause, peers' current states differ by the
 // updates in flight, but the donors keep serving the checkpoint they agreed
 // on: their snapshot infos attest it, so a joiner with --snapshot-quorum 2
@@ -61,18 +136,8 @@ func TestSnapshotJoinWhileTraining(t *testing.T) {
 	agreed := converged(t, ctx, n)[0].Updates
 	// Both donors agree on the state before the run moves on: each serves
 	// its checkpoint of it once it heard the other announce the same pair.
-	want := fmt.Sprintf("updates=%d", agreed)
 	for _, d := range n.Nodes() {
-		for {
-			b, err := os.ReadFile(d.Log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool {
-				return strings.Contains(l, `msg="serving an agreed snapshot"`) && strings.HasSuffix(l, want)
-			}) {
-				break
-			}
+		for !served(t, d, agreed) {
 			if ctx.Err() != nil {
 				t.Fatalf("%s never served the agreed snapshot", d.Name)
 			}

@@ -161,6 +161,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.IntVar(&ps.SnapshotQuorum, "snapshot-quorum", ps.SnapshotQuorum, "join with an empty log from a snapshot once this many machines attest its (set digest, weights hash) by announcing or serving it; 0: replay every update")
 	fs.BoolVar(&ps.SnapshotVerify, "snapshot-verify", ps.SnapshotVerify, "after joining by snapshot, replay its updates in the background to check it (status snapshot.verify)")
 	fs.BoolVar(&ps.SnapshotLie, "test-snapshot-lie", ps.SnapshotLie, "TEST ONLY: serve snapshots whose weights hash is wrong")
+	fs.BoolVar(&ps.SnapshotCorrupt, "test-snapshot-corrupt", ps.SnapshotCorrupt, "TEST ONLY: serve the agreed snapshot's true hash with wrong bytes")
 	fs.BoolVar(&ps.RelayService, "relay-service", ps.RelayService, "offer a bounded circuit relay to peers behind NAT, once AutoNAT finds this peer public")
 	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
 	fs.IntVar(&ps.RelayMaxCircuits, "relay-max-circuits", ps.RelayMaxCircuits, "relay service: relayed connections per peer at most")
