@@ -130,9 +130,9 @@ func BenchmarkWireBytes(b *testing.B) {
 	}
 	waitFor(b, "delivery", func() bool {
 		if time.Since(start) > 50*time.Second { // explain before waitFor gives up
-			b.Logf("receiver holds %d of %d: %+v", recv.log.count(), b.N*count, recv.Stats())
+			b.Logf("receiver holds %d of %d: %+v", recv.log.Count(), b.N*count, recv.Stats())
 		}
-		return recv.log.count() == b.N*count
+		return recv.log.Count() == b.N*count
 	})
 	b.StopTimer()
 	time.Sleep(1500 * time.Millisecond)
@@ -190,7 +190,7 @@ func swarmBytes(b *testing.B, n, d int) {
 	}
 	waitFor(b, "delivery", func() bool {
 		for _, p := range ps {
-			if p.log.count() != n*per*count {
+			if p.log.Count() != n*per*count {
 				return false
 			}
 		}
@@ -230,7 +230,7 @@ func BenchmarkSyncJoin(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, d := range donors {
-			d.log.store(bt)
+			d.log.Store(bt)
 		}
 	}
 	joiner := newTestPeer(b, run, quiet)
@@ -241,11 +241,11 @@ func BenchmarkSyncJoin(b *testing.B) {
 	start := time.Now()
 	connectAll(b, append(donors, joiner)...)
 	waitFor(b, "joiner holds the log", func() bool {
-		if joiner.log.count() == want {
+		if joiner.log.Count() == want {
 			return true
 		}
 		joiner.SyncNow(context.Background())
-		return joiner.log.count() == want
+		return joiner.log.Count() == want
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()

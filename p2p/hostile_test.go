@@ -131,7 +131,7 @@ func TestHostileGossip(t *testing.T) {
 	}
 	legit := mustSign(t, eq, tag, 0, []int8{1, 2, 3, 4, 5, 6, 7, 8})
 	a.publish(t, legit.Raw)
-	waitFor(t, "legit batch stored", func() bool { return v1.log.count() == 8 && v2.log.count() == 8 })
+	waitFor(t, "legit batch stored", func() bool { return v1.log.Count() == 8 && v2.log.Count() == 8 })
 	c.publish(t, legit.Raw) // a replay: the victims' seen-caches drop it
 	equiv := mustSign(t, eq, tag, 4, []int8{5, 6, 7, -8, 9, 10, 11, 12})
 	a.publish(t, equiv.Raw)
@@ -175,13 +175,13 @@ func TestHostileGossip(t *testing.T) {
 	}
 	waitFor(t, "equivocator excluded", func() bool { return v1.log.Excluded(legit.Machine) && v2.log.Excluded(legit.Machine) })
 	for _, v := range []*testPeer{v1, v2} {
-		if n := v.log.count(); n != 0 {
+		if n := v.log.Count(); n != 0 {
 			t.Errorf("victim log holds %d updates, want none: the 8 legitimate ones were the equivocator's", n)
 		}
 		var want zo.SetDigest
 		want.AddHash(zo.ExclusionHash(legit.Machine))
-		if v.log.sum() != want {
-			t.Errorf("digest %s, want the exclusion's alone", v.log.sum())
+		if v.log.Digest() != want {
+			t.Errorf("digest %s, want the exclusion's alone", v.log.Digest())
 		}
 		refused := v.Stats().Refused
 		for reason, n := range map[string]uint64{ReasonMalformed: 6, ReasonSignature: 2, ReasonWrongRun: 1, ReasonVersion: 1} {
@@ -291,19 +291,19 @@ func TestBogusSyncDonor(t *testing.T) {
 			t.Errorf("mode %d: %d fetches in one round, want 1", m, n)
 		}
 	}
-	if n := victim.log.count(); n != 0 {
+	if n := victim.log.Count(); n != 0 {
 		t.Fatalf("log gained %d updates from a bogus donor", n)
 	}
 
 	// An honest donor holding the authentic batch.
 	donor := newTestPeer(t, run, func(o *Options) { o.SyncInterval = time.Hour })
-	donor.log.store(good)
+	donor.log.Store(good)
 	connectAll(t, victim, donor)
 	waitFor(t, "sync protocol known", func() bool { return len(victim.syncPeers()) == 2 })
 	mode.Store(0)
 	waitFor(t, "honest batch fetched", func() bool {
 		victim.SyncNow(context.Background())
-		return victim.log.count() == 4
+		return victim.log.Count() == 4
 	})
 	if u, ok, _ := victim.log.Get(good.Machine, 3); !ok || u.Code != 4 {
 		t.Fatalf("sample 3 = %+v, %v; want the authentic code 4", u, ok)

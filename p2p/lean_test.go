@@ -65,9 +65,9 @@ func TestAgreed(t *testing.T) {
 func TestAnnouncedBatchFetched(t *testing.T) {
 	mk := func() *testPeer {
 		return newTestPeer(t, "lean", func(o *Options) {
-			l := o.Log.(*memLog)
+			l := o.Log.(*MemLog)
 			o.StateInterval = 100 * time.Millisecond
-			o.State = func() (State, bool) { return State{Count: uint64(l.count()), Digest: l.sum()}, true }
+			o.State = func() (State, bool) { return State{Count: uint64(l.Count()), Digest: l.Digest()}, true }
 		})
 	}
 	a, b := mk(), mk()
@@ -78,8 +78,8 @@ func TestAnnouncedBatchFetched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.log.store(batch) // logged, never gossiped
-	waitFor(t, "the batch fetched by anti-entropy", func() bool { return b.log.count() == 16 })
+	a.log.Store(batch) // logged, never gossiped
+	waitFor(t, "the batch fetched by anti-entropy", func() bool { return b.log.Count() == 16 })
 	if b.Stats().SyncUpdates != 16 {
 		t.Fatalf("sync delivered %d updates, want 16", b.Stats().SyncUpdates)
 	}

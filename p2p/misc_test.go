@@ -39,7 +39,7 @@ func TestIdentityPersists(t *testing.T) {
 	var ids []string
 	var machines []uint64
 	for range 2 {
-		o := testOptions(t, "id", newMemLog())
+		o := testOptions(t, "id", NewMemLog())
 		o.Key = k2
 		p, err := New(context.Background(), o)
 		if err != nil {
@@ -109,7 +109,7 @@ func TestQUIC(t *testing.T) {
 	connectAll(t, a, b)
 	waitMesh(t, a, b)
 	a.publish(t, 0, 3, 64)
-	waitFor(t, "delivery over QUIC", func() bool { return b.log.count() == 3*64 })
+	waitFor(t, "delivery over QUIC", func() bool { return b.log.Count() == 3*64 })
 }
 
 // TestDHTDiscovery: two peers that only know a bootstrap node find each other
@@ -132,7 +132,7 @@ func TestDHTDiscovery(t *testing.T) {
 		return ps[0].host.Network().Connectedness(ps[1].ID()) == network.Connected
 	})
 	ps[0].publish(t, 0, 2, 64)
-	waitFor(t, "updates reach the other peer", func() bool { return ps[1].log.count() == 2*64 })
+	waitFor(t, "updates reach the other peer", func() bool { return ps[1].log.Count() == 2*64 })
 }
 
 func TestFetchManifest(t *testing.T) {
@@ -169,5 +169,5 @@ func TestNATOptions(t *testing.T) {
 	connectAll(t, relay, client)
 	waitMesh(t, relay, client)
 	client.publish(t, 0, 1, 64)
-	waitFor(t, "delivery", func() bool { return relay.log.count() == 64 })
+	waitFor(t, "delivery", func() bool { return relay.log.Count() == 64 })
 }

@@ -29,7 +29,7 @@ func TestPortInUse(t *testing.T) {
 	port := freePort(t)
 	addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)
 	newTestPeer(t, "run", func(o *Options) { o.ListenAddrs = []string{addr} })
-	o := testOptions(t, "run", newMemLog())
+	o := testOptions(t, "run", NewMemLog())
 	o.ListenAddrs = []string{addr}
 	p, err := New(context.Background(), o)
 	if err == nil {

@@ -21,15 +21,15 @@ func TestGossipDeliversBetweenThreeHosts(t *testing.T) {
 	want := len(ps) * batches * count
 	waitFor(t, "gossip delivery", func() bool {
 		for _, p := range ps {
-			if p.log.count() != want {
+			if p.log.Count() != want {
 				return false
 			}
 		}
 		return true
 	})
 	for _, p := range ps {
-		if d := p.log.sum(); d != ps[0].log.sum() {
-			t.Errorf("peer %s digest %v, want %v", p.ID(), d, ps[0].log.sum())
+		if d := p.log.Digest(); d != ps[0].log.Digest() {
+			t.Errorf("peer %s digest %v, want %v", p.ID(), d, ps[0].log.Digest())
 		}
 		st := p.Stats()
 		if st.GossipAccepted == 0 || st.GossipRejected != 0 || st.Published != batches {
@@ -54,7 +54,7 @@ func TestAntiEntropyUnderLoss(t *testing.T) {
 	want := len(ps) * batches * count
 	waitFor(t, "convergence", func() bool {
 		for _, p := range ps {
-			if p.log.count() != want || p.log.sum() != ps[0].log.sum() {
+			if p.log.Count() != want || p.log.Digest() != ps[0].log.Digest() {
 				return false
 			}
 		}
@@ -88,20 +88,20 @@ func TestJoinerPullsFromSeveralDonors(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, d := range donors {
-				d.log.store(b)
+				d.log.Store(b)
 			}
 		}
 	}
 	joiner := newTestPeer(t, run, quiet)
 	connectAll(t, append(donors, joiner)...)
 	waitFor(t, "sync protocol known", func() bool { return len(joiner.syncPeers()) == len(donors) })
-	want := donors[0].log.count()
+	want := donors[0].log.Count()
 	// Rounds also start on their own when peers join: just drive them on.
 	waitFor(t, "joiner holds the log", func() bool {
 		joiner.SyncNow(context.Background())
-		return joiner.log.count() == want
+		return joiner.log.Count() == want
 	})
-	if joiner.log.sum() != donors[0].log.sum() {
+	if joiner.log.Digest() != donors[0].log.Digest() {
 		t.Fatal("joiner's set differs from the donors'")
 	}
 	serving := 0

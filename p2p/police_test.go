@@ -33,22 +33,22 @@ func TestEquivocationSplitHeals(t *testing.T) {
 	a.publish(t, x.Raw)
 	b.publish(t, y.Raw)
 	a.publish(t, honest.Raw)
-	waitFor(t, "halves stored", func() bool { return v1.log.count() == 6 && v2.log.count() == 4 })
-	if v1.log.sum() == v2.log.sum() {
+	waitFor(t, "halves stored", func() bool { return v1.log.Count() == 6 && v2.log.Count() == 4 })
+	if v1.log.Digest() == v2.log.Digest() {
 		t.Fatal("the halves gave equal digests")
 	}
 	connectAll(t, v1, v2)
 	waitFor(t, "both exclude the equivocator", func() bool {
 		return v1.log.Excluded(x.Machine) && v2.log.Excluded(x.Machine)
 	})
-	waitFor(t, "same set", func() bool { return v1.log.sum() == v2.log.sum() && v2.log.count() == 2 })
+	waitFor(t, "same set", func() bool { return v1.log.Digest() == v2.log.Digest() && v2.log.Count() == 2 })
 	var want zo.SetDigest
 	for _, u := range honest.Updates() {
 		want.Add(u)
 	}
 	want.AddHash(zo.ExclusionHash(x.Machine))
-	if v1.log.sum() != want {
-		t.Fatalf("digest %s, want the honest updates plus the exclusion", v1.log.sum())
+	if v1.log.Digest() != want {
+		t.Fatalf("digest %s, want the honest updates plus the exclusion", v1.log.Digest())
 	}
 	// The relayers were honest: nobody rejected anything.
 	for _, v := range []*testPeer{v1, v2} {
@@ -59,8 +59,8 @@ func TestEquivocationSplitHeals(t *testing.T) {
 	// Later batches of the machine are refused.
 	a.publish(t, mustSign(t, key, tag, 10, []int8{1}).Raw)
 	waitFor(t, "later batch refused", func() bool { return v1.Stats().Refused[ReasonExcluded] >= 1 })
-	if v1.log.count() != 2 {
-		t.Fatalf("log holds %d updates", v1.log.count())
+	if v1.log.Count() != 2 {
+		t.Fatalf("log holds %d updates", v1.log.Count())
 	}
 }
 
@@ -98,7 +98,7 @@ func TestValidatorEnforcesTheRules(t *testing.T) {
 	a.publish(t, sign(outsider, 0, 120, 1))         // not admitted
 	a.publish(t, sign(weak, 0, 120, 1))             // no proof of work
 	a.publish(t, sign(admitted, 10, 126, 64, -64))  // exactly at the bound
-	waitFor(t, "judged", func() bool { st := v.Stats(); return st.GossipRejected == 5 && v.log.count() == 2 })
+	waitFor(t, "judged", func() bool { st := v.Stats(); return st.GossipRejected == 5 && v.log.Count() == 2 })
 	got := v.Stats().Refused
 	for reason, n := range map[string]uint64{ReasonBound: 2, ReasonSampleCap: 1, ReasonNotAdmitted: 2} {
 		if got[reason] != n {
@@ -123,7 +123,7 @@ func TestProofOfWorkRefused(t *testing.T) {
 	}
 	a.publish(t, mustSign(t, keyWithoutPow(t, run, 8), NewRunTag(run), 0, []int8{1}).Raw)
 	a.publish(t, mustSign(t, minted, NewRunTag(run), 0, []int8{1}).Raw)
-	waitFor(t, "judged", func() bool { return v.Stats().GossipRejected == 1 && v.log.count() == 1 })
+	waitFor(t, "judged", func() bool { return v.Stats().GossipRejected == 1 && v.log.Count() == 1 })
 	if n := v.Stats().Refused[ReasonPow]; n != 1 {
 		t.Fatalf("refused[pow] = %d", n)
 	}

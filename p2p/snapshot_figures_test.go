@@ -65,7 +65,7 @@ func snapshotFigure(t *testing.T, n int, info SnapshotInfo, data []byte) {
 				t.Fatal(err)
 			}
 			for _, d := range donors {
-				d.log.store(b)
+				d.log.Store(b)
 			}
 		}
 		joiner := newTestPeer(t, run, nil)
@@ -86,12 +86,12 @@ func snapshotFigure(t *testing.T, n int, info SnapshotInfo, data []byte) {
 			t.Fatal("the fetched weights differ")
 		}
 		hashed := time.Since(start)
-		for joiner.log.count() < n && ctx.Err() == nil {
+		for joiner.log.Count() < n && ctx.Err() == nil {
 			joiner.SyncNow(ctx)
 		}
 		cancel()
-		if joiner.log.count() != n {
-			t.Fatalf("fetched %d of %d updates", joiner.log.count(), n)
+		if joiner.log.Count() != n {
+			t.Fatalf("fetched %d of %d updates", joiner.log.Count(), n)
 		}
 		load, _ := os.ReadFile("/proc/loadavg")
 		t.Logf("RESULT log=%d weights_fetch=%.2fs (%.0f MB/s from %d donors) hash=%.2fs updates_fetch=%.2fs total=%.2fs load=%s",

@@ -45,7 +45,7 @@ func TestTrafficCountsGossip(t *testing.T) {
 	connectAll(t, a, b)
 	waitMesh(t, a, b)
 	a.publish(t, 0, 1, 64)
-	waitFor(t, "the batch", func() bool { return b.log.count() == 64 })
+	waitFor(t, "the batch", func() bool { return b.log.Count() == 64 })
 	tr := b.Traffic()
 	if f := tr.Gossip["msg_updates"]; f.ItemsIn < 1 || f.In < 64 {
 		t.Fatalf("gossip parts: %+v", tr.Gossip)

@@ -18,7 +18,7 @@ func TestWantFetchesUnlistedBatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.log.store(bt)
+		a.log.Store(bt)
 	}
 	mx := MachineOf(mustPub(t, x))
 	// Banned at a: its updates leave the set and the digest's holdings, its

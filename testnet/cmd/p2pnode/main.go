@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -15,97 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/zopeer/zopeer/p2p"
-	"github.com/zopeer/zopeer/zo"
 )
-
-type memLog struct {
-	mu      sync.Mutex
-	ups     map[[2]uint64]zo.Update
-	holds   map[uint64]p2p.Ranges
-	batches map[uint64][]*p2p.Batch
-	digest  zo.SetDigest
-	mdig    map[uint64]zo.SetDigest
-}
-
-func newMemLog() *memLog {
-	return &memLog{ups: map[[2]uint64]zo.Update{}, holds: map[uint64]p2p.Ranges{}, batches: map[uint64][]*p2p.Batch{}, mdig: map[uint64]zo.SetDigest{}}
-}
-
-func (l *memLog) Excluded(uint64) bool           { return false }
-func (l *memLog) Exclusions() []uint64           { return nil }
-func (l *memLog) Evidence(uint64) ([]byte, bool) { return nil, false }
-func (l *memLog) Get(m, s uint64) (zo.Update, bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u, ok := l.ups[[2]uint64{m, s}]
-	return u, ok, nil
-}
-
-func (l *memLog) Holdings() ([]p2p.Holding, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	hs := make([]p2p.Holding, 0, len(l.holds))
-	for m, rs := range l.holds {
-		d := l.mdig[m]
-		hs = append(hs, p2p.Holding{Machine: m, Samples: append(p2p.Ranges(nil), rs...), Digest: binary.BigEndian.Uint64(d[:8])})
-	}
-	sort.Slice(hs, func(i, j int) bool { return hs[i].Machine < hs[j].Machine })
-	return hs, nil
-}
-
-func (l *memLog) Batches(m, lo, hi uint64, max int) ([][]byte, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out [][]byte
-	n := 0
-	for _, b := range l.batches[m] {
-		if b.Last() < lo || b.First > hi {
-			continue
-		}
-		out = append(out, b.Raw)
-		if n += len(b.Codes); max > 0 && n >= max {
-			break
-		}
-	}
-	return out, nil
-}
-
-func (l *memLog) store(b *p2p.Batch) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	added := 0
-	for _, u := range b.Updates() {
-		k := [2]uint64{u.Machine, u.Sample}
-		if _, ok := l.ups[k]; ok {
-			continue
-		}
-		l.ups[k] = u
-		l.digest.Add(u)
-		d := l.mdig[u.Machine]
-		d.Add(u)
-		l.mdig[u.Machine] = d
-		l.holds[u.Machine] = l.holds[u.Machine].Add(u.Sample, u.Sample)
-		added++
-	}
-	if added > 0 {
-		bs := append(l.batches[b.Machine], b)
-		sort.Slice(bs, func(i, j int) bool { return bs[i].First < bs[j].First })
-		l.batches[b.Machine] = bs
-	}
-}
-
-func (l *memLog) state() (uint64, zo.SetDigest) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return uint64(len(l.ups)), l.digest
-}
 
 // Status is what the status file holds.
 type Status struct {
@@ -171,10 +86,10 @@ func main() {
 		fail(err)
 	}
 	o.Key = k
-	ml := newMemLog()
+	ml := p2p.NewMemLog()
 	o.Log = ml
 	o.State = func() (p2p.State, bool) {
-		n, d := ml.state()
+		n, d := uint64(ml.Count()), ml.Digest()
 		return p2p.State{Count: n, Digest: d}, true
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -186,7 +101,7 @@ func main() {
 	defer pr.Close()
 	go func() {
 		for b := range pr.Batches() {
-			ml.store(b)
+			ml.Store(b)
 		}
 	}()
 	go func() {
@@ -213,7 +128,7 @@ func main() {
 				if err != nil {
 					fail(err)
 				}
-				ml.store(b)
+				ml.Store(b)
 				if err := pr.Publish(ctx, b); err != nil && ctx.Err() == nil {
 					log.Warn("publish", "err", err)
 				}
@@ -231,7 +146,7 @@ func main() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
-		n, d := ml.state()
+		n, d := uint64(ml.Count()), ml.Digest()
 		pmu.Lock()
 		st := Status{ID: pr.ID().String(), Addrs: pr.Addrs(), Updates: n, Published: published, Digest: hex.EncodeToString(d[:]),
 			Net: pr.NetInfo(), Stats: pr.Stats(), Traffic: pr.Traffic(), Time: time.Now().Format(time.RFC3339Nano)}
