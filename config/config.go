@@ -122,3 +122,20 @@ func format(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// List is a comma-separated list flag (--bootstrap a,b): each Set replaces
+// the list, so a flag, its environment twin and a config value mean the same.
+type List []string
+
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set replaces the list with the non-empty, trimmed items of v.
+func (l *List) Set(v string) error {
+	*l = nil
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*l = append(*l, x)
+		}
+	}
+	return nil
+}

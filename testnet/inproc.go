@@ -8,27 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/zopeer/zopeer/config"
 	"github.com/zopeer/zopeer/node"
 )
 
 // The in-process mode reads the subset of `zopeer start` and `zopeer init`
 // flags that the testnet passes, with the same names and defaults, so both
 // modes run from the same arguments.
-
-type commaList []string
-
-func (l *commaList) String() string { return strings.Join(*l, ",") }
-func (l *commaList) Set(v string) error {
-	*l = nil
-	for _, x := range strings.Split(v, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			*l = append(*l, x)
-		}
-	}
-	return nil
-}
 
 func initInProcess(home string, args []string) error {
 	s := node.InitDefaults
@@ -61,7 +48,7 @@ func (p inProcess) end(bool) { p.cancel() }
 func startInProcess(args []string, logf *os.File, done func(error)) (process, error) {
 	s, ps := node.Defaults, node.PeerDefaults
 	s.Steps = 0
-	listen, boot := commaList(ps.Listen), commaList(nil)
+	listen, boot := config.List(ps.Listen), config.List(nil)
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&s.Home, "home", s.Home, "")

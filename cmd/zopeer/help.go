@@ -117,7 +117,7 @@ func argName(f *flag.Flag) string {
 		return ""
 	}
 	switch t := fmt.Sprintf("%T", f.Value); {
-	case strings.Contains(t, "listFlag"):
+	case t == "*config.List":
 		return "A,B,…"
 	case strings.Contains(t, "duration"):
 		return "DURATION"

@@ -12,22 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zopeer/zopeer/config"
 	"github.com/zopeer/zopeer/node"
 )
-
-// listFlag is a comma-separated list flag.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	*l = nil
-	for _, x := range strings.Split(v, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			*l = append(*l, x)
-		}
-	}
-	return nil
-}
 
 func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	s := node.InitDefaults
@@ -47,7 +34,7 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 	fs.IntVar(&s.PowBits, "pow-bits", s.PowBits, "open runs: proof of work every contributing key must carry, in bits")
 	fs.IntVar(&s.BatchSize, "batch-size", s.BatchSize, "records per projected gradient (a --public-data run records it; others use each peer's own)")
 	fs.BoolVar(&s.PublicData, "public-data", s.PublicData, "declare the training data public: peers re-verify each other's gradients and ban liars (docs/PROTOCOL.md §11)")
-	admit := listFlag(s.Admit)
+	admit := config.List(s.Admit)
 	fs.Var(&admit, "admit", "closed runs: machine ids (16 hex digits, `zopeer id`) that may contribute, comma-separated")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
@@ -106,7 +93,7 @@ func initCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer
 
 func idCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Writer, []string) error {
 	home := fs.String("home", node.Defaults.Home, "the node's home directory")
-	listen := listFlag(node.PeerDefaults.Listen)
+	listen := config.List(node.PeerDefaults.Listen)
 	fs.Var(&listen, "listen", "the --listen the peer is started with, for the addresses printed when it is not running")
 	return func(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 		if len(args) > 0 {
@@ -140,7 +127,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	localFlags(fs, &s)
 	fs.StringVar(&s.Run, "run", s.Run, "run to join when the home has no manifest (fetched from peers)")
 	fs.IntVar(&s.Steps, "steps", s.Steps, "contribute this many steps, then keep serving without contributing (0: no limit; -1: serve only)")
-	listen, boot := listFlag(ps.Listen), listFlag(ps.Bootstrap)
+	listen, boot := config.List(ps.Listen), config.List(ps.Bootstrap)
 	fs.Var(&listen, "listen", "multiaddrs to listen on, comma-separated")
 	fs.Var(&boot, "bootstrap", "multiaddrs of peers to dial (…/p2p/ID), comma-separated")
 	fs.BoolVar(&ps.MDNS, "mdns", ps.MDNS, "discover peers on the LAN with mDNS")
@@ -166,7 +153,7 @@ func startCommand(fs *flag.FlagSet) func(context.Context, *slog.Logger, io.Write
 	fs.IntVar(&ps.RelayMaxReservations, "relay-max-reservations", ps.RelayMaxReservations, "relay service: reservations held for other peers at most")
 	fs.IntVar(&ps.RelayMaxCircuits, "relay-max-circuits", ps.RelayMaxCircuits, "relay service: relayed connections per peer at most")
 	fs.IntVar(&ps.MeshDegree, "mesh-degree", ps.MeshDegree, "gossipsub mesh degree D: copies of each message a peer receives (bytes against resilience; large open runs may want 6)")
-	relays := listFlag(ps.StaticRelays)
+	relays := config.List(ps.StaticRelays)
 	fs.Var(&relays, "static-relays", "relays to reserve a slot on (…/p2p/ID), comma-separated (default: relays among the peers this one knows)")
 	fs.BoolVar(&ps.AutoNAT, "autonat-v2", ps.AutoNAT, "check this peer's own addresses with AutoNAT v2")
 	fs.BoolVar(&ps.PeerExchange, "peer-exchange", ps.PeerExchange, "gossipsub peer exchange: hand pruned peers other peers' records")
