@@ -76,7 +76,11 @@ func TestSnapshotJoinRefusesCorruptDonor(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	j, err := n.Add(ctx, "--steps", "2", "--snapshot-quorum", "3", "--snapshot-verify", "--bootstrap", Boot(bad))
+	// Idle peers re-announce every 10 state intervals, so the quorum and
+	// then the late honest donor's agreement can each take 10 s:
+	// --state-every 5s stretches the joiner's wait for a snapshot from 30 s
+	// to 50 s.
+	j, err := n.Add(ctx, "--steps", "2", "--snapshot-quorum", "3", "--snapshot-verify", "--bootstrap", Boot(bad), "--state-every", "5s")
 	if err != nil {
 		t.Fatal(err)
 	}
