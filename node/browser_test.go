@@ -2,13 +2,19 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/zopeer/zopeer/node/dashboard"
 )
 
 // chromium finds a Chromium binary: $ZOPEER_CHROMIUM, else chromium,
@@ -23,6 +29,20 @@ func chromium() string {
 		}
 	}
 	return ""
+}
+
+// needChromium returns Chromium's path, or skips the test without one
+// (fails it in CI, where .ci/browser installs it).
+func needChromium(t *testing.T) string {
+	t.Helper()
+	bin := chromium()
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no Chromium in CI: .ci/browser installs it (apt-get install chromium)")
+		}
+		t.Skip("no Chromium found (chromium, chromium-browser, google-chrome or $ZOPEER_CHROMIUM): dashboard browser test skipped")
+	}
+	return bin
 }
 
 // headless runs Chromium headless on url with args; virtual time lets the
@@ -49,13 +69,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a live two-peer run in a browser")
 	}
-	bin := chromium()
-	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no Chromium in CI: .ci/browser installs it (apt-get install chromium)")
-		}
-		t.Skip("no Chromium found (chromium, chromium-browser, google-chrome or $ZOPEER_CHROMIUM): dashboard browser test skipped")
-	}
+	bin := needChromium(t)
 	_, a, b := twoPeers(t)
 	url := "http://" + a.api + "/"
 	dom := string(headless(t, bin, url, "--dump-dom"))
@@ -91,4 +105,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("screenshot %s: %v", shot, err)
 	}
 	t.Logf("screenshot: %s", shot)
+}
+
+// A joiner's dashboard shows its snapshot join: the state, the votes, the
+// updates, the donors, the replay check and the donors it refused. The page
+// is served with a canned status (a join that refused a donor), so the test
+// needs no live run. Run by .ci/browser.
+func TestDashboardShowsSnapshotJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a browser")
+	}
+	bin := needChromium(t)
+	st := Status{State: "training", Run: "r", Snapshot: &SnapshotStatus{State: "installed", Votes: 3, Donors: []string{"12D3KooWHonest"},
+		Refused: []string{"12D3KooWCorrupt"}, Updates: 640, Seconds: 2.4, Verify: "verified"}}
+	mux := http.NewServeMux()
+	mux.Handle("/", dashboard.Handler())
+	mux.HandleFunc("/api/status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(st) })
+	mux.HandleFunc("/api/peers", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[]")) })
+	mux.HandleFunc("/api/history", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"points":[]}`)) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	dom := string(headless(t, bin, srv.URL+"/", "--dump-dom"))
+	want := `joining by snapshot: <span id="snaptext">installed, 3 votes, 640 updates, from 1 donors in 2s, replay check: verified; refused 1 donors: 12D3KooWCorrupt</span>`
+	if !strings.Contains(dom, want) {
+		i := strings.Index(dom, `id="snapshot"`)
+		t.Fatalf("the dashboard does not show the snapshot join as\n%s\ngot:\n%.400s", want, dom[max(0, i):])
+	}
 }
