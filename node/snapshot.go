@@ -299,7 +299,6 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 			sleepCtx(ctx, 500*time.Millisecond)
 			continue
 		}
-		raw := f.raw
 		set(func(s *SnapshotStatus) {
 			s.State = "fetching_updates"
 			for _, id := range used {
@@ -316,7 +315,7 @@ func (d *Daemon) fetchSnapshot(ctx context.Context, set func(func(*SnapshotStatu
 		if got != in.Digest {
 			return nil, in, fmt.Errorf("node: the snapshot's updates have set digest %s, announced %s", got, in.Digest)
 		}
-		return raw, in, nil
+		return f.raw, in, nil
 	}
 	return nil, p2p.SnapshotInfo{}, ctx.Err()
 }

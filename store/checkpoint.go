@@ -216,7 +216,7 @@ func (s *Store) prune() error {
 	if err != nil || len(cks) <= s.opts.keepCkpts {
 		return err
 	}
-	old := slices.DeleteFunc(cks[:len(cks)-s.opts.keepCkpts], func(c CheckpointInfo) bool { return s.pin && c.ID == s.pinned })
+	old := slices.DeleteFunc(cks[:len(cks)-s.opts.keepCkpts], func(c CheckpointInfo) bool { return c.ID == s.pinned })
 	if len(old) == 0 {
 		return nil
 	}
@@ -249,19 +249,24 @@ func (s *Store) Pin(c CheckpointInfo) error {
 		return ErrClosed
 	}
 	defer s.g.exit()
-	s.pinMu.Lock()
-	cks, err := s.Checkpoints()
-	if err == nil && !slices.ContainsFunc(cks, func(k CheckpointInfo) bool { return k.ID == c.ID && k.File == c.File }) {
-		err = fmt.Errorf("%w: checkpoint %d is not recorded", ErrNoCheckpoint, c.ID)
-	}
-	if err == nil {
-		s.pin, s.pinned = true, c.ID
-	}
-	s.pinMu.Unlock()
-	if err != nil {
+	if err := s.setPin(c); err != nil {
 		return err
 	}
 	return s.prune()
+}
+
+func (s *Store) setPin(c CheckpointInfo) error {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	cks, err := s.Checkpoints()
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(cks, func(k CheckpointInfo) bool { return k.ID == c.ID && k.File == c.File }) {
+		return fmt.Errorf("%w: checkpoint %d is not recorded", ErrNoCheckpoint, c.ID)
+	}
+	s.pinned = c.ID
+	return nil
 }
 
 // removeOrphans deletes checkpoint files that no metadata refers to: temp

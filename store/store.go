@@ -119,9 +119,9 @@ type Store struct {
 	nextCk uint64
 
 	// pinMu serialises pruning with Pin; pinned is the checkpoint pruning
-	// keeps whatever its age (the snapshot a donor serves), if pin is set.
+	// keeps whatever its age (the snapshot a donor serves), 0 for none
+	// (checkpoint ids start at 1).
 	pinMu  sync.Mutex
-	pin    bool
 	pinned uint64
 
 	created bool // Open found no format version: the store is new
