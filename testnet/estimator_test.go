@@ -30,17 +30,7 @@ func TestEstimatorRunsConverge(t *testing.T) {
 			}
 			addNodes(t, ctx, n, 2, "--steps", "20")
 			before := converged(t, ctx, n)
-			if _, err := n.Add(ctx, "--steps", "2"); err != nil {
-				t.Fatal(err)
-			}
-			nd := n.Nodes()[0]
-			if err := nd.Stop(30 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			if err := n.Restart(ctx, nd); err != nil {
-				t.Fatal(err)
-			}
-			sts := converged(t, ctx, n)
+			sts := joinAndRestart(t, ctx, n)
 			for _, st := range sts {
 				for why, c := range st.Refused {
 					if c != 0 {

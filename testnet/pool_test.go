@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zopeer/zopeer/node"
 )
 
 // A pool-mode run (zopeer init --pool): two peers train, a late joiner
@@ -42,17 +44,7 @@ func poolJoinerAndRestart(t *testing.T, m int) {
 	if before[0].Updates != 2*25*16 {
 		t.Fatalf("%d updates, want %d", before[0].Updates, 2*25*16)
 	}
-	if _, err := n.Add(ctx, "--steps", "2"); err != nil {
-		t.Fatal(err)
-	}
-	nd := n.Nodes()[0]
-	if err := nd.Stop(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Restart(ctx, nd); err != nil {
-		t.Fatal(err)
-	}
-	sts := converged(t, ctx, n)
+	sts := joinAndRestart(t, ctx, n)
 	for _, st := range sts {
 		if st.Pool != 64 || st.PoolChoices != uint32(m) {
 			t.Errorf("%s reports pool %d, %d choices; want 64, %d", st.PeerID, st.Pool, st.PoolChoices, m)
@@ -65,4 +57,22 @@ func poolJoinerAndRestart(t *testing.T, m int) {
 	if sts[0].WeightsHash == before[0].WeightsHash {
 		t.Fatal("the joiner's updates did not change the weights")
 	}
+}
+
+// joinAndRestart adds a late joiner that contributes 2 steps, stops and
+// restarts the first peer (which runs its --steps again and rebuilds its
+// weights from its log), and returns the statuses once all agree.
+func joinAndRestart(t *testing.T, ctx context.Context, n *Net) []node.Status {
+	t.Helper()
+	if _, err := n.Add(ctx, "--steps", "2"); err != nil {
+		t.Fatal(err)
+	}
+	nd := n.Nodes()[0]
+	if err := nd.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Restart(ctx, nd); err != nil {
+		t.Fatal(err)
+	}
+	return converged(t, ctx, n)
 }
