@@ -14,11 +14,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/zopeer/zopeer/config"
 	"github.com/zopeer/zopeer/p2p"
 )
 
@@ -36,21 +36,9 @@ type Status struct {
 	Time      string      `json:"time"`
 }
 
-type list []string
-
-func (l *list) String() string { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error {
-	for _, x := range strings.Split(v, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			*l = append(*l, x)
-		}
-	}
-	return nil
-}
-
 func main() {
 	o := p2p.DefaultOptions()
-	var listen, boot list
+	var listen, boot config.List
 	key := flag.String("key", "", "identity file (created if missing)")
 	statusPath := flag.String("status", "", "status file")
 	run := flag.String("run", "netns", "run")
